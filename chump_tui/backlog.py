@@ -1,0 +1,193 @@
+"""Backlog loading: the monolithic ``gaps.yaml`` and the ``docs/gaps/`` registry.
+
+Owns the :class:`Gap` record, the ``done`` set and the rules for finding the
+default backlog. Only PyYAML's *safe* loaders are used (the C one when built),
+so no YAML tag can construct objects or run code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chump_tui.errors import BacklogError
+
+try:  # the C loader is ~10x faster on the 543-gap file
+    _SafeLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _SafeLoader = yaml.SafeLoader
+
+KNOWN_FIELDS = ("id", "title", "priority", "effort", "status", "depends_on")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One backlog item. Fields beyond the picker's are kept in ``extra``."""
+
+    id: str
+    title: str = ""
+    priority: str = ""
+    effort: str = ""
+    status: str = ""
+    depends_on: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    source: str = ""
+
+    def text(self, key: str) -> str:
+        """A human-readable rendering of an extra field (description, acceptance…)."""
+        value = self.extra.get(key)
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return "\n".join(f"- {item}" for item in value)
+        return str(value).strip()
+
+
+@dataclass
+class Backlog:
+    """The loaded gaps plus the warnings met on the way (skipped files)."""
+
+    path: Path
+    gaps: list[Gap]
+    warnings: list[str] = field(default_factory=list)
+
+    def by_id(self) -> dict[str, Gap]:
+        return {g.id: g for g in self.gaps}
+
+
+def done_ids(gaps: Iterable[Gap]) -> set[str]:
+    """Ids whose status is exactly ``done`` (the reference's rule)."""
+    return {g.id for g in gaps if g.status == "done"}
+
+
+def default_backlog_path(base: Path) -> Path:
+    """``docs/gaps/`` when it holds ``*.yaml`` files, else ``docs/gaps.yaml``."""
+    registry = base / "docs" / "gaps"
+    if registry.is_dir() and any(registry.glob("*.yaml")):
+        return registry
+    return base / "docs" / "gaps.yaml"
+
+
+def load_backlog(path: Path) -> Backlog:
+    """Load a monolithic file or a registry directory; raise BacklogError on bad input."""
+    if path.is_dir():
+        return _load_registry(path)
+    if not path.exists():
+        raise BacklogError(f"{path}: backlog not found (pass --backlog PATH)")
+    data = _parse_yaml(path)
+    if data is None:
+        raise BacklogError(f"{path}: file is empty (expected a mapping with a 'gaps:' list)")
+    if not isinstance(data, dict):
+        raise BacklogError(
+            f"{path}: top level is a {_kind(data)}, expected a mapping with a 'gaps:' list"
+        )
+    raw_gaps = data.get("gaps")
+    if raw_gaps is None:
+        raw_gaps = []
+    if not isinstance(raw_gaps, list):
+        raise BacklogError(f"{path}: 'gaps' is a {_kind(raw_gaps)}, expected a list")
+    gaps = [_to_gap(item, path, f"gaps[{i}]") for i, item in enumerate(raw_gaps)]
+    _check_unique(gaps)
+    return Backlog(path=path, gaps=gaps)
+
+
+def _load_registry(directory: Path) -> Backlog:
+    gaps: list[Gap] = []
+    warnings: list[str] = []
+    files = sorted(p for p in directory.iterdir() if p.name.endswith(".yaml"))
+    for file in files:
+        try:
+            if not file.is_file():
+                raise BacklogError(f"{file}: not a regular file")
+            data = _parse_yaml(file)
+            if data is None:
+                continue
+            items = data if isinstance(data, list) else [data]
+            for i, item in enumerate(items):
+                gaps.append(_to_gap(item, file, f"item {i}"))
+        except (BacklogError, OSError) as exc:
+            warnings.append(f"skipped {exc}")
+    _check_unique(gaps)
+    return Backlog(path=directory, gaps=gaps, warnings=warnings)
+
+
+def _parse_yaml(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BacklogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BacklogError(f"{path}: line {line}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise BacklogError(f"{path}: {where}YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise BacklogError(f"{path}: YAML error: {exc}") from None
+    except RecursionError:
+        raise BacklogError(f"{path}: YAML nested too deeply") from None
+
+
+def _to_gap(item: Any, path: Path, where: str) -> Gap:
+    if not isinstance(item, dict):
+        raise BacklogError(f"{path}: {where} is a {_kind(item)}, expected a mapping")
+    raw_id = item.get("id")
+    if raw_id is None or raw_id == "":
+        raise BacklogError(f"{path}: {where} has no 'id'")
+    if not isinstance(raw_id, str):
+        raise BacklogError(f"{path}: {where} 'id' is a {_kind(raw_id)}, expected a string")
+    deps = item.get("depends_on")
+    if deps is None:
+        deps = []
+    if not isinstance(deps, list):
+        raise BacklogError(
+            f"{path}: gap {raw_id}: 'depends_on' is a {_kind(deps)}, expected a list"
+        )
+    return Gap(
+        id=raw_id,
+        title=_scalar(item.get("title")),
+        priority=_scalar(item.get("priority")),
+        effort=_scalar(item.get("effort")),
+        status=_scalar(item.get("status")),
+        depends_on=tuple(_scalar(d) for d in deps if d is not None),
+        extra={k: v for k, v in item.items() if k not in KNOWN_FIELDS},
+        source=os.fspath(path),
+    )
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return ""
+
+
+def _check_unique(gaps: list[Gap]) -> None:
+    seen: dict[str, Gap] = {}
+    for gap in gaps:
+        first = seen.get(gap.id)
+        if first is not None:
+            where = first.source if first.source == gap.source else f"{first.source} and {gap.source}"
+            raise BacklogError(f"{where}: duplicate gap id {gap.id!r}")
+        seen[gap.id] = gap
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "mapping", list: "list", str: "string", int: "number", float: "number",
+            bool: "boolean"}.get(type(value), type(value).__name__)

@@ -1,0 +1,86 @@
+"""Dispatching one gap: depth rule, id check, worktree, claim, prompt, spawn, in that order.
+
+A failing step raises DispatchError naming the step and the later steps are
+not run; the caller records it as a spawn failure for that gap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
+from chump_tui.backlog import Gap
+from chump_tui.errors import DispatchError
+from chump_tui.paths import dispatch_paths, unsafe_id_reason
+from chump_tui.prompt import build_prompt
+from chump_tui.spawners import Spawner
+
+
+@dataclass
+class DispatchHandle:
+    """What a successful dispatch hands to the monitor."""
+
+    gap_id: str
+    worktree: Path
+    branch: str
+    backend: str
+    process: AgentProcess | None
+    started_at: float
+    claim_note: str | None = None
+
+
+def depth_refusal(environ: Mapping[str, str]) -> str | None:
+    """Why we may not dispatch from this environment (a dispatched agent), else None."""
+    raw = environ.get("CHUMP_DISPATCH_DEPTH", "").strip()
+    try:
+        depth = int(raw) if raw else 0
+    except ValueError:
+        depth = 1  # set to something odd: assume we are inside a dispatch
+    if depth >= 1:
+        return f"refusing to dispatch: CHUMP_DISPATCH_DEPTH={raw} (dispatched agents may not dispatch)"
+    return None
+
+
+def dispatch_gap_with(
+    spawner: Spawner,
+    gap: Gap,
+    repo_root: Path,
+    base_ref: str,
+    output: OutputLog,
+    on_line: LineCallback | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> DispatchHandle:
+    if environ is not None:
+        refusal = depth_refusal(environ)
+        if refusal:
+            raise DispatchError(refusal)
+    unsafe = unsafe_id_reason(gap.id)
+    if unsafe:
+        raise DispatchError(f"gap {gap.id!r}: {unsafe}")
+    worktree, branch = dispatch_paths(repo_root, gap.id)
+    try:
+        spawner.create_worktree(worktree, branch, base_ref)
+    except DispatchError as exc:
+        raise DispatchError(f"creating worktree {worktree} for {gap.id}: {exc}") from None
+    try:
+        note = spawner.claim_gap(worktree, gap.id)
+    except DispatchError as exc:
+        raise DispatchError(f"claiming {gap.id} in {worktree}: {exc}") from None
+    prompt = build_prompt(gap.id, repo_root)
+    try:
+        result = spawner.spawn_agent(worktree, gap.id, prompt, output, on_line)
+    except DispatchError as exc:
+        raise DispatchError(f"spawning agent for {gap.id}: {exc}") from None
+    return DispatchHandle(
+        gap_id=gap.id,
+        worktree=worktree,
+        branch=branch,
+        backend=result.backend,
+        process=result.process,
+        started_at=clock(),
+        claim_note=note,
+    )

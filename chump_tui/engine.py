@@ -1,0 +1,504 @@
+"""The engine every front end drives: dispatch table, monitor thread, kills, retries.
+
+It owns the dispatch table and runs ``decide_tick`` for every active dispatch
+on a monitor thread: one PR poll per tick for all branches, plus an immediate
+re-evaluation whenever an agent process exits. Kills run on their own thread
+(SIGTERM to the whole group, grace, SIGKILL), so the grace period never holds
+up the other agents. Reflections are handed to a queue that retries failures.
+Everything it learns is reported to subscribers as events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chump_tui.agent_process import AgentProcess, OutputLog
+from chump_tui.backlog import Gap, done_ids
+from chump_tui.dispatch import dispatch_gap_with
+from chump_tui.dispatch_record import Dispatch
+from chump_tui.errors import DispatchError
+from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice, OutputLine
+from chump_tui.monitor import (
+    DEFAULT_KILL_GRACE_S,
+    DEFAULT_TICK_S,
+    DispatchOutcome,
+    Done,
+    KeepGoing,
+    KillThenDone,
+    MarkStalled,
+    decide_tick,
+    soft_deadline_seconds,
+)
+from chump_tui.paths import dispatch_paths, slug
+from chump_tui.picker import pickable_gaps
+from chump_tui.pr_providers import PrProvider, PrStatus
+from chump_tui.reflection_queue import ReflectionQueue
+from chump_tui.reflections import DispatchReflection, ReflectionWriter
+from chump_tui.spawners import Spawner
+
+Listener = Callable[[EngineEvent], None]
+
+
+@dataclass
+class EngineConfig:
+    base_ref: str = "origin/main"
+    max_parallel: int = 2
+    tick_s: float = DEFAULT_TICK_S
+    kill_grace_s: float = DEFAULT_KILL_GRACE_S
+    soft_deadline_s: float | None = None  # overrides the effort table
+    log_dir: Path | None = None
+    environ: Mapping[str, str] | None = None  # None: no depth check (test spawners)
+    continuous: bool = False
+
+
+@dataclass
+class _Live:
+    """Engine-private companions of a Dispatch row."""
+
+    record: Dispatch
+    output: OutputLog
+    process: AgentProcess | None = None
+    kill_thread: threading.Thread | None = None
+    # Set by the exit watcher once the process ended AND its output is drained,
+    # so the reflection sees the agent's last lines.
+    exit_seen: int | None = None
+    stale_prs: set[int] = field(default_factory=set)
+
+
+class Engine:
+    def __init__(
+        self,
+        repo_root: Path,
+        spawner: Spawner,
+        provider: PrProvider,
+        writer: ReflectionWriter,
+        config: EngineConfig | None = None,
+        backlog: Iterable[Gap] = (),
+        clock: Callable[[], float] = time.time,
+        spawner_for_retry: Spawner | None = None,
+    ) -> None:
+        self.repo_root = repo_root
+        self.spawner = spawner
+        self.spawner_for_retry = spawner_for_retry or spawner
+        self.provider = provider
+        self.writer = writer
+        self.config = config or EngineConfig()
+        self.clock = clock
+        self.backlog: list[Gap] = list(backlog)
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._live: dict[str, _Live] = {}
+        self._order: list[str] = []
+        self._listeners: list[Listener] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_poll_mono = 0.0
+        self._poll_requested = True
+        self.last_github_error: str | None = None
+        self.gh_polls = 0
+        self._launchers: list[threading.Thread] = []
+        self.reflections = ReflectionQueue(writer, self._reflection_written,
+                                           self._reflection_failed)
+
+    # ------------------------------------------------------------------ events
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, event: EngineEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # a broken listener must not stop the engine
+                if not isinstance(event, Notice):
+                    self._emit(Notice("error", f"listener failed: {exc!r}"))
+
+    def _changed(self, live: _Live, why: str) -> None:
+        self._emit(DispatchChanged(dataclasses.replace(live.record), why))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ queries
+    def snapshot(self) -> list[Dispatch]:
+        with self._lock:
+            return [dataclasses.replace(self._live[k].record) for k in self._order]
+
+    def get(self, key: str) -> Dispatch | None:
+        with self._lock:
+            live = self._live.get(key)
+            return dataclasses.replace(live.record) if live else None
+
+    def output_tail(self, key: str, n: int = 400) -> list[str]:
+        with self._lock:
+            live = self._live.get(key)
+        return live.output.tail(n) if live else []
+
+    def output_lines_seen(self, key: str) -> int:
+        with self._lock:
+            live = self._live.get(key)
+        return live.output.lines_seen if live else 0
+
+    def active_count(self) -> int:
+        with self._lock:
+            return sum(1 for lv in self._live.values() if lv.record.active)
+
+    def next_poll_in_s(self) -> float:
+        return max(0.0, self._next_poll_mono - time.monotonic())
+
+    def dispatched_gap_ids(self) -> set[str]:
+        with self._lock:
+            return {lv.record.gap_id for lv in self._live.values()}
+
+    # ---------------------------------------------------------------- dispatch
+    def dispatch(self, gaps: Iterable[Gap]) -> list[Dispatch]:
+        """Run the dispatch steps for each gap in turn (blocking: call off the UI thread)."""
+        lives = [self._reserve(g, attempt=1) for g in gaps]
+        for live in lives:
+            self._launch(live, self.spawner)
+        return [dataclasses.replace(lv.record) for lv in lives]
+
+    def _reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = ()) -> _Live:
+        worktree, branch = dispatch_paths(self.repo_root, gap.id)
+        soft = self.config.soft_deadline_s or soft_deadline_seconds(gap.effort)
+        key = f"{gap.id}#{attempt}"
+        log_path = ""
+        if self.config.log_dir is not None:
+            log_path = str(self.config.log_dir / f"{slug(gap.id)}-attempt{attempt}.log")
+        record = Dispatch(
+            key=key, gap_id=gap.id, title=gap.title, priority=gap.priority, effort=gap.effort,
+            branch=branch, worktree=str(worktree), attempt=attempt, started_at=self.clock(),
+            soft_deadline_s=soft, log_path=log_path,
+        )
+        live = _Live(record, OutputLog(Path(log_path) if log_path else None),
+                     stale_prs=set(stale_prs))
+        with self._lock:
+            self._live[key] = live
+            self._order.append(key)
+            self._changed(live, "dispatching")
+        return live
+
+    def _launch(self, live: _Live, spawner: Spawner) -> None:
+        gap = self._gap_for(live.record)
+        key = live.record.key
+
+        def on_line(stream: str, line: str) -> None:
+            self._emit(OutputLine(key, stream, line))
+
+        try:
+            handle = dispatch_gap_with(
+                spawner, gap, self.repo_root, self.config.base_ref, live.output, on_line,
+                environ=self.config.environ, clock=self.clock,
+            )
+        except DispatchError as exc:
+            with self._lock:
+                live.record.phase = "spawn_failed"
+                live.record.error = str(exc)
+                live.record.ended_at = self.clock()
+                live.output.close()
+                self._changed(live, "spawn_failed")
+                self._idle.notify_all()
+            self._refill_soon()
+            return
+        with self._lock:
+            rec = live.record
+            rec.phase = "running"
+            rec.backend = handle.backend
+            rec.started_at = handle.started_at
+            rec.note = handle.claim_note or ""
+            live.process = handle.process
+            if handle.process is not None:
+                rec.pid = handle.process.pid
+                rec.process_start = handle.process.start_time
+                self._watch_exit(live, handle.process)
+            self._changed(live, "dispatched")
+        self._poll_requested = True
+        self._wake.set()
+
+    def _gap_for(self, record: Dispatch) -> Gap:
+        for gap in self.backlog:
+            if gap.id == record.gap_id:
+                return gap
+        return Gap(id=record.gap_id, title=record.title, priority=record.priority,
+                   effort=record.effort, status="open")
+
+    def _watch_exit(self, live: _Live, process: AgentProcess) -> None:
+        def wait_then_wake() -> None:
+            code = process.wait()
+            process.join_readers(2.0)
+            with self._lock:
+                live.exit_seen = code if code is not None else 0
+            self._wake.set()
+
+        threading.Thread(target=wait_then_wake, name=f"exit-{process.pid}", daemon=True).start()
+
+    # ------------------------------------------------------------ retry & kill
+    def retry(self, key: str) -> Dispatch | None:
+        """Dispatch an ended, unshipped attempt again as attempt N+1 (blocking)."""
+        with self._lock:
+            old = self._live.get(key)
+            if old is None or not old.record.retryable:
+                return None
+            latest = max(lv.record.attempt for lv in self._live.values()
+                         if lv.record.gap_id == old.record.gap_id)
+            if any(lv.record.active for lv in self._live.values()
+                   if lv.record.gap_id == old.record.gap_id):
+                return None
+            stale = set(old.stale_prs)
+            if old.record.pr is not None and old.record.pr.state != "OPEN":
+                stale.add(old.record.pr.number)
+            live = self._reserve(self._gap_for(old.record), latest + 1, stale)
+        self._launch(live, self.spawner_for_retry)
+        return dataclasses.replace(live.record)
+
+    def kill(self, key: str, reason: str = "killed by operator") -> bool:
+        """Start killing one agent; returns at once (the grace runs on its own thread)."""
+        with self._lock:
+            live = self._live.get(key)
+            if live is None or live.record.phase not in ("running", "stalled"):
+                return False
+            self._start_kill(live, reason, self.config.kill_grace_s)
+            return True
+
+    def _start_kill(self, live: _Live, reason: str, grace_s: float) -> None:
+        rec = live.record
+        process = live.process
+        if process is None or not process.group_alive():
+            self._finish(live, DispatchOutcome.killed(reason))
+            return
+        rec.phase = "killing"
+        rec.kill_reason = reason
+        rec.kill_deadline = self.clock() + grace_s
+        self._changed(live, "killing")
+
+        def run() -> None:
+            code = process.terminate_group(grace_s)
+            with self._lock:
+                rec.exit_code = code
+                self._finish(live, DispatchOutcome.killed(reason))
+
+        live.kill_thread = threading.Thread(target=run, name=f"kill-{rec.pid}", daemon=True)
+        live.kill_thread.start()
+
+    def stop_all(self, reason: str = "interrupted", grace_s: float | None = None,
+                 remove_worktrees: bool = False) -> None:
+        """Kill every active agent in parallel and wait for all of them (blocking)."""
+        self.config.continuous = False
+        grace = self.config.kill_grace_s if grace_s is None else grace_s
+        with self._lock:
+            for live in self._live.values():
+                if live.record.phase in ("running", "stalled"):
+                    self._start_kill(live, reason, grace)
+                elif live.record.phase == "killing" and live.kill_thread is None:
+                    self._finish(live, DispatchOutcome.killed(reason))
+            kill_threads = [lv.kill_thread for lv in self._live.values() if lv.kill_thread]
+        for launcher in list(self._launchers):
+            launcher.join(grace + 10)
+        for thread in kill_threads:
+            thread.join(grace + 10)
+        with self._lock:
+            # Anything a launcher finished starting after we looked.
+            late = [lv for lv in self._live.values() if lv.record.phase in ("running", "stalled")]
+            for live in late:
+                self._start_kill(live, reason, grace)
+            late_threads = [lv.kill_thread for lv in late if lv.kill_thread]
+        for thread in late_threads:
+            thread.join(grace + 10)
+        if remove_worktrees:
+            for rec in self.snapshot():
+                self.remove_worktree(rec.key)
+
+    def remove_worktree(self, key: str) -> str | None:
+        """``git worktree remove --force`` for an ended dispatch; returns an error or None."""
+        rec = self.get(key)
+        if rec is None or rec.active:
+            return "agent still active"
+        if not Path(rec.worktree).exists():
+            return None
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(self.repo_root), "worktree", "remove", "--force", rec.worktree],
+                capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        if done.returncode != 0:
+            return done.stderr.decode("utf-8", errors="replace").strip() or "git failed"
+        return None
+
+    # ------------------------------------------------------------- continuous
+    def set_continuous(self, on: bool) -> None:
+        self.config.continuous = on
+        if on:
+            self._refill_soon()
+
+    def pickable_now(self, n: int) -> list[Gap]:
+        with self._lock:
+            done = done_ids(self.backlog) | {
+                lv.record.gap_id for lv in self._live.values()
+                if lv.record.outcome is not None and lv.record.outcome.kind == "shipped"
+            }
+            taken = {lv.record.gap_id for lv in self._live.values()}
+        candidates = [g for g in self.backlog if g.id not in taken]
+        return pickable_gaps(candidates, n, done)
+
+    def _refill_soon(self) -> None:
+        if not self.config.continuous or self._stop.is_set():
+            return
+        with self._lock:
+            slots = self.config.max_parallel - self.active_count()
+            if slots <= 0:
+                return
+            lives = [self._reserve(g, 1) for g in self.pickable_now(slots)]
+        if not lives:
+            return
+
+        def launch_all() -> None:
+            for live in lives:
+                self._launch(live, self.spawner)
+
+        thread = threading.Thread(target=launch_all, name="continuous-dispatch", daemon=True)
+        self._launchers = [t for t in self._launchers if t.is_alive()] + [thread]
+        thread.start()
+
+    # ----------------------------------------------------------- monitor loop
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="monitor", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.reflections.flush(10)
+        self.reflections.close()
+
+    def wait_until_idle(self, timeout_s: float | None = None) -> bool:
+        """Block until no dispatch is active; False on timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._idle:
+            while any(lv.record.active for lv in self._live.values()) or any(
+                    t.is_alive() for t in self._launchers):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(0.1 if left is None else min(left, 0.1))
+        return True
+
+    def poll_now(self) -> None:
+        self._poll_requested = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._poll_requested or time.monotonic() >= self._next_poll_mono:
+                self._poll_requested = False
+                self._poll_github()
+                self._next_poll_mono = time.monotonic() + self.config.tick_s
+            self._evaluate()
+            self._wake.wait(max(0.0, self._next_poll_mono - time.monotonic()))
+            self._wake.clear()
+
+    def _poll_github(self) -> None:
+        with self._lock:
+            branches = sorted({lv.record.branch for lv in self._live.values()
+                               if lv.record.phase in ("running", "stalled")})
+        if not branches:
+            return
+        self.gh_polls += 1
+        try:
+            answer = self.provider.poll(branches)
+        except Exception as exc:  # GitHub trouble is reported and retried, never fatal
+            self.last_github_error = str(exc) or type(exc).__name__
+            self._emit(GitHubPolled(False, self.last_github_error, self.config.tick_s))
+            return
+        self.last_github_error = None
+        with self._lock:
+            for live in self._live.values():
+                rec = live.record
+                if rec.phase not in ("running", "stalled") or rec.branch not in answer:
+                    continue
+                pr = answer[rec.branch]
+                if pr is not None and pr.number in live.stale_prs:
+                    pr = None
+                if pr != rec.pr:
+                    rec.pr = pr
+                    self._changed(live, "pr")
+        self._emit(GitHubPolled(True, None, self.config.tick_s))
+
+    def _evaluate(self) -> None:
+        now = self.clock()
+        with self._lock:
+            in_flight = sum(1 for lv in self._live.values() if lv.record.active)
+            for live in list(self._live.values()):
+                rec = live.record
+                if rec.phase not in ("running", "stalled"):
+                    continue
+                code = live.exit_seen
+                if code is not None and rec.exit_code is None:
+                    rec.exit_code = code
+                    if code == 0:
+                        self._changed(live, "exited")
+                running = live.process is not None and code is None
+                decision = decide_tick(rec.pr, rec.started_at, now, rec.soft_deadline_s,
+                                       code, running)
+                if isinstance(decision, KeepGoing):
+                    if rec.phase == "stalled" and rec.pr is not None:
+                        rec.phase = "running"
+                        self._changed(live, "pr")
+                elif isinstance(decision, MarkStalled):
+                    if rec.phase != "stalled":
+                        rec.phase = "stalled"
+                        self._changed(live, "stalled")
+                elif isinstance(decision, Done):
+                    self._finish(live, decision.outcome, in_flight)
+                elif isinstance(decision, KillThenDone):
+                    self._start_kill(live, decision.reason, self.config.kill_grace_s)
+
+    def _finish(self, live: _Live, outcome: DispatchOutcome, in_flight: int | None = None) -> None:
+        """Record a terminal outcome once, queue its reflection, refill if continuous."""
+        rec = live.record
+        if rec.outcome is not None:
+            return
+        now = self.clock()
+        if in_flight is None:
+            in_flight = sum(1 for lv in self._live.values() if lv.record.active)
+        rec.outcome = outcome
+        rec.phase = "ended"
+        rec.ended_at = now
+        rec.kill_deadline = None
+        live.output.close()
+        self._changed(live, "outcome")
+        self.reflections.put(rec.key, DispatchReflection.build(
+            rec.gap_id, rec.effort or "m", outcome, int(now - rec.started_at),
+            in_flight - 1, rec.backend or "claude", live.output.signal_lines()))
+        self._idle.notify_all()
+        self._refill_soon()
+
+    def _reflection_written(self, key: str) -> None:
+        with self._lock:
+            live = self._live.get(key)
+            if live is not None:
+                live.record.reflection_written = True
+                self._changed(live, "reflected")
+
+    def _reflection_failed(self, key: str, error: str) -> None:
+        self._emit(Notice("warning", f"reflection for {key} not written yet ({error}); retrying"))
+
+    def pr_of(self, key: str) -> PrStatus | None:
+        rec = self.get(key)
+        return rec.pr if rec else None
+
+
+def default_log_dir(repo_root: Path) -> Path:
+    return repo_root / "sessions" / "chump-tui" / "logs"
+
+
+def own_environ() -> dict[str, str]:
+    return dict(os.environ)

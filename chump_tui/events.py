@@ -1,0 +1,47 @@
+"""What the engine reports. Front ends subscribe and turn these into output or redraws.
+
+Events are plain frozen dataclasses carrying copies, so a listener on another
+thread never sees a record change under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from chump_tui.dispatch_record import Dispatch
+
+
+@dataclass(frozen=True)
+class DispatchChanged:
+    """A dispatch was created or changed phase, PR state or outcome."""
+
+    dispatch: Dispatch
+    why: Literal["dispatching", "dispatched", "spawn_failed", "pr", "stalled", "killing",
+                 "outcome", "reflected", "exited"]
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    """One line an agent wrote (high rate: listeners must be cheap)."""
+
+    key: str
+    stream: str
+    line: str
+
+
+@dataclass(frozen=True)
+class GitHubPolled:
+    ok: bool
+    error: str | None
+    next_poll_in_s: float
+
+
+@dataclass(frozen=True)
+class Notice:
+    level: Literal["info", "warning", "error"]
+    text: str
+
+
+EngineEvent = DispatchChanged | OutputLine | GitHubPolled | Notice

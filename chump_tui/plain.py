@@ -1,0 +1,208 @@
+"""Plain mode for scripts and cron: the reference's output lines, no Textual.
+
+Lines kept from ``chump-orchestrator``: the header with totals,
+``WOULD DISPATCH:``, ``DISPATCHED:``, ``DISPATCH-FAILED:`` and the monitor
+summary. Ctrl+C under ``--watch`` stops every agent group, records each as
+Killed("interrupted"), prints the summary and exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chump_tui.backlog import Backlog, default_backlog_path, done_ids, load_backlog
+from chump_tui.dispatch_record import Dispatch
+from chump_tui.engine import Engine, EngineConfig, default_log_dir
+from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice
+from chump_tui.paths import dispatch_paths
+from chump_tui.picker import pickable_gaps
+from chump_tui.pr_providers import GhPrProvider
+from chump_tui.reflections import (
+    NoopReflectionWriter,
+    ReflectionWriter,
+    SqliteReflectionWriter,
+)
+from chump_tui.repo import git_toplevel, resolve_repo_root
+from chump_tui.self_test import run_self_test, scratch_dir
+from chump_tui.spawners import RealSpawner
+
+if TYPE_CHECKING:
+    from chump_tui.cli import Options
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _out(text: str) -> None:
+    print(text, flush=True)
+
+
+def load_for(opts: Options, base: Path) -> Backlog:
+    backlog = load_backlog(opts.backlog if opts.backlog is not None else default_backlog_path(base))
+    for warning in backlog.warnings:
+        _err(f"warning: {warning}")
+    return backlog
+
+
+def backlog_base(opts: Options) -> Path:
+    """Where the default backlog is looked for: --repo-root, the git top level, else ."""
+    if opts.repo_root is not None:
+        return opts.repo_root
+    return git_toplevel() or Path(".")
+
+
+def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> str:
+    gaps = backlog.gaps
+    return (
+        f"chump-orchestrator (MVP complete, {mode}): {len(gaps)} total gaps, "
+        f"{sum(1 for g in gaps if g.status == 'open')} open, {len(done_ids(gaps))} done; "
+        f"would dispatch {picked} of max-parallel {max_parallel}"
+    )
+
+
+def summary_lines(rows: list[Dispatch], spawn_failures: int) -> list[str]:
+    ended = [r for r in rows if r.outcome is not None]
+    lines = [f"\n=== monitor summary ({len(ended)} entries) ==="]
+    counts = {"shipped": 0, "ci_failed": 0, "stalled": 0, "killed": 0}
+    for r in ended:
+        assert r.outcome is not None
+        counts[r.outcome.kind] += 1
+        if r.outcome.kind == "shipped":
+            lines.append(f"  SHIPPED   {r.branch}  PR #{r.outcome.pr_number}")
+        elif r.outcome.kind == "stalled":
+            lines.append(f"  STALLED   {r.branch}  (no PR within soft deadline)")
+        elif r.outcome.kind == "killed":
+            lines.append(f"  KILLED    {r.branch}  {r.outcome.reason}")
+        else:
+            lines.append(f"  CI-FAILED {r.branch}  PR #{r.outcome.pr_number}")
+    lines.append(
+        f"shipped={counts['shipped']}  ci_failed={counts['ci_failed']}  "
+        f"stalled={counts['stalled']}  killed={counts['killed']}  spawn_failures={spawn_failures}"
+    )
+    return lines
+
+
+def make_writer(opts: Options, repo_root: Path) -> ReflectionWriter:
+    if opts.no_reflect:
+        return NoopReflectionWriter()
+    return SqliteReflectionWriter.for_repo(repo_root)
+
+
+def run_plain(opts: Options) -> int:
+    base = backlog_base(opts)
+    backlog = load_for(opts, base)
+    picked = pickable_gaps(backlog.gaps, opts.max_parallel, done_ids(backlog.gaps))
+    mode = "dry-run" if opts.dry_run else ("execute+watch" if opts.watch else "execute")
+    _out(header_line(mode, backlog, len(picked), opts.max_parallel))
+    if not picked:
+        _err("note: no pickable gaps. Either backlog is exhausted or all open P0-P2 gaps are "
+             "XL or dependency-blocked.")
+        return 0
+    if opts.dry_run:
+        root = base.resolve() if opts.repo_root is not None or base != Path(".") else Path(".")
+        for gap in picked:
+            wt, _branch = dispatch_paths(root, gap.id)
+            _out(f"WOULD DISPATCH: {gap.id} (prio={gap.priority} effort={gap.effort}) in {wt}"
+                 f"  -- {gap.title}")
+        return 0
+    return _execute(opts, backlog, picked)
+
+
+def _execute(opts: Options, backlog: Backlog, picked: list) -> int:  # type: ignore[type-arg]
+    repo_root = resolve_repo_root(opts.repo_root)
+    writer = make_writer(opts, repo_root)
+    spawner = RealSpawner(repo_root, os.environ)
+    if spawner.backend_warning:
+        _err(f"[dispatch] WARN {spawner.backend_warning}")
+    engine = Engine(
+        repo_root, spawner, GhPrProvider(repo_root), writer,
+        EngineConfig(base_ref=opts.base_ref, max_parallel=opts.max_parallel, tick_s=opts.tick_s,
+                     kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
+                     log_dir=default_log_dir(repo_root), environ=os.environ,
+                     continuous=False),
+        backlog=backlog.gaps,
+        spawner_for_retry=RealSpawner(repo_root, os.environ, reuse_existing_worktree=True),
+    )
+    engine.subscribe(_print_event)
+    engine.dispatch(picked)
+    if not opts.watch:
+        failures = _spawn_failures(engine)
+        if failures:
+            _err(f"error: {failures} of {len(picked)} dispatches failed")
+            return 1
+        return 0
+    if opts.no_reflect:
+        _err("[chump-tui] --no-reflect set: skipping reflection writes.")
+    else:
+        _err(f"[chump-tui] reflection writes will land in {writer.describe()}")
+    interrupted = False
+    engine.start()
+    engine.set_continuous(opts.continuous)
+    try:
+        engine.wait_until_idle()
+    except KeyboardInterrupt:
+        interrupted = True
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _err("[chump-tui] interrupted: stopping every agent ...")
+            engine.stop_all("interrupted")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    engine.close()
+    rows = engine.snapshot()
+    failures = _spawn_failures(engine)
+    for line in summary_lines(rows, failures):
+        _out(line)
+    pending = engine.reflections.pending()
+    if pending:
+        _err(f"warning: {pending} reflection(s) not written: {engine.reflections.last_error()}")
+    if interrupted:
+        return 130
+    if failures:
+        _err(f"error: {failures} of {len(rows)} dispatches failed at spawn time")
+        return 1
+    return 0
+
+
+def _spawn_failures(engine: Engine) -> int:
+    return sum(1 for r in engine.snapshot() if r.phase == "spawn_failed")
+
+
+def _print_event(event: EngineEvent) -> None:
+    if isinstance(event, DispatchChanged):
+        d = event.dispatch
+        if event.why == "dispatched":
+            pid = d.pid if d.pid is not None else "<no-pid>"
+            _out(f"DISPATCHED: {d.gap_id} in {d.worktree} as PID {pid}")
+            if d.note:
+                _err(f"[dispatch] {d.branch}: {d.note}")
+        elif event.why == "spawn_failed":
+            _err(f"DISPATCH-FAILED: {d.gap_id}: {d.error}")
+        elif event.why == "stalled":
+            _err(f"[monitor] {d.branch}: no PR after the soft deadline "
+                 f"({int(d.soft_deadline_s)}s); still watching")
+        elif event.why == "killing":
+            _err(f"[monitor] {d.branch}: killing ({d.kill_reason})")
+    elif isinstance(event, GitHubPolled) and not event.ok:
+        _err(f"[monitor] gh pr list failed: {event.error} (will retry)")
+    elif isinstance(event, Notice):
+        _err(f"[chump-tui] {event.text}")
+
+
+def run_self_test_plain(opts: Options) -> int:
+    _err(f"[chump-tui] --self-test: packaged synthetic backlog, scratch={scratch_dir()}")
+    report = run_self_test(opts.max_parallel)
+    passed = report.passed()  # before clean-up: it checks the dummy files exist
+    _out(report.verdict_line())
+    for line in report.row_lines():
+        _out(line)
+    for error in report.errors:
+        _err(f"self-test: {error}")
+    shutil.rmtree(scratch_dir(), ignore_errors=True)
+    return 0 if passed else 1

@@ -1,0 +1,140 @@
+"""Pull-request state per branch: GitHub via ONE ``gh`` call per poll, and test doubles.
+
+A provider answers ``poll(branches)`` with the latest PR of every branch (or
+None). ``GhPrProvider`` lists the repo's recent PRs once and matches them by
+head branch, so 50 agents cost what 1 costs against the rate limit. A failed
+or garbled answer raises ``PrProviderError``; the engine reports it and
+retries next tick with the last known states.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from chump_tui.errors import ChumpError
+
+GH_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class PrStatus:
+    number: int
+    state: str  # OPEN | CLOSED | MERGED
+    merge_state_status: str = ""  # DIRTY means a rebase is needed
+
+
+class PrProviderError(ChumpError):
+    """GitHub could not be asked, or answered something we cannot read."""
+
+
+class PrProvider(Protocol):
+    def poll(self, branches: Sequence[str]) -> dict[str, PrStatus | None]: ...
+
+
+class GhPrProvider:
+    """``gh pr list --state all`` once per poll, newest first, matched by head branch."""
+
+    def __init__(self, repo_root: Path, gh: str = "gh", environ: Mapping[str, str] | None = None,
+                 timeout_s: float = GH_TIMEOUT_S) -> None:
+        self.repo_root = repo_root
+        self.gh = gh
+        self.environ = dict(environ) if environ is not None else None
+        self.timeout_s = timeout_s
+
+    def poll(self, branches: Sequence[str]) -> dict[str, PrStatus | None]:
+        if not branches:
+            return {}
+        # Our branches' PRs are among the newest; leave generous room for others' PRs.
+        limit = min(1000, 100 + 4 * len(branches))
+        argv = [self.gh, "pr", "list", "--state", "all", "--json",
+                "number,state,mergeStateStatus,headRefName", "--limit", str(limit)]
+        try:
+            done = subprocess.run(argv, cwd=self.repo_root, env=self.environ,
+                                  stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=self.timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise PrProviderError(f"gh pr list timed out after {self.timeout_s:.0f}s") from None
+        except OSError as exc:
+            raise PrProviderError(f"cannot run {self.gh}: {exc.strerror or exc}") from None
+        if done.returncode != 0:
+            err = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
+            raise PrProviderError(
+                f"gh pr list failed (exit {done.returncode}): {err[-1] if err else 'no output'}"
+            )
+        return match_branches(parse_pr_list(done.stdout), branches)
+
+
+def parse_pr_list(stdout: bytes) -> list[tuple[str, PrStatus]]:
+    """(headRefName, status) pairs from ``gh pr list --json`` output."""
+    try:
+        rows = json.loads(stdout.decode("utf-8", errors="replace") or "[]")
+    except ValueError as exc:
+        raise PrProviderError(f"gh pr list printed something that is not JSON ({exc})") from None
+    if not isinstance(rows, list):
+        raise PrProviderError("gh pr list JSON is not a list")
+    out: list[tuple[str, PrStatus]] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        number, state, head = row.get("number"), row.get("state"), row.get("headRefName")
+        if not isinstance(number, int) or not isinstance(state, str) or not isinstance(head, str):
+            continue
+        merge = row.get("mergeStateStatus")
+        out.append((head, PrStatus(number, state.upper(), merge if isinstance(merge, str) else "")))
+    return out
+
+
+def match_branches(
+    prs: list[tuple[str, PrStatus]], branches: Sequence[str]
+) -> dict[str, PrStatus | None]:
+    """Latest (highest-numbered) PR per watched branch."""
+    result: dict[str, PrStatus | None] = {b: None for b in branches}
+    for head, status in prs:
+        if head in result:
+            current = result[head]
+            if current is None or status.number > current.number:
+                result[head] = status
+    return result
+
+
+class InstantMergedPrProvider:
+    """Self-test double: every branch is MERGED, with a fresh PR number per branch."""
+
+    def __init__(self, start: int = 1000) -> None:
+        self._next = itertools.count(start)
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def poll(self, branches: Sequence[str]) -> dict[str, PrStatus | None]:
+        with self._lock:
+            self.calls += 1
+            for b in branches:
+                if b not in self._numbers:
+                    self._numbers[b] = next(self._next)
+            return {b: PrStatus(self._numbers[b], "MERGED") for b in branches}
+
+
+class ScriptedPrProvider:
+    """Test double: per branch a list of answers, popped per poll; the last one repeats."""
+
+    def __init__(self, scripts: Mapping[str, list[PrStatus | None]]) -> None:
+        self._scripts = {k: list(v) for k, v in scripts.items()}
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def poll(self, branches: Sequence[str]) -> dict[str, PrStatus | None]:
+        with self._lock:
+            self.calls += 1
+            out: dict[str, PrStatus | None] = {}
+            for b in branches:
+                script = self._scripts.get(b, [])
+                out[b] = script.pop(0) if len(script) > 1 else (script[0] if script else None)
+            return out

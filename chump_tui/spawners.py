@@ -1,0 +1,223 @@
+"""How a gap becomes a running agent: worktree, claim, backend process.
+
+``Spawner`` is the seam the dispatcher drives (create_worktree -> claim_gap ->
+spawn_agent). ``RealSpawner`` shells out to git, the repo's claim script and
+the claude / chump-local backend; ``CHUMP_FAULT_INJECT`` swaps the backend for
+real ``sh`` children that fail in known ways. Every external call is an argv
+list (never a shell string) with a timeout.
+"""
+
+from __future__ import annotations
+
+import enum
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
+from chump_tui.errors import DispatchError
+
+GIT_TIMEOUT_S = 120.0
+CLAIM_SCRIPTS = (Path("scripts/gap-claim.sh"), Path("scripts/coord/gap-claim.sh"))
+CLAUDE_WRAPPERS = (Path("scripts/claude-retry.sh"), Path("scripts/coord/claude-retry.sh"))
+DISPATCH_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Chump Dispatched",
+    "GIT_AUTHOR_EMAIL": "chump-dispatch@chump.bot",
+    "GIT_COMMITTER_NAME": "Chump Dispatched",
+    "GIT_COMMITTER_EMAIL": "chump-dispatch@chump.bot",
+}
+
+
+class FaultMode(enum.Enum):
+    SPAWN_FAIL = "spawn_fail"
+    EXIT_1 = "exit_1"
+    EXIT_0_NO_PR = "exit_0_no_pr"
+    MONITOR_TIMEOUT = "monitor_timeout"
+
+
+_FAULT_SCRIPTS = {
+    FaultMode.EXIT_1: "sleep 0.1; exit 1",
+    FaultMode.EXIT_0_NO_PR: "sleep 0.1; exit 0",
+    FaultMode.MONITOR_TIMEOUT: "sleep 3600",
+}
+
+
+def active_fault_mode(environ: Mapping[str, str]) -> FaultMode | None:
+    """First recognised token of ``CHUMP_FAULT_INJECT`` (comma list), else None."""
+    for token in environ.get("CHUMP_FAULT_INJECT", "").split(","):
+        try:
+            return FaultMode(token.strip())
+        except ValueError:
+            continue
+    return None
+
+
+def resolve_backend(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(backend label, warning or None) from ``CHUMP_DISPATCH_BACKEND``."""
+    raw = environ.get("CHUMP_DISPATCH_BACKEND", "").strip()
+    if raw in ("", "claude"):
+        return "claude", None
+    if raw in ("chump-local", "chump_local", "local"):
+        return "chump-local", None
+    return "claude", (
+        f"unknown CHUMP_DISPATCH_BACKEND={raw!r}; falling back to 'claude' "
+        "(valid: claude | chump-local)"
+    )
+
+
+def resolve_claude_bin(repo_root: Path, environ: Mapping[str, str]) -> str:
+    explicit = environ.get("CHUMP_CLAUDE_BIN")
+    if explicit:
+        return explicit
+    for wrapper in CLAUDE_WRAPPERS:
+        if (repo_root / wrapper).is_file():
+            return str(repo_root / wrapper)
+    return "claude"
+
+
+def resolve_chump_local_bin(worktree: Path, environ: Mapping[str, str]) -> str:
+    explicit = environ.get("CHUMP_LOCAL_BIN")
+    if explicit:
+        return explicit
+    probe = worktree
+    for _ in range(5):
+        for build in ("release", "debug"):
+            candidate = probe / "target" / build / "chump"
+            if candidate.is_file():
+                return str(candidate)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    return "chump"
+
+
+def agent_env(environ: Mapping[str, str], backend: str) -> dict[str, str]:
+    env = dict(environ)
+    env["CHUMP_DISPATCH_DEPTH"] = "1"
+    env.update(DISPATCH_IDENTITY)
+    if backend == "chump-local":
+        env["CHUMP_DISPATCH_BACKEND_LABEL"] = "chump-local"
+    return env
+
+
+@dataclass
+class SpawnResult:
+    """What a spawner started: a process (None for in-process test agents)."""
+
+    process: AgentProcess | None
+    backend: str
+
+
+class Spawner(Protocol):
+    """The three dispatch steps; each raises DispatchError to abort the rest."""
+
+    def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None: ...
+
+    def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
+        """Claim the gap; return a note when the claim was skipped."""
+        ...
+
+    def spawn_agent(
+        self,
+        worktree: Path,
+        gap_id: str,
+        prompt: str,
+        output: OutputLog,
+        on_line: LineCallback | None,
+    ) -> SpawnResult: ...
+
+
+class RealSpawner:
+    """git worktree + the repo's claim script + the claude / chump-local backend."""
+
+    def __init__(
+        self,
+        repo_root: Path,
+        environ: Mapping[str, str],
+        reuse_existing_worktree: bool = False,
+    ) -> None:
+        self.repo_root = repo_root
+        self.environ = dict(environ)
+        self.reuse_existing_worktree = reuse_existing_worktree
+        self.backend, self.backend_warning = resolve_backend(self.environ)
+
+    def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
+        if self.reuse_existing_worktree and (worktree / ".git").exists():
+            return
+        worktree.parent.mkdir(parents=True, exist_ok=True)
+        _run_step(
+            ["git", "-C", str(self.repo_root), "worktree", "add", str(worktree), "-b", branch,
+             base_ref],
+            cwd=self.repo_root,
+            what=f"git worktree add {worktree}",
+            environ=self.environ,
+        )
+
+    def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
+        script = next((worktree / s for s in CLAIM_SCRIPTS if (worktree / s).is_file()), None)
+        if script is None:
+            return "no claim script (scripts/gap-claim.sh); claim skipped"
+        _run_step(["bash", str(script), gap_id], cwd=worktree,
+                  what=f"{script.name} {gap_id}", environ=self.environ)
+        return None
+
+    def spawn_agent(
+        self,
+        worktree: Path,
+        gap_id: str,
+        prompt: str,
+        output: OutputLog,
+        on_line: LineCallback | None,
+    ) -> SpawnResult:
+        fault = active_fault_mode(self.environ)
+        if fault is not None:
+            return SpawnResult(spawn_fault_process(fault, worktree, output, on_line), self.backend)
+        env = agent_env(self.environ, self.backend)
+        if self.backend == "chump-local":
+            argv = [resolve_chump_local_bin(worktree, self.environ), "--execute-gap", gap_id]
+        else:
+            argv = [resolve_claude_bin(self.repo_root, self.environ), "-p", prompt,
+                    "--dangerously-skip-permissions"]
+        try:
+            process = AgentProcess.spawn(argv, worktree, env, output, on_line)
+        except OSError as exc:
+            raise DispatchError(
+                f"cannot start {self.backend} agent {argv[0]!r}: {exc.strerror or exc}"
+            ) from None
+        return SpawnResult(process, self.backend)
+
+
+def spawn_fault_process(
+    fault: FaultMode, cwd: Path, output: OutputLog, on_line: LineCallback | None
+) -> AgentProcess:
+    """The seed's fault children, as real ``sh`` processes (or an error for spawn_fail)."""
+    if fault is FaultMode.SPAWN_FAIL:
+        raise DispatchError("[fault-inject] spawn_fail: dispatch returns error immediately")
+    where = cwd if cwd.is_dir() else Path.cwd()
+    try:
+        return AgentProcess.spawn(["sh", "-c", _FAULT_SCRIPTS[fault]], where,
+                                  {"PATH": "/usr/bin:/bin"}, output, on_line)
+    except OSError as exc:
+        raise DispatchError(f"[fault-inject] {fault.value}: spawning sh: {exc}") from None
+
+
+def _run_step(argv: list[str], cwd: Path, what: str, environ: Mapping[str, str]) -> None:
+    try:
+        done = subprocess.run(
+            argv, cwd=cwd, env=dict(environ), stdin=subprocess.DEVNULL,
+            capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DispatchError(f"{what}: timed out after {GIT_TIMEOUT_S:.0f}s") from None
+    except OSError as exc:
+        raise DispatchError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
+    if done.returncode != 0:
+        detail = _last_line(done.stderr) or _last_line(done.stdout) or "no output"
+        raise DispatchError(f"{what} failed (exit {done.returncode}): {detail}")
+
+
+def _last_line(data: bytes) -> str:
+    lines = [ln for ln in data.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
