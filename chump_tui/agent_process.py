@@ -213,19 +213,17 @@ class AgentProcess:
                 os.kill(self.pid, sig)
 
     def group_alive(self) -> bool:
-        """True while any process of the agent's group is alive."""
-        if self._popen is not None:
-            self._popen.poll()  # reap the leader so a zombie does not count
+        """True while any process of the agent's group is alive (zombies do not count)."""
+        if self._popen is not None and self._popen.poll() is None:
+            return True
         try:
             os.killpg(self.pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        # killpg(0) succeeds for zombies too; the group leader may be an unreaped child.
-        if self._popen is not None and self._popen.poll() is not None:
-            return _group_has_live_member(self.pid)
-        return True
+        # killpg(0) also succeeds for zombies waiting to be reaped by init.
+        return group_has_live_member(self.pid)
 
     def terminate_group(self, grace_s: float) -> int | None:
         """SIGTERM the group, wait up to ``grace_s``, then SIGKILL. Blocks the caller only."""
@@ -238,6 +236,9 @@ class AgentProcess:
         if self.group_alive():
             self.signal_group(signal.SIGKILL)
         code = self.wait(5.0)
+        gone_by = time.monotonic() + 5.0
+        while self.group_alive() and time.monotonic() < gone_by:
+            time.sleep(0.02)
         self.join_readers(1.0)
         return code
 
@@ -279,7 +280,8 @@ def _process_start_time(pid: int) -> float | None:
         return None
 
 
-def _group_has_live_member(pgid: int) -> bool:
+def group_has_live_member(pgid: int) -> bool:
+    """Any non-zombie process whose process group is ``pgid``."""
     for proc in psutil.process_iter(["pid"]):
         try:
             if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:

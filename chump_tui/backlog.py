@@ -127,7 +127,7 @@ def _parse_yaml(path: Path) -> Any:
         line = raw[: exc.start].count(b"\n") + 1
         raise BacklogError(f"{path}: line {line}: not valid UTF-8 (byte {exc.start})") from None
     try:
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=_SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -181,7 +181,9 @@ def _check_unique(gaps: list[Gap]) -> None:
     for gap in gaps:
         first = seen.get(gap.id)
         if first is not None:
-            where = first.source if first.source == gap.source else f"{first.source} and {gap.source}"
+            where = first.source
+            if first.source != gap.source:
+                where = f"{first.source} and {gap.source}"
             raise BacklogError(f"{where}: duplicate gap id {gap.id!r}")
         seen[gap.id] = gap
 

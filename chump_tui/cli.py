@@ -7,7 +7,6 @@ only when it is about to run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -40,7 +40,8 @@ def depth_refusal(environ: Mapping[str, str]) -> str | None:
     except ValueError:
         depth = 1  # set to something odd: assume we are inside a dispatch
     if depth >= 1:
-        return f"refusing to dispatch: CHUMP_DISPATCH_DEPTH={raw} (dispatched agents may not dispatch)"
+        return (f"refusing to dispatch: CHUMP_DISPATCH_DEPTH={raw} "
+                "(dispatched agents may not dispatch)")
     return None
 
 

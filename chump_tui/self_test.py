@@ -76,7 +76,9 @@ class SelfTestReport:
                 f"{r.outcome.debug() if r.outcome else r.label()}" for r in self.rows]
 
 
-def build_self_test_engine(scratch: Path, max_parallel: int) -> tuple[Engine, MemoryReflectionWriter]:
+def build_self_test_engine(
+    scratch: Path, max_parallel: int
+) -> tuple[Engine, MemoryReflectionWriter]:
     backlog = load_backlog(synthetic_backlog_path())
     if not backlog.gaps:
         raise ChumpError(f"{backlog.path}: synthetic backlog is empty")

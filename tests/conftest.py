@@ -1,0 +1,95 @@
+"""Shared test fixtures: real git repos, a fake agent, a stub `gh` on PATH, deadlines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+HELPERS = Path(__file__).parent / "helpers"
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Poll until condition() is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared not present")
+    return SHARED
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A repo with one commit on main and origin/main pointing at it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env_git = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "README").write_text("test repo\n")
+    git(repo, "add", "README")
+    git(repo, *env_git, "commit", "-qm", "init")
+    git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    return repo.resolve()
+
+
+@pytest.fixture
+def stub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """PATH with a stub `gh`; CHUMP_CLAUDE_BIN = the fake agent. Returns the env dict."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    gh = bindir / "gh"
+    gh.write_text(f"#!/bin/sh\nexec {sys.executable} {HELPERS / 'stub_gh.py'} \"$@\"\n")
+    gh.chmod(0o755)
+    state = tmp_path / "gh-state.txt"
+    state.write_text("")
+    env = {
+        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "STUB_GH_STATE": str(state),
+        "STUB_GH_LOG": str(tmp_path / "gh-calls.log"),
+        "CHUMP_CLAUDE_BIN": str(HELPERS / "fake_agent.sh"),
+    }
+    for key in ("CHUMP_DISPATCH_DEPTH", "CHUMP_FAULT_INJECT", "CHUMP_DISPATCH_BACKEND"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def gh_calls(env: dict[str, str]) -> list[str]:
+    log = Path(env["STUB_GH_LOG"])
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def chump_cli() -> Iterator[list[str]]:
+    """argv prefix that runs the CLI in a fresh interpreter."""
+    yield [sys.executable, "-m", "chump_tui"]
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_worktree_dirs() -> Iterator[None]:
+    yield
+    stray = PROJECT / ".claude"
+    if stray.exists():
+        shutil.rmtree(stray, ignore_errors=True)

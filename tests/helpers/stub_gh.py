@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Stub `gh` for tests: logs each call, answers `pr list --json` from a state file.
+
+STUB_GH_STATE: file of lines "<branch> <STATE> [mergeStateStatus]"; line i is PR 100+i.
+STUB_GH_LOG:   every invocation's argv is appended here (one line per call).
+STUB_GH_MODE:  "ok" (default) | "fail" (exit 1) | "garbage" (prints non-JSON) | "hang".
+"""
+import json
+import os
+import sys
+import time
+
+log = os.environ.get("STUB_GH_LOG")
+if log:
+    with open(log, "a") as fh:
+        fh.write(" ".join(sys.argv[1:]) + "\n")
+mode = os.environ.get("STUB_GH_MODE", "ok")
+if mode == "fail":
+    print("HTTP 502: bad gateway (stub)", file=sys.stderr)
+    sys.exit(1)
+if mode == "garbage":
+    print("<html>rate limited</html>")
+    sys.exit(0)
+if mode == "hang":
+    time.sleep(3600)
+if sys.argv[1:3] != ["pr", "list"]:
+    print(f"stub gh: unsupported {sys.argv[1:]}", file=sys.stderr)
+    sys.exit(2)
+rows = []
+state_file = os.environ.get("STUB_GH_STATE", "")
+if state_file and os.path.exists(state_file):
+    with open(state_file) as fh:
+        for i, line in enumerate(fh):
+            parts = line.split()
+            if len(parts) >= 2:
+                rows.append({"number": 100 + i, "headRefName": parts[0], "state": parts[1],
+                             "mergeStateStatus": parts[2] if len(parts) > 2 else "CLEAN"})
+rows.reverse()  # newest first, like gh
+print(json.dumps(rows))
