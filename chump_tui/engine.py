@@ -154,6 +154,30 @@ class Engine:
         with self._lock:
             return {lv.record.gap_id for lv in self._live.values()}
 
+    def restore(self, record: Dispatch, lines: Iterable[str] = (),
+                process: AgentProcess | None = None) -> None:
+        """Put a dispatch known from elsewhere (the session file, a test) into the table.
+
+        An active record with a live ``process`` is watched again; an active record
+        without one is judged by its PR and deadlines as if its agent had exited.
+        """
+        output = OutputLog(Path(record.log_path) if record.log_path and record.active else None)
+        for line in lines:
+            output.add("stderr", line)
+        live = _Live(dataclasses.replace(record), output, process=process)
+        with self._lock:
+            self._live[record.key] = live
+            if record.key not in self._order:
+                self._order.append(record.key)
+            if record.active:
+                if process is not None:
+                    self._watch_exit(live, process)
+                elif record.phase in ("running", "stalled"):
+                    live.exit_seen = record.exit_code if record.exit_code is not None else 0
+            self._changed(live, "restored")
+        self._poll_requested = True
+        self._wake.set()
+
     # ---------------------------------------------------------------- dispatch
     def dispatch(self, gaps: Iterable[Gap]) -> list[Dispatch]:
         """Run the dispatch steps for each gap in turn (blocking: call off the UI thread)."""
@@ -474,12 +498,14 @@ class Engine:
         rec.ended_at = now
         rec.kill_deadline = None
         live.output.close()
-        self._changed(live, "outcome")
         self.reflections.put(rec.key, DispatchReflection.build(
             rec.gap_id, rec.effort or "m", outcome, int(now - rec.started_at),
             in_flight - 1, rec.backend or "claude", live.output.signal_lines()))
-        self._idle.notify_all()
+        # Refill before reporting the outcome, so a listener never sees a moment
+        # with nothing active while continuous mode is about to dispatch more.
         self._refill_soon()
+        self._changed(live, "outcome")
+        self._idle.notify_all()
 
     def _reflection_written(self, key: str) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ class DispatchChanged:
 
     dispatch: Dispatch
     why: Literal["dispatching", "dispatched", "spawn_failed", "pr", "stalled", "killing",
-                 "outcome", "reflected", "exited"]
+                 "outcome", "reflected", "exited", "restored"]
 
 
 @dataclass(frozen=True)

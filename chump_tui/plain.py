@@ -30,6 +30,7 @@ from chump_tui.reflections import (
 from chump_tui.repo import git_toplevel, resolve_repo_root
 from chump_tui.self_test import run_self_test, scratch_dir
 from chump_tui.spawners import RealSpawner
+from chump_tui.summary_export import totals_line
 
 if TYPE_CHECKING:
     from chump_tui.cli import Options
@@ -66,13 +67,11 @@ def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> 
     )
 
 
-def summary_lines(rows: list[Dispatch], spawn_failures: int) -> list[str]:
+def summary_lines(rows: list[Dispatch]) -> list[str]:
     ended = [r for r in rows if r.outcome is not None]
     lines = [f"\n=== monitor summary ({len(ended)} entries) ==="]
-    counts = {"shipped": 0, "ci_failed": 0, "stalled": 0, "killed": 0}
     for r in ended:
         assert r.outcome is not None
-        counts[r.outcome.kind] += 1
         if r.outcome.kind == "shipped":
             lines.append(f"  SHIPPED   {r.branch}  PR #{r.outcome.pr_number}")
         elif r.outcome.kind == "stalled":
@@ -81,10 +80,7 @@ def summary_lines(rows: list[Dispatch], spawn_failures: int) -> list[str]:
             lines.append(f"  KILLED    {r.branch}  {r.outcome.reason}")
         else:
             lines.append(f"  CI-FAILED {r.branch}  PR #{r.outcome.pr_number}")
-    lines.append(
-        f"shipped={counts['shipped']}  ci_failed={counts['ci_failed']}  "
-        f"stalled={counts['stalled']}  killed={counts['killed']}  spawn_failures={spawn_failures}"
-    )
+    lines.append(totals_line(rows))
     return lines
 
 
@@ -157,7 +153,7 @@ def _execute(opts: Options, backlog: Backlog, picked: list) -> int:  # type: ign
     engine.close()
     rows = engine.snapshot()
     failures = _spawn_failures(engine)
-    for line in summary_lines(rows, failures):
+    for line in summary_lines(rows):
         _out(line)
     pending = engine.reflections.pending()
     if pending:

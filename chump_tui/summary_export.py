@@ -1,0 +1,71 @@
+"""The end-of-run summary as data: rows per attempt, the reference's totals line, export files."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from chump_tui.dispatch_record import Dispatch
+
+
+def totals_line(dispatches: Iterable[Dispatch]) -> str:
+    """``shipped=… ci_failed=… stalled=… killed=… spawn_failures=…``, as the reference prints."""
+    counts = {"shipped": 0, "ci_failed": 0, "stalled": 0, "killed": 0}
+    spawn_failures = 0
+    for d in dispatches:
+        if d.outcome is not None:
+            counts[d.outcome.kind] += 1
+        elif d.phase == "spawn_failed":
+            spawn_failures += 1
+    return (f"shipped={counts['shipped']}  ci_failed={counts['ci_failed']}  "
+            f"stalled={counts['stalled']}  killed={counts['killed']}  "
+            f"spawn_failures={spawn_failures}")
+
+
+def summary_rows(dispatches: Iterable[Dispatch], now: float) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for d in dispatches:
+        pr = d.outcome.pr_number if d.outcome is not None else None
+        if pr is None and d.pr is not None:
+            pr = d.pr.number
+        rows.append({
+            "key": d.key, "gap": d.gap_id, "attempt": d.attempt, "branch": d.branch,
+            "outcome": d.label(), "pr": pr, "duration_s": int(d.duration_s(now)),
+            "reason": d.reason(), "backend": d.backend, "worktree": d.worktree,
+            "reflection_written": d.reflection_written,
+        })
+    return rows
+
+
+def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
+                   reflections_target: str) -> list[Path]:
+    """Write ``chump-tui-summary-<stamp>.json`` and ``.md``; returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    rows = summary_rows(dispatches, now)
+    totals = totals_line(dispatches)
+    json_path = directory / f"chump-tui-summary-{stamp}.json"
+    md_path = directory / f"chump-tui-summary-{stamp}.md"
+    _write(json_path, json.dumps({"generated_at": stamp, "totals": totals,
+                                  "reflections": reflections_target, "rows": rows}, indent=2))
+    lines = [f"# chump-tui summary {stamp}", "", f"**{totals}**", "",
+             f"Reflections: `{reflections_target}`", "",
+             "| gap | # | branch | outcome | PR | duration | reason |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        reason = str(r["reason"]).replace("|", "\\|")
+        pr = f"#{r['pr']}" if r["pr"] else "-"
+        lines.append(f"| {r['gap']} | {r['attempt']} | {r['branch']} | {r['outcome']} | {pr} | "
+                     f"{r['duration_s']}s | {reason} |")
+    _write(md_path, "\n".join(lines) + "\n")
+    return [json_path, md_path]
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

@@ -1,0 +1,221 @@
+"""The console app: three modes (backlog, monitor, summary) over one engine.
+
+The engine runs on its own threads; the bridge posts its events here as
+messages. The app keeps the latest copy of every dispatch row and redraws
+the visible screen from a timer at a bounded rate, so a flood of agent
+output never floods the UI thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
+
+from chump_tui.backlog import Backlog, Gap, done_ids
+from chump_tui.dispatch_record import Dispatch
+from chump_tui.engine import Engine
+from chump_tui.picker import pick_reason
+from chump_tui.tui.bridge import EngineBridge
+from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
+from chump_tui.tui.screens.backlog import BacklogScreen
+from chump_tui.tui.screens.help import HelpScreen
+from chump_tui.tui.screens.monitor import MonitorScreen
+from chump_tui.tui.screens.quit_dialog import QuitChoice, QuitDialog
+from chump_tui.tui.screens.summary import SummaryScreen
+
+REDRAW_HZ = 10
+
+
+@dataclass
+class ConsoleSetup:
+    """Everything the console needs, built by ``launch`` (or a test factory)."""
+
+    engine: Engine
+    backlog: Backlog
+    repo_root: Path
+    dry_run: bool
+    mode_label: str  # DRY-RUN | EXECUTE | DEMO | SELF-TEST
+    max_parallel: int
+    reflections_target: str
+    export_dir: Path
+    clock: Callable[[], float] = time.time
+    banner: str = ""
+    start_engine: bool = True
+    extra_notes: list[str] = field(default_factory=list)
+
+
+class ChumpApp(App[int]):
+    CSS_PATH = "chump.tcss"
+    TITLE = "chump-tui"
+    MODES = {"backlog": BacklogScreen, "monitor": MonitorScreen, "summary": SummaryScreen}
+    DEFAULT_MODE = "backlog"
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("b", "switch_mode('backlog')", "Backlog"),
+        Binding("m", "switch_mode('monitor')", "Monitor"),
+        Binding("s", "switch_mode('summary')", "Summary"),
+        Binding("q", "request_quit", "Quit"),
+        Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, setup: ConsoleSetup, redraw_hz: float = REDRAW_HZ) -> None:
+        super().__init__()
+        self.setup = setup
+        self.engine = setup.engine
+        self.redraw_hz = redraw_hz
+        self.dispatches: dict[str, Dispatch] = {}
+        self.latest_by_gap: dict[str, Dispatch] = {}
+        self.version = 0
+        self.github_error: str | None = None
+        self.quit_choice: QuitChoice | None = None
+        self.stopping = False
+        self._summary_auto_shown = False
+        self._summary_due = False
+        self.bridge = EngineBridge(self)
+        self.done_before = done_ids(setup.backlog.gaps)
+        self.by_id = setup.backlog.by_id()
+
+    # ----------------------------------------------------------------- set-up
+    def on_mount(self) -> None:
+        self.title = f"chump-tui — {self.setup.mode_label}"
+        self.sub_title = str(self.setup.repo_root)
+        for record in self.engine.snapshot():
+            self._store(record)
+        self.engine.subscribe(self.bridge)
+        if self.setup.start_engine:
+            self.engine.start()
+        self.set_interval(1 / self.redraw_hz, self._redraw)
+        if self.setup.banner:
+            self.notify(self.setup.banner, timeout=10)
+
+    def _redraw(self) -> None:
+        dirty = self.bridge.take_dirty_output()
+        screen = self.screen
+        if self._summary_due and not isinstance(screen, ModalScreen):
+            # Shown once every agent has ended, but never over a dialog the operator has
+            # open, and only when the operator is watching the monitor.
+            self._summary_due = False
+            if isinstance(screen, MonitorScreen) and not self.stopping and self.all_ended():
+                self._summary_auto_shown = True
+                self.switch_mode("summary")
+                return
+        # A screen just switched to may not have composed yet; it draws itself on mount.
+        if getattr(screen, "ready", False):
+            screen.refresh_view(dirty)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------ engine news
+    def on_dispatch_updated(self, message: DispatchUpdated) -> None:
+        record = message.dispatch
+        self._store(record)
+        if message.why == "outcome" and record.outcome is not None:
+            severity: Literal["information", "warning"] = (
+                "information" if record.outcome.kind == "shipped" else "warning")
+            self.notify(f"{record.gap_id} #{record.attempt}: {record.label()} {record.reason()}",
+                        title=record.label(), severity=severity, timeout=6)
+        elif message.why == "spawn_failed":
+            self.notify(f"{record.gap_id}: {record.error}", title="SPAWN-FAILED",
+                        severity="error", timeout=8)
+        if message.why in ("dispatching", "dispatched"):
+            self._summary_auto_shown = False
+            self._summary_due = False
+        elif message.why in ("outcome", "spawn_failed") and not self._summary_auto_shown:
+            self._summary_due = self.all_ended()
+
+    def _store(self, record: Dispatch) -> None:
+        self.dispatches[record.key] = record
+        latest = self.latest_by_gap.get(record.gap_id)
+        if latest is None or latest.attempt <= record.attempt:
+            self.latest_by_gap[record.gap_id] = record
+        self.version += 1
+
+    def on_git_hub_status(self, message: GitHubStatus) -> None:
+        self.github_error = None if message.ok else message.error
+
+    def on_engine_notice(self, message: EngineNotice) -> None:
+        severity = {"error": "error", "warning": "warning"}.get(message.level, "information")
+        self.notify(message.text, severity=severity, timeout=6)  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------- queries
+    def all_ended(self) -> bool:
+        """Every dispatch ended and (in continuous mode) nothing left to refill with."""
+        if not self.dispatches or any(d.active for d in self.dispatches.values()):
+            return False
+        return not (self.engine.config.continuous and self.engine.pickable_now(1))
+
+    def done_now(self) -> set[str]:
+        shipped = {d.gap_id for d in self.dispatches.values()
+                   if d.outcome is not None and d.outcome.kind == "shipped"}
+        return self.done_before | shipped
+
+    def gap_reason(self, gap: Gap, done: set[str]) -> str | None:
+        latest = self.latest_by_gap.get(gap.id)
+        if latest is not None:
+            return f"dispatched: {latest.label()}"
+        return pick_reason(gap, done, self.by_id)
+
+    # ---------------------------------------------------------------- actions
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_request_quit(self) -> None:
+        if self.stopping:
+            return
+        active = self.engine.active_count()
+        if active == 0:
+            self.exit(0)
+            return
+
+        def chosen(choice: QuitChoice | None) -> None:
+            if choice is not None:
+                self.quit_with(choice)
+
+        self.push_screen(QuitDialog(active, self.engine.config.kill_grace_s), chosen)
+
+    def quit_with(self, choice: QuitChoice) -> None:
+        self.quit_choice = choice
+        if choice == "leave":
+            self.exit(0)
+            return
+        self.stopping = True
+        self.notify(f"stopping {self.engine.active_count()} agent(s); "
+                    f"SIGKILL after {self.engine.config.kill_grace_s:g}s grace …",
+                    title="Quitting", timeout=30)
+        self._stop_then_exit(choice == "stop_remove")
+
+    @work(thread=True, group="quit", exit_on_error=False)
+    def _stop_then_exit(self, remove_worktrees: bool) -> None:
+        self.engine.stop_all("stopped by operator at quit", remove_worktrees=remove_worktrees)
+        self.engine.reflections.flush(10)
+        self.call_from_thread(self.exit, 0)
+
+    @work(thread=True, group="dispatch", exit_on_error=False)
+    def dispatch_gaps(self, gaps: list[Gap]) -> None:
+        self.engine.dispatch(gaps)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The palette offers every key binding of the app and the current screen."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for source in (screen, self):
+            for binding in getattr(source, "BINDINGS", []):
+                if not isinstance(binding, Binding) or not binding.description:
+                    continue
+                if binding.action in seen or binding.action == "help_quit":
+                    continue
+                seen.add(binding.action)
+                action = binding.action
+
+                async def run(action: str = action, source: object = source) -> None:
+                    target = "app." if source is self else "screen."
+                    await self.run_action(target + action)
+
+                yield SystemCommand(binding.description, f"key: {binding.key}", run)

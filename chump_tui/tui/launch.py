@@ -1,0 +1,119 @@
+"""Builds the console from command-line options: a real repo, or the bundled demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chump_tui.backlog import default_backlog_path, load_backlog
+from chump_tui.demo import (
+    DEMO_KILL_GRACE_S,
+    DEMO_SOFT_DEADLINE_S,
+    DEMO_TICK_S,
+    DemoSpawner,
+    SimulatedGitHub,
+    demo_backlog,
+    make_demo_root,
+)
+from chump_tui.engine import Engine, EngineConfig, default_log_dir
+from chump_tui.errors import ChumpError
+from chump_tui.plain import backlog_base, make_writer
+from chump_tui.pr_providers import GhPrProvider
+from chump_tui.repo import git_toplevel, resolve_repo_root
+from chump_tui.spawners import RealSpawner
+from chump_tui.tui.app import ChumpApp, ConsoleSetup
+
+if TYPE_CHECKING:
+    from chump_tui.cli import Options
+
+
+def demo_setup(opts: Options) -> ConsoleSetup:
+    root = make_demo_root()
+    backlog = demo_backlog()
+    spawner = DemoSpawner(backlog.gaps, root / "github-state.txt")
+    writer = make_writer(opts, root)
+    engine = Engine(
+        root, spawner, SimulatedGitHub(root / "github-state.txt"), writer,
+        EngineConfig(max_parallel=opts.max_parallel if opts.max_parallel != 2 else 4,
+                     tick_s=DEMO_TICK_S, kill_grace_s=DEMO_KILL_GRACE_S,
+                     soft_deadline_s=opts.soft_deadline_s or DEMO_SOFT_DEADLINE_S,
+                     log_dir=default_log_dir(root)),
+        backlog=backlog.gaps,
+    )
+    return ConsoleSetup(engine, backlog, root, dry_run=False, mode_label="DEMO",
+                        max_parallel=engine.config.max_parallel,
+                        reflections_target=writer.describe(), export_dir=root / "sessions",
+                        banner="Demo: simulated agents and GitHub in " + str(root)
+                               + ". Press a then d to dispatch, ? for keys.")
+
+
+def repo_setup(opts: Options) -> ConsoleSetup:
+    base = backlog_base(opts)
+    path = opts.backlog if opts.backlog is not None else default_backlog_path(base)
+    backlog = load_backlog(path)
+    if opts.dry_run:
+        repo_root = opts.repo_root.resolve() if opts.repo_root else (git_toplevel()
+                                                                     or Path(".").resolve())
+    else:
+        repo_root = resolve_repo_root(opts.repo_root)
+    writer = make_writer(opts, repo_root)
+    spawner = RealSpawner(repo_root, os.environ)
+    engine = Engine(
+        repo_root, spawner, GhPrProvider(repo_root), writer,
+        EngineConfig(base_ref=opts.base_ref, max_parallel=opts.max_parallel, tick_s=opts.tick_s,
+                     kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
+                     log_dir=default_log_dir(repo_root), environ=os.environ,
+                     continuous=opts.continuous),
+        backlog=backlog.gaps,
+        spawner_for_retry=RealSpawner(repo_root, os.environ, reuse_existing_worktree=True),
+    )
+    notes = [f"{len(backlog.warnings)} registry file(s) skipped: {backlog.warnings[0]}"] \
+        if backlog.warnings else []
+    banner = spawner.backend_warning or (notes[0] if notes else "")
+    return ConsoleSetup(engine, backlog, repo_root, dry_run=opts.dry_run,
+                        mode_label="DRY-RUN" if opts.dry_run else "EXECUTE",
+                        max_parallel=opts.max_parallel, reflections_target=writer.describe(),
+                        export_dir=repo_root / "sessions", banner=banner, extra_notes=notes)
+
+
+def _offer_demo(base: Path) -> bool:
+    print(f"chump-tui: no backlog found (looked for {base}/docs/gaps/*.yaml and "
+          f"{base}/docs/gaps.yaml).", file=sys.stderr)
+    print("  Point at one with --backlog PATH (a gaps.yaml or a docs/gaps/ directory),",
+          file=sys.stderr)
+    print("  or see everything on simulated agents with: chump-tui --demo", file=sys.stderr)
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input("Open the demo now? [Y/n] ").strip().lower()
+    except EOFError:
+        return False
+    return answer in ("", "y", "yes")
+
+
+def run_console(opts: Options) -> int:
+    if opts.demo:
+        setup = demo_setup(opts)
+    else:
+        base = backlog_base(opts)
+        if opts.backlog is None and not default_backlog_path(base).exists():
+            if not _offer_demo(base):
+                return 2
+            setup = demo_setup(opts)
+        else:
+            setup = repo_setup(opts)
+    app = ChumpApp(setup)
+    try:
+        code = app.run()
+    finally:
+        setup.engine.close()
+    if app.quit_choice == "leave":
+        left = [d for d in setup.engine.snapshot() if d.active]
+        print(f"chump-tui: left {len(left)} agent(s) running: "
+              + ", ".join(f"{d.gap_id} pid {d.pid}" for d in left))
+    return code if isinstance(code, int) else 0
+
+
+__all__ = ["ChumpError", "run_console"]

@@ -1,0 +1,191 @@
+"""Backlog screen: the gap table, filter and search, detail pane, selection and dispatch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from chump_tui.backlog import Gap
+from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
+from chump_tui.tui.widgets.gap_detail import GapDetail
+from chump_tui.tui.widgets.gap_table import GapTable
+
+if TYPE_CHECKING:
+    from chump_tui.tui.app import ChumpApp
+
+Filter = Literal["all", "pickable", "open"]
+NEXT_FILTER: dict[Filter, Filter] = {"all": "pickable", "pickable": "open", "open": "all"}
+
+
+class BacklogScreen(Screen[None]):
+    BINDINGS = [
+        Binding("space", "toggle_select", "Select"),
+        Binding("a", "auto_pick", "Auto-pick"),
+        Binding("d", "dispatch", "Dispatch"),
+        Binding("f", "cycle_filter", "Filter"),
+        Binding("slash", "search", "Search"),
+        Binding("escape", "clear_search", "Clear search", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+        self.filter: Filter = "all"
+        self.query_text = ""
+        self.selected: list[str] = []
+        self._seen_version = -1
+        self._pickable = 0
+
+    @property
+    def chump(self) -> ChumpApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        yield Static(id="backlog-bar")
+        yield Input(placeholder="search id or title (Enter to keep, Esc to clear)", id="search")
+        with Horizontal(id="backlog-body"):
+            yield GapTable(id="gaps")
+            yield GapDetail(id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        self.query_one(GapTable).focus()
+        self.rebuild()
+        self.ready = True
+
+    # --------------------------------------------------------------- content
+    def visible_gaps(self) -> tuple[list[tuple[Gap, str, str | None, bool]], int]:
+        """The rows the filter and search let through, and how many gaps are pickable."""
+        done = self.chump.done_now()
+        needle = self.query_text.lower()
+        rows = []
+        pickable = 0
+        for gap in self.chump.setup.backlog.gaps:
+            reason = self.chump.gap_reason(gap, done)
+            pickable += reason is None
+            if self.filter == "pickable" and reason is not None:
+                continue
+            if self.filter == "open" and gap.status != "open":
+                continue
+            if needle and needle not in gap.id.lower() and needle not in gap.title.lower():
+                continue
+            met = sum(1 for d in gap.depends_on if d in done)
+            deps = f"{met}/{len(gap.depends_on)}" if gap.depends_on else "-"
+            rows.append((gap, deps, reason, gap.id in self.selected))
+        return rows, pickable
+
+    def rebuild(self) -> None:
+        rows, self._pickable = self.visible_gaps()
+        self.query_one(GapTable).show(rows)
+        self._seen_version = self.chump.version
+        self.update_bar(len(rows))
+        self.update_detail()
+
+    def update_bar(self, shown: int) -> None:
+        setup = self.chump.setup
+        pickable = self._pickable
+        search = f'   search "{self.query_text}"' if self.query_text else ""
+        warn = f"   ⚠ {len(setup.backlog.warnings)} file(s) skipped" if setup.backlog.warnings \
+            else ""
+        self.query_one("#backlog-bar", Static).update(
+            f"[b]{setup.backlog.path}[/b]   {len(setup.backlog.gaps)} gaps, {pickable} pickable"
+            f"   filter [b]{self.filter}[/b] ({shown} shown){search}   "
+            f"selected [b magenta]{len(self.selected)}[/]   max-parallel {setup.max_parallel}"
+            f"   [reverse] {setup.mode_label} [/]{warn}"
+        )
+
+    def update_detail(self) -> None:
+        gap_id = self.query_one(GapTable).highlighted_id()
+        gap = self.chump.by_id.get(gap_id) if gap_id else None
+        done = self.chump.done_now()
+        reason = self.chump.gap_reason(gap, done) if gap else None
+        self.query_one(GapDetail).show(gap, reason, done, self.chump.by_id)
+
+    def refresh_view(self, dirty_output: set[str]) -> None:
+        if self.chump.version != self._seen_version:
+            self.rebuild()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.update_detail()
+
+    # --------------------------------------------------------------- actions
+    def action_toggle_select(self) -> None:
+        table = self.query_one(GapTable)
+        gap_id = table.highlighted_id()
+        if gap_id is None:
+            return
+        if gap_id in self.selected:
+            self.selected.remove(gap_id)
+        else:
+            self.selected.append(gap_id)
+        done = self.chump.done_now()
+        table.set_marks(gap_id, gap_id in self.selected,
+                        self.chump.gap_reason(self.chump.by_id[gap_id], done))
+        table.action_cursor_down()
+        self.update_bar(len(table.rows))
+
+    def action_auto_pick(self) -> None:
+        done = self.chump.done_now()
+        picks = [g.id for g in self.chump.setup.backlog.gaps
+                 if self.chump.gap_reason(g, done) is None]
+        # Same order as the reference picker: priority tier, then declared order.
+        rank = {"P0": 0, "P1": 1, "P2": 2}
+        picks.sort(key=lambda i: rank.get(self.chump.by_id[i].priority, 3))
+        self.selected = picks[: self.chump.setup.max_parallel]
+        if not self.selected:
+            self.notify("Nothing is pickable right now.", severity="warning")
+        self.rebuild()
+
+    def action_dispatch(self) -> None:
+        ids = list(self.selected)
+        if not ids:
+            gap_id = self.query_one(GapTable).highlighted_id()
+            ids = [gap_id] if gap_id else []
+        if not ids:
+            self.notify("Select gaps with space (or a to auto-pick) first.", severity="warning")
+            return
+        done = self.chump.done_now()
+        gaps = [self.chump.by_id[i] for i in ids]
+        reasons = {g.id: self.chump.gap_reason(g, done) for g in gaps}
+
+        def confirmed(ok: bool | None) -> None:
+            if ok and not self.chump.setup.dry_run:
+                self.selected = []
+                self.chump.dispatch_gaps(gaps)
+                self.app.switch_mode("monitor")
+
+        self.app.push_screen(ConfirmDispatch(gaps, reasons, self.chump.setup.repo_root,
+                                             self.chump.setup.dry_run), confirmed)
+
+    def action_cycle_filter(self) -> None:
+        self.filter = NEXT_FILTER[self.filter]
+        self.rebuild()
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.display = True
+        search.focus()
+
+    def action_clear_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.value = ""
+        search.display = False
+        self.query_text = ""
+        self.query_one(GapTable).focus()
+        self.rebuild()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(GapTable).focus()
+        if not self.query_text:
+            event.input.display = False

@@ -1,0 +1,56 @@
+"""``?`` help: every key of the app and of the screen underneath, read from their bindings."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+
+def binding_rows(source: object) -> list[tuple[str, str]]:
+    rows = []
+    for binding in getattr(source, "BINDINGS", []):
+        if isinstance(binding, Binding) and binding.description:
+            keys = ", ".join(_pretty(k) for k in binding.key.split(","))
+            rows.append((keys, binding.description))
+    return rows
+
+
+def _pretty(key: str) -> str:
+    return {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc",
+            "ctrl+c": "ctrl+c"}.get(key, key)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, underneath: Screen[object]) -> None:
+        super().__init__()
+        self.underneath = underneath
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, expand=True, show_header=False)
+        table.add_column("key", style="bold cyan", no_wrap=True, width=14)
+        table.add_column("action")
+        name = type(self.underneath).__name__.removesuffix("Screen")
+        for title, source in ((f"{name} screen", self.underneath), ("Everywhere", self.app)):
+            rows = binding_rows(source)
+            if rows:
+                table.add_row(Text(title, style="bold underline"), "")
+                for key, description in rows:
+                    table.add_row(key, description)
+                table.add_row("", "")
+        table.add_row(Text("Palette", style="bold underline"), "")
+        table.add_row("ctrl+p", "command palette: every action above, searchable")
+        with Vertical(id="dialog"):
+            yield Static(Text("Keys", style="bold"), id="dialog-title")
+            with VerticalScroll(id="dialog-body"):
+                yield Static(table)
+            yield Static(Text("esc or ? to close", style="dim"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

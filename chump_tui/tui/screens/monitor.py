@@ -1,0 +1,239 @@
+"""Monitor screen: a reflowing grid of dispatch cards, the selected card's live output,
+the status line, and kill / retry / continuous / diff / shell / remove-worktree keys."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import TYPE_CHECKING
+
+from textual import events, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from chump_tui.dispatch_record import Dispatch
+from chump_tui.tui.screens.confirm import Confirm
+from chump_tui.tui.screens.confirm_kill import ConfirmKill
+from chump_tui.tui.screens.text_view import TextView
+from chump_tui.tui.widgets.dispatch_card import DispatchCard
+from chump_tui.tui.widgets.output_view import OutputView
+from chump_tui.tui.widgets.status_line import StatusLine, status_text
+
+if TYPE_CHECKING:
+    from chump_tui.tui.app import ChumpApp
+
+CARD_MIN_WIDTH = 44
+GIT_TIMEOUT_S = 30
+
+
+class MonitorScreen(Screen[None]):
+    BINDINGS = [
+        Binding("k", "kill", "Kill"),
+        Binding("r", "retry", "Retry"),
+        Binding("c", "toggle_continuous", "Continuous"),
+        Binding("g", "diff", "Diff"),
+        Binding("o", "shell", "Shell"),
+        Binding("x", "remove_worktree", "Rm worktree"),
+        Binding("left,h", "move(-1)", "Prev card", show=False),
+        Binding("right,l", "move(1)", "Next card", show=False),
+        Binding("up", "move_row(-1)", "Card above", show=False),
+        Binding("down", "move_row(1)", "Card below", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+        self.selected: str | None = None
+        self._seen_version = -1
+        self._cards: dict[str, DispatchCard] = {}
+        self._columns = 2
+
+    @property
+    def chump(self) -> ChumpApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        with VerticalScroll(id="cards-scroll"):
+            yield Static("No dispatches yet. Go to the backlog (b), select gaps (space or a) "
+                         "and dispatch (d).", id="empty")
+            yield Grid(id="cards")
+        yield OutputView(id="output")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_view(set(self._cards))
+        self.ready = True
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._columns = max(1, event.size.width // CARD_MIN_WIDTH)
+        self.query_one("#cards", Grid).styles.grid_size_columns = self._columns
+
+    # ---------------------------------------------------------------- redraw
+    def refresh_view(self, dirty_output: set[str]) -> None:
+        app = self.chump
+        now = app.setup.clock()
+        engine = app.engine
+        grid = self.query_one("#cards", Grid)
+        if app.version != self._seen_version:
+            self._seen_version = app.version
+            new_cards = [DispatchCard(key) for key in app.dispatches if key not in self._cards]
+            for card in new_cards:
+                self._cards[card.key] = card
+            if new_cards:
+                grid.mount_all(new_cards)
+            self.query_one("#empty").display = not self._cards
+            if self.selected is None and self._cards:
+                self.select(next(iter(self._cards)))
+        for key, card in self._cards.items():
+            record = app.dispatches[key]
+            version = engine.output_lines_seen(key)
+            card.show(record, now, engine.output_tail(key, 3) if version else [], version)
+        if self.selected is not None:
+            view = self.query_one(OutputView)
+            seen = engine.output_lines_seen(self.selected)
+            if self.selected != view.shown_key or seen != view.shown_seen:
+                view.follow(self.selected, seen, engine.output_tail(self.selected))
+        self.query_one(StatusLine).set_text(status_text(
+            app.dispatches.values(), engine.next_poll_in_s(), app.github_error,
+            engine.config.continuous, engine.reflections.pending(), app.setup.dry_run))
+
+    def select(self, key: str) -> None:
+        self.selected = key
+        for k, c in self._cards.items():
+            c.set_class(k == key, "-selected")
+        card = self._cards.get(key)
+        if card is not None:
+            card.scroll_visible()
+
+    def on_dispatch_card_chosen(self, message: DispatchCard.Chosen) -> None:
+        self.select(message.key)
+        self.refresh_view(set())
+
+    def selected_dispatch(self) -> Dispatch | None:
+        if self.selected is None:
+            self.notify("No card selected.", severity="warning")
+            return None
+        return self.chump.dispatches.get(self.selected)
+
+    # --------------------------------------------------------------- actions
+    def action_move(self, step: int) -> None:
+        keys = list(self._cards)
+        if not keys:
+            return
+        index = keys.index(self.selected) if self.selected in keys else 0
+        self.select(keys[max(0, min(len(keys) - 1, index + step))])
+        self.refresh_view(set())
+
+    def action_move_row(self, step: int) -> None:
+        self.action_move(step * self._columns)
+
+    def action_kill(self) -> None:
+        d = self.selected_dispatch()
+        if d is None:
+            return
+        if d.phase not in ("running", "stalled"):
+            self.notify(f"{d.gap_id} #{d.attempt} is {d.label()}: nothing to kill.",
+                        severity="warning")
+            return
+        engine = self.chump.engine
+        self.app.push_screen(ConfirmKill(d, engine.config.kill_grace_s,
+                                         lambda: engine.kill(d.key)))
+
+    def action_retry(self) -> None:
+        d = self.selected_dispatch()
+        if d is None:
+            return
+        if not d.retryable:
+            self.notify(f"{d.gap_id} #{d.attempt} is {d.label()}: only an ended, unshipped "
+                        "attempt can be retried.", severity="warning")
+            return
+        if any(o.active for o in self.chump.dispatches.values() if o.gap_id == d.gap_id):
+            self.notify(f"{d.gap_id} already has an attempt running.", severity="warning")
+            return
+        self.notify(f"retrying {d.gap_id} as attempt {d.attempt + 1}")
+        self._retry(d.key)
+
+    @work(thread=True, group="dispatch", exit_on_error=False)
+    def _retry(self, key: str) -> None:
+        self.chump.engine.retry(key)
+
+    def action_toggle_continuous(self) -> None:
+        app = self.chump
+        if app.setup.dry_run:
+            self.notify("dry-run: continuous mode would dispatch for real; start with --execute.",
+                        severity="warning")
+            return
+        on = not app.engine.config.continuous
+        self._set_continuous(on)
+        self.notify(f"continuous mode {'ON' if on else 'off'}"
+                    + (f": refilling up to {app.engine.config.max_parallel} agents" if on else ""))
+
+    @work(thread=True, group="dispatch", exit_on_error=False)
+    def _set_continuous(self, on: bool) -> None:
+        self.chump.engine.set_continuous(on)
+
+    def action_diff(self) -> None:
+        d = self.selected_dispatch()
+        if d is not None:
+            self._diff(d)
+
+    @work(thread=True, group="git", exit_on_error=False)
+    def _diff(self, d: Dispatch) -> None:
+        base = self.chump.engine.config.base_ref
+        argv = ["git", "-C", d.worktree, "diff", "--stat", base]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
+                                  stdin=subprocess.DEVNULL)
+            body = (done.stdout or done.stderr).decode("utf-8", errors="replace").strip()
+            body = body or "no changes yet against " + base
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            body = f"git diff failed: {exc}"
+        self.app.call_from_thread(self.app.push_screen,
+                                  TextView(f"{d.branch}: changes against {base}", body))
+
+    def action_shell(self) -> None:
+        d = self.selected_dispatch()
+        if d is None:
+            return
+        if not os.path.isdir(d.worktree):
+            self.notify(f"{d.worktree} does not exist.", severity="warning")
+            return
+        shell = os.environ.get("SHELL", "/bin/sh")
+        try:
+            with self.app.suspend():
+                print(f"chump-tui: shell in {d.worktree} (exit to return to the console)")
+                subprocess.run([shell], cwd=d.worktree, check=False)
+        except Exception as exc:  # SuspendNotSupported in headless or web drivers
+            self.notify(f"cannot open a shell here: {exc}", severity="error")
+
+    def action_remove_worktree(self) -> None:
+        d = self.selected_dispatch()
+        if d is None:
+            return
+        if d.active:
+            self.notify("Kill the agent first: its worktree is in use.", severity="warning")
+            return
+        warning = ""
+        if d.pr is not None and d.pr.state == "OPEN":
+            warning = (f"\n\n[yellow]PR #{d.pr.number} is still OPEN.[/] Its branch {d.branch} "
+                       "is kept; only the local worktree goes.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._remove(d.key)
+
+        self.app.push_screen(Confirm(f"Remove worktree of {d.gap_id}?",
+                                     f"{d.worktree}\n(git worktree remove --force; the branch "
+                                     f"{d.branch} is kept){warning}", "Remove (y)"), answered)
+
+    @work(thread=True, group="git", exit_on_error=False)
+    def _remove(self, key: str) -> None:
+        error = self.chump.engine.remove_worktree(key)
+        message = f"worktree of {key} removed" if error is None else f"not removed: {error}"
+        self.app.call_from_thread(self.notify, message,
+                                  severity="information" if error is None else "error")

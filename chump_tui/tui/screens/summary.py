@@ -1,0 +1,93 @@
+"""Summary screen: one row per dispatch attempt, the reference's totals line, export."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from chump_tui.summary_export import export_summary, summary_rows, totals_line
+from chump_tui.tui.widgets.dispatch_card import STATE_STYLE, fmt_duration
+
+if TYPE_CHECKING:
+    from chump_tui.tui.app import ChumpApp
+
+COLUMNS = (("gap", "gap"), ("attempt", "#"), ("branch", "branch"), ("outcome", "outcome"),
+           ("pr", "PR"), ("duration", "duration"), ("reason", "reason"))
+
+
+class SummaryScreen(Screen[None]):
+    BINDINGS = [Binding("e", "export", "Export JSON+MD")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+        self._seen_version = -1
+
+    @property
+    def chump(self) -> ChumpApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        yield DataTable(id="summary", cursor_type="row", zebra_stripes=True)
+        yield Static(id="totals")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.refresh_view(set())
+        self.ready = True
+
+    def refresh_view(self, dirty_output: set[str]) -> None:
+        app = self.chump
+        if app.version == self._seen_version:
+            return
+        self._seen_version = app.version
+        table = self.query_one(DataTable)
+        now = app.setup.clock()
+        with app.batch_update():
+            for row in summary_rows(app.dispatches.values(), now):
+                cells = {
+                    "gap": row["gap"], "attempt": str(row["attempt"]), "branch": row["branch"],
+                    "outcome": Text(f" {row['outcome']} ",
+                                    style=STATE_STYLE.get(str(row["outcome"]), "")),
+                    "pr": f"#{row['pr']}" if row["pr"] else "-",
+                    "duration": fmt_duration(float(str(row["duration_s"]))),
+                    "reason": row["reason"],
+                }
+                key = str(row["key"])
+                if key in table.rows:
+                    for column, value in cells.items():
+                        if str(table.get_cell(key, column)) != str(value):
+                            table.update_cell(key, column, value)
+                else:
+                    table.add_row(*cells.values(), key=key)
+        pending = app.engine.reflections.pending()
+        where = app.setup.reflections_target
+        self.query_one("#totals", Static).update(
+            f"[b]{totals_line(app.dispatches.values())}[/b]\n"
+            f"reflections: {where}" + (f"  ([yellow]{pending} pending[/])" if pending else "")
+            + "\n[dim]e exports JSON + Markdown next to the reflections DB[/dim]")
+
+    def action_export(self) -> None:
+        self._export()
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export(self) -> None:
+        app = self.chump
+        try:
+            paths = export_summary(list(app.dispatches.values()), app.setup.export_dir,
+                                   app.setup.clock(), app.setup.reflections_target)
+            message = "exported " + " and ".join(str(p) for p in paths)
+            severity = "information"
+        except OSError as exc:
+            message, severity = f"export failed: {exc}", "error"
+        self.app.call_from_thread(self.notify, message, severity=severity, timeout=10)

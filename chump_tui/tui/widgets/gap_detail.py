@@ -1,0 +1,45 @@
+"""The detail pane for the highlighted gap: what it is, why it can or cannot go, its deps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from chump_tui.backlog import Gap
+
+MAX_FIELD_CHARS = 1500
+
+
+class GapDetail(Static):
+    def show(self, gap: Gap | None, reason: str | None, done: Set[str],
+             by_id: Mapping[str, Gap]) -> None:
+        if gap is None:
+            self.update(Text("No gap highlighted.", style="dim"))
+            return
+        parts: list[Text] = [
+            Text(gap.id, style="bold"),
+            Text(gap.title or "(no title)", style="bold cyan"),
+            Text(f"priority {gap.priority or '-'}   effort {gap.effort or '-'}   "
+                 f"status {gap.status or '-'}"),
+            Text("✓ pickable now", style="bold green") if reason is None
+            else Text(f"✗ {reason}", style="yellow"),
+        ]
+        for label, key in (("Description", "description"),
+                           ("Acceptance", "acceptance_criteria"), ("Acceptance", "acceptance")):
+            body = gap.text(key)
+            if body:
+                if len(body) > MAX_FIELD_CHARS:
+                    body = body[:MAX_FIELD_CHARS] + " …"
+                parts += [Text(""), Text(label, style="bold underline"), Text(body)]
+        if gap.depends_on:
+            parts += [Text(""), Text("Depends on", style="bold underline")]
+            for dep in gap.depends_on:
+                known = by_id.get(dep)
+                status = known.status if known else "not in backlog"
+                style = "green" if dep in done else "yellow"
+                mark = "✓" if dep in done else "✗"
+                parts.append(Text(f" {mark} {dep}  ({status or 'no status'})", style=style))
+        self.update(Group(*parts))
