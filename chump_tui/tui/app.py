@@ -97,6 +97,8 @@ class ChumpApp(App[int]):
             self.notify(self.setup.banner, timeout=10)
 
     def _redraw(self) -> None:
+        if self._closing or self._closed:  # shutting down: switching modes now would race it
+            return
         dirty = self.bridge.take_dirty_output()
         screen = self.screen
         if self._summary_due and not isinstance(screen, ModalScreen):

@@ -25,7 +25,7 @@ from chump_tui.tui.widgets.status_line import StatusLine, status_text
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
 
-CARD_MIN_WIDTH = 44
+CARD_MIN_WIDTH = 52
 GIT_TIMEOUT_S = 30
 
 

@@ -59,19 +59,21 @@ def render_card(d: Dispatch, now: float, tail: list[str]) -> Group:
     label = d.label()
     if d.phase == "killing" and d.kill_deadline is not None:
         label = f"KILLING · SIGKILL in {max(0, int(d.kill_deadline - now + 0.999))}s"
-    head = Text()
+    head = Text(no_wrap=True, overflow="ellipsis")
     head.append(d.gap_id, style="bold")
     head.append(f" #{d.attempt}  ", style="dim")
     head.append(d.title or "", style="italic")
-    head.truncate(60, overflow="ellipsis")
-    ident = Text(f"{d.branch}", style="cyan")
+    ident = Text(f"{d.branch}", style="cyan", no_wrap=True, overflow="ellipsis")
     ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {d.backend or '-'}", style="dim")
-    state = Text(f" {label} ", style=STATE_STYLE.get(d.label(), "bold white on blue"))
+    state = Text(no_wrap=True, overflow="ellipsis")
+    state.append(f" {label} ", style=STATE_STYLE.get(d.label(), "bold white on blue"))
     reason = d.reason()
     if reason and d.phase in ("ended", "spawn_failed", "killing"):
-        state.append(f"  {reason}", style="dim")
+        state.append(f"  {reason}", style="grey70")
     elapsed = d.duration_s(now)
     timing = deadline_bar(elapsed, d.soft_deadline_s)
+    timing.no_wrap = True
+    timing.overflow = "ellipsis"
     timing.append(f" {fmt_duration(elapsed)} / {fmt_duration(d.soft_deadline_s)}"
                   f" / {fmt_duration(2 * d.soft_deadline_s)}", style="dim")
     if d.pr is not None:

@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 
 from chump_tui.backlog import Gap
 
+PICK_WIDTH = 30
 COLUMNS = (("sel", " "), ("id", "id"), ("pri", "pri"), ("effort", "eff"), ("status", "status"),
            ("deps", "deps"), ("pick", "pickable / why not"), ("title", "title"))
 
@@ -17,8 +18,11 @@ def pick_cell(reason: str | None) -> Text:
     if reason is None:
         return Text("✓ pickable", style="bold green")
     if reason.startswith("dispatched"):
-        return Text(reason, style="cyan")
-    return Text(reason, style="yellow" if reason.startswith("needs") else "dim")
+        text = Text(reason, style="cyan")
+    else:
+        text = Text(reason, style="yellow" if reason.startswith("needs") else "dim")
+    text.truncate(PICK_WIDTH, overflow="ellipsis")
+    return text
 
 
 class GapTable(DataTable[object]):
@@ -29,7 +33,9 @@ class GapTable(DataTable[object]):
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            # The reason column is capped so the title stays on screen; the detail
+            # pane shows the whole reason.
+            self.add_column(label, key=key, width=PICK_WIDTH if key == "pick" else None)
 
     def show(self, rows: Iterable[tuple[Gap, str, str | None, bool]]) -> None:
         """Replace the rows: (gap, deps 'met/total', reason or None, selected)."""

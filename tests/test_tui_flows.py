@@ -1,0 +1,180 @@
+"""Pilot tests of the console's flows over a real repo, fake agent, stub gh and SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from chump_tui.agent_process import group_has_live_member
+from chump_tui.tui.app import ChumpApp
+from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
+from chump_tui.tui.screens.monitor import MonitorScreen
+from chump_tui.tui.screens.quit_dialog import QuitDialog
+from chump_tui.tui.screens.summary import SummaryScreen
+from tests.conftest import git
+from tests.test_cli_e2e import FOUR_GAPS
+from tests.tui_factory import live_app
+
+SIZE = (140, 44)
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 20,
+                what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def make(repo: Path, **kw: Any) -> ChumpApp:
+    (repo / "gaps.yaml").write_text(FOUR_GAPS)
+    return live_app(repo, repo / "gaps.yaml", **kw)
+
+
+def outcomes(app: ChumpApp) -> dict[str, str]:
+    return {k: d.label() for k, d in app.dispatches.items()}
+
+
+async def test_select_dispatch_outcomes_summary(git_repo: Path, stub_env: dict[str, str]) -> None:
+    app = make(git_repo)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("space", "space", "d")  # select E2E-001 and E2E-002
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDispatch), 5, "confirm")
+            await pilot.press("y")
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen | SummaryScreen), 5,
+                        f"monitor (on {app.screen})")
+            await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 30, "summary")
+            assert outcomes(app) == {"E2E-001#1": "SHIPPED", "E2E-002#1": "SHIPPED"}
+            assert app.screen.query_one(DataTable).row_count == 2
+            await pilot.press("e")
+            await app.workers.wait_for_complete()
+            await until(pilot, lambda: list((git_repo / "sessions").glob("*.md")), 5, "export")
+    finally:
+        app.engine.close()
+    db = sqlite3.connect(git_repo / "sessions" / "chump_memory.db")
+    assert db.execute("SELECT COUNT(*) FROM chump_reflections WHERE outcome_class='success'"
+                      ).fetchone() == (2,)
+    md = next((git_repo / "sessions").glob("chump-tui-summary-*.md")).read_text()
+    assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in md
+
+
+async def test_auto_pick_then_kill(git_repo: Path, stub_env: dict[str, str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    app = make(git_repo, kill_grace_s=0.5)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a", "d")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDispatch), 5)
+            await pilot.press("y")
+            await until(pilot, lambda: len(app.dispatches) == 2 and all(
+                d.phase == "running" for d in app.dispatches.values()), 20, "two running")
+            pids = [d.pid for d in app.dispatches.values()]
+            await pilot.press("k", "y")  # first card is selected
+            await until(pilot, lambda: app.dispatches["E2E-001#1"].phase == "ended", 10,
+                        "killed")
+            d = app.dispatches["E2E-001#1"]
+            assert d.outcome is not None and d.outcome.reason == "killed by operator"
+            assert app.dispatches["E2E-002#1"].phase == "running"
+            assert pids[0] is not None and not group_has_live_member(pids[0])
+            assert pids[1] is not None and group_has_live_member(pids[1])
+            await pilot.press("escape")
+            app.stopping = True  # as the quit path does: no auto-summary while stopping
+            app.engine.stop_all("test cleanup", grace_s=0.2)
+    finally:
+        app.engine.close()
+
+
+async def test_retry_failed_agent(git_repo: Path, stub_env: dict[str, str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "fail")
+    app = make(git_repo)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("d", "y")  # the highlighted gap alone
+            await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 20, "summary")
+            assert outcomes(app) == {"E2E-001#1": "KILLED"}
+            monkeypatch.setenv("FAKE_AGENT_MODE", "merge")
+            app.engine.spawner_for_retry.environ["FAKE_AGENT_MODE"] = "merge"  # type: ignore[attr-defined]
+            await pilot.press("m", "r")
+            await until(pilot, lambda: outcomes(app).get("E2E-001#2") == "SHIPPED", 20,
+                        "attempt 2 shipped")
+            assert outcomes(app)["E2E-001#1"] == "KILLED"  # attempt 1 kept
+    finally:
+        app.engine.close()
+    db = sqlite3.connect(git_repo / "sessions" / "chump_memory.db")
+    assert db.execute("SELECT outcome_class FROM chump_reflections ORDER BY id").fetchall() == [
+        ("failure",), ("success",)]
+
+
+@pytest.mark.parametrize("choice", ["stop_remove", "stop_keep", "leave"])
+async def test_quit_with_agents_running(git_repo: Path, stub_env: dict[str, str],
+                                        monkeypatch: pytest.MonkeyPatch, choice: str) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    app = make(git_repo, kill_grace_s=0.3)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a", "d", "y")
+            await until(pilot, lambda: len(app.dispatches) == 2 and all(
+                d.phase == "running" for d in app.dispatches.values()), 20, "two running")
+            pids = [d.pid for d in app.dispatches.values()]
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitDialog), 5, "quit dialog")
+            await pilot.press({"stop_remove": "1", "stop_keep": "2", "leave": "3"}[choice])
+            await until(pilot, lambda: not app.is_running, 20, "app exit")
+    finally:
+        app.engine.close()
+    assert app.quit_choice == choice
+    worktrees = git(git_repo, "worktree", "list")
+    if choice == "leave":
+        assert all(p is not None and group_has_live_member(p) for p in pids)
+        assert worktrees.count(".claude/worktrees/") == 2
+        for p in pids:
+            os.killpg(p, signal.SIGKILL)  # type: ignore[arg-type]
+    else:
+        assert not any(p is not None and group_has_live_member(p) for p in pids)
+        assert worktrees.count(".claude/worktrees/") == (0 if choice == "stop_remove" else 2)
+        assert all(d.phase == "ended" and d.outcome is not None and d.outcome.kind == "killed"
+                   for d in app.engine.snapshot())
+
+
+async def test_dry_run_dispatch_spawns_nothing(git_repo: Path, stub_env: dict[str, str]) -> None:
+    app = make(git_repo)
+    app.setup.dry_run = True
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a", "d")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDispatch), 5)
+            await pilot.press("y")
+            await pilot.pause(0.3)
+            assert app.dispatches == {}
+    finally:
+        app.engine.close()
+    assert not (git_repo / ".claude").exists()
+
+
+async def test_help_and_palette_open(git_repo: Path, stub_env: dict[str, str]) -> None:
+    app = make(git_repo)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("question_mark")
+            assert "Help" in type(app.screen).__name__
+            await pilot.press("escape", "ctrl+p")
+            await pilot.pause()
+            assert "CommandPalette" in type(app.screen).__name__
+            commands = [c.title for c in app.get_system_commands(app.screen_stack[-2])]
+            assert "Auto-pick" in commands and "Dispatch" in commands and "Quit" in commands
+    finally:
+        app.engine.close()

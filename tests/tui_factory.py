@@ -1,0 +1,100 @@
+"""Test-only builders for the console: real engines for Pilot flows, frozen ones for snapshots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from chump_tui.backlog import Backlog, load_backlog
+from chump_tui.demo import demo_backlog
+from chump_tui.dispatch_record import Dispatch
+from chump_tui.engine import Engine, EngineConfig
+from chump_tui.monitor import DispatchOutcome
+from chump_tui.pr_providers import GhPrProvider, PrStatus, ScriptedPrProvider
+from chump_tui.reflections import MemoryReflectionWriter, SqliteReflectionWriter
+from chump_tui.spawners import RealSpawner
+from chump_tui.tui.app import ChumpApp, ConsoleSetup
+
+FROZEN_NOW = 1_790_000_000.0
+
+
+def frozen_backlog() -> Backlog:
+    """The demo gaps under a fixed, machine-independent path."""
+    return Backlog(path=Path("docs/gaps.yaml"), gaps=demo_backlog().gaps)
+
+
+def frozen_app(records: list[tuple[Dispatch, list[str]]] = (),  # type: ignore[assignment]
+               dry_run: bool = False) -> ChumpApp:
+    """Deterministic app: frozen clock, engine never started, no blink, no animation."""
+    backlog = frozen_backlog()
+    engine = Engine(Path("/repo"), RealSpawner(Path("/repo"), {}), ScriptedPrProvider({}),
+                    MemoryReflectionWriter(), EngineConfig(tick_s=30, kill_grace_s=30),
+                    backlog=backlog.gaps, clock=lambda: FROZEN_NOW)
+    for record, lines in records:
+        engine.restore(record, lines)
+    setup = ConsoleSetup(engine, backlog, Path("/repo"), dry_run=dry_run,
+                         mode_label="DRY-RUN" if dry_run else "EXECUTE", max_parallel=2,
+                         reflections_target="/repo/sessions/chump_memory.db",
+                         export_dir=Path("/repo/sessions"), clock=lambda: FROZEN_NOW,
+                         start_engine=False)
+    app = ChumpApp(setup)
+    app.animation_level = "none"
+    return app
+
+
+def record(gap_id: str, phase: str, *, attempt: int = 1, elapsed: float = 300,
+           soft: float = 1200, pr: PrStatus | None = None,
+           outcome: DispatchOutcome | None = None, **extra: object) -> Dispatch:
+    slug = gap_id.lower()
+    d = Dispatch(key=f"{gap_id}#{attempt}", gap_id=gap_id, title=f"title of {gap_id}",
+                 priority="P1", effort="s", branch=f"claude/{slug}",
+                 worktree=f"/repo/.claude/worktrees/{slug}", attempt=attempt,
+                 started_at=FROZEN_NOW - elapsed, soft_deadline_s=soft,
+                 phase=phase, backend="claude", pid=40000 + attempt, pr=pr,  # type: ignore[arg-type]
+                 outcome=outcome)
+    if phase in ("ended", "spawn_failed"):
+        d.ended_at = FROZEN_NOW
+        d.reflection_written = phase == "ended"
+    for key, value in extra.items():
+        setattr(d, key, value)
+    return d
+
+
+def every_state() -> list[tuple[Dispatch, list[str]]]:
+    lines = ["reading CLAUDE.md", "WARN: flaky test retried", "running cargo test"]
+    return [
+        (record("DEMO-001", "running", elapsed=125), lines),
+        (record("DEMO-002", "running", elapsed=900, pr=PrStatus(2001, "OPEN", "DIRTY")), lines),
+        (record("DEMO-003", "ended", elapsed=600, pr=PrStatus(2002, "MERGED"),
+                outcome=DispatchOutcome.shipped(2002)), lines),
+        (record("DEMO-004", "ended", pr=PrStatus(2003, "CLOSED"),
+                outcome=DispatchOutcome.ci_failed(2003)), ["FAIL: CI red"]),
+        (record("DEMO-005", "stalled", elapsed=1500), ["waiting for a permission prompt"]),
+        (record("DEMO-006", "ended", elapsed=2500,
+                outcome=DispatchOutcome.killed("soft-deadline exceeded (1200s × 2)")),
+         ["PANIC: stuck"]),
+        (record("DEMO-007", "spawn_failed", elapsed=0, pid=None,
+                error="creating worktree: git worktree add failed (exit 128): "
+                      "fatal: invalid reference: origin/main"), []),
+        (record("DEMO-008", "killing", elapsed=400, kill_reason="killed by operator",
+                kill_deadline=FROZEN_NOW + 27), ["got SIGTERM; finishing"]),
+        (record("DEMO-012", "running", elapsed=60, exit_code=0), ["exited without a PR"]),
+    ]
+
+
+def live_app(repo: Path, backlog_path: Path, *, kill_grace_s: float = 0.5,
+             tick_s: float = 0.2, max_parallel: int = 2) -> ChumpApp:
+    """A console over a real git repo with RealSpawner, the stub gh and a real SQLite file."""
+    backlog = load_backlog(backlog_path)
+    environ = dict(os.environ)
+    writer = SqliteReflectionWriter.for_repo(repo)
+    engine = Engine(repo, RealSpawner(repo, environ), GhPrProvider(repo, environ=environ), writer,
+                    EngineConfig(tick_s=tick_s, kill_grace_s=kill_grace_s,
+                                 max_parallel=max_parallel, environ=environ,
+                                 log_dir=repo / "sessions" / "chump-tui" / "logs"),
+                    backlog=backlog.gaps,
+                    spawner_for_retry=RealSpawner(repo, environ, reuse_existing_worktree=True))
+    setup = ConsoleSetup(engine, backlog, repo, dry_run=False, mode_label="EXECUTE",
+                         max_parallel=max_parallel, reflections_target=writer.describe(),
+                         export_dir=repo / "sessions")
+    return ChumpApp(setup)
