@@ -1,11 +1,14 @@
-"""One agent subprocess: its own process group, live output capture, group kill.
+"""One agent subprocess: its own process group, output to a log file we follow, group kill.
 
-Reader threads decode stdout/stderr line by line (invalid UTF-8 replaced,
-over-long lines cut), keep a bounded tail for the UI, keep the last 64
-WARN/ERROR/FAIL/PANIC stderr lines for the reflection notes, append to an
-optional per-attempt log file, and call ``on_line`` for every line.
-Nothing here blocks the caller: ``terminate_group`` runs the grace period on
-its own thread when asked to.
+The agent's stdout and stderr go straight to its per-attempt log file (opened
+O_APPEND by the child), never to a pipe we own, so an agent outlives a
+console that crashes or is left behind, and a later console re-reads the same
+record. A follower thread tails the file line by line (invalid UTF-8
+replaced, over-long lines split) into an in-memory tail for the live view and
+the last 64 WARN/ERROR/FAIL/PANIC lines for the reflection notes. The file is
+capped: once it passes LOG_CAP_BYTES after being read, it is truncated to zero
+(the child's O_APPEND writes then restart at the top), like logrotate's
+copytruncate.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
 import psutil
 
@@ -32,13 +34,16 @@ LIVE_TAIL_CAP = 400
 MAX_LINE_BYTES = 8192
 """A longer line is split; a flood without newlines cannot grow memory."""
 
-LOG_CAP_BYTES = 8 * 1024 * 1024
-"""Per-attempt log file cap; past it only a truncation marker is written once."""
+LOG_CAP_BYTES = 16 * 1024 * 1024
+"""Per-attempt log file cap on disk."""
+
+POLL_MIN_S = 0.05
+POLL_MAX_S = 0.4
 
 _SIGNAL_WORDS = ("ERROR", "WARN", "FAIL", "PANIC")
 
 LineCallback = Callable[[str, str], None]
-"""Called as ``on_line(stream, line)`` from a reader thread."""
+"""Called as ``on_line(stream, line)`` from the follower thread."""
 
 
 def is_signal_line(line: str) -> bool:
@@ -47,46 +52,20 @@ def is_signal_line(line: str) -> bool:
 
 
 class OutputLog:
-    """Bounded in-memory record of an agent's output, shared by readers and viewers."""
+    """Bounded in-memory record of an agent's output, shared by the follower and viewers."""
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tail: collections.deque[str] = collections.deque(maxlen=LIVE_TAIL_CAP)
         self._signals: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_CAP)
         self.lines_seen = 0
-        self._log_path = log_path
-        self._log_file: IO[bytes] | None = None
-        self._log_bytes = 0
-        self._log_capped = False
-        if log_path is not None:
-            with contextlib.suppress(OSError):
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._log_file = open(log_path, "ab", buffering=0)  # noqa: SIM115
-                os.chmod(log_path, 0o600)
 
-    def add(self, stream: str, line: str) -> None:
+    def add(self, line: str) -> None:
         with self._lock:
             self.lines_seen += 1
-            shown = line if stream == "stderr" else f"[out] {line}"
-            self._tail.append(shown)
-            if stream == "stderr" and is_signal_line(line):
+            self._tail.append(line)
+            if is_signal_line(line):
                 self._signals.append(line)
-            tag = "E" if stream == "stderr" else "O"
-            self._write_log(f"{tag} {line}\n".encode())
-
-    def _write_log(self, data: bytes) -> None:
-        if self._log_file is None or self._log_capped:
-            return
-        try:
-            if self._log_bytes + len(data) > LOG_CAP_BYTES:
-                self._log_file.write(b"... log capped; later lines kept only in memory\n")
-                self._log_capped = True
-                return
-            self._log_file.write(data)
-            self._log_bytes += len(data)
-        except OSError:
-            # Disk full or the file went away: keep the in-memory record, stop writing.
-            self._log_capped = True
 
     def tail(self, n: int = LIVE_TAIL_CAP) -> list[str]:
         with self._lock:
@@ -98,71 +77,132 @@ class OutputLog:
         with self._lock:
             return list(self._signals)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._log_file is not None:
-                with contextlib.suppress(OSError):
-                    self._log_file.close()
-                self._log_file = None
+
+class LogFollower:
+    """Tails one log file into an OutputLog until ``finished()`` is true and EOF is reached."""
+
+    def __init__(self, path: Path, output: OutputLog, on_line: LineCallback | None,
+                 finished: Callable[[], bool], start_offset: int = 0) -> None:
+        self.path = path
+        self.output = output
+        self.on_line = on_line
+        self.finished = finished
+        self.offset = start_offset
+        self._partial = b""
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"follow-{path.name}", daemon=True)
+
+    def start(self) -> LogFollower:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def drain(self) -> None:
+        """Read whatever is in the file now (used once, without a thread, for ended agents)."""
+        self._read_available()
+        self._flush_partial()
+
+    def _run(self) -> None:
+        idle = POLL_MIN_S
+        while not self._stop.is_set():
+            done = self.finished()
+            got = self._read_available()
+            if done and not got:
+                self._flush_partial()
+                return
+            idle = POLL_MIN_S if got else min(POLL_MAX_S, idle * 1.5)
+            self._stop.wait(0 if got else idle)
+
+    def _read_available(self) -> bool:
+        try:
+            with open(self.path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < self.offset:  # truncated under us (by our cap or by hand)
+                    self.offset = 0
+                fh.seek(self.offset)
+                data = fh.read(1024 * 1024)
+                self.offset += len(data)
+        except OSError:
+            return False
+        if not data:
+            return False
+        self._emit_lines(data)
+        if self.offset >= LOG_CAP_BYTES:
+            self._cap()
+        return True
+
+    def _emit_lines(self, data: bytes) -> None:
+        buf = self._partial + data
+        lines = buf.split(b"\n")
+        self._partial = lines.pop()
+        while len(self._partial) > MAX_LINE_BYTES:
+            lines.append(self._partial[:MAX_LINE_BYTES])
+            self._partial = self._partial[MAX_LINE_BYTES:]
+        for raw in lines:
+            for start in range(0, max(len(raw), 1), MAX_LINE_BYTES):
+                self._deliver(raw[start:start + MAX_LINE_BYTES])
+
+    def _flush_partial(self) -> None:
+        if self._partial:
+            self._deliver(self._partial)
+            self._partial = b""
+
+    def _deliver(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        self.output.add(line)
+        if self.on_line is not None:
+            self.on_line("output", line)
+
+    def _cap(self) -> None:
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, 0)
+        self.offset = 0
+        self._deliver(f"[chump-tui] log reached {LOG_CAP_BYTES // (1024 * 1024)} MiB on disk; "
+                      "truncated (earlier lines stay in this view)".encode())
 
 
 class AgentProcess:
-    """A running agent (or one re-attached by pid + start time)."""
+    """A running agent we started, or one re-attached by pid + start time."""
 
-    def __init__(
-        self,
-        popen: subprocess.Popen[bytes] | None,
-        pid: int,
-        output: OutputLog,
-        start_time: float | None = None,
-    ) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes] | None, pid: int,
+                 start_time: float | None) -> None:
         self._popen = popen
         self.pid = pid
-        self.output = output
-        self.start_time = start_time if start_time is not None else _process_start_time(pid)
+        self.start_time = start_time
         self._exit_code: int | None = None
-        self._readers: list[threading.Thread] = []
+        self.follower: LogFollower | None = None
 
     @classmethod
-    def spawn(
-        cls,
-        argv: Sequence[str],
-        cwd: Path,
-        env: Mapping[str, str],
-        output: OutputLog,
-        on_line: LineCallback | None = None,
-    ) -> AgentProcess:
-        """Start ``argv`` in a new session (own process group) with piped output."""
-        popen = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        proc = cls(popen, popen.pid, output)
-        for stream_name, stream in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            if stream is None:
-                continue
-            reader = threading.Thread(
-                target=_read_lines,
-                args=(stream, stream_name, output, on_line),
-                name=f"agent-{popen.pid}-{stream_name}",
-                daemon=True,
-            )
-            reader.start()
-            proc._readers.append(reader)
+    def spawn(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
+              output: OutputLog, on_line: LineCallback | None = None) -> AgentProcess:
+        """Start ``argv`` in a new session (own process group), output appended to ``log_path``."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            offset = os.fstat(fd).st_size
+            popen = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                                     stdout=fd, stderr=fd, start_new_session=True)
+        finally:
+            os.close(fd)
+        proc = cls(popen, popen.pid, _process_start_time(popen.pid))
+        proc.follow(log_path, output, on_line, offset)
         return proc
 
     @classmethod
-    def attach(cls, pid: int, start_time: float, output: OutputLog) -> AgentProcess | None:
-        """Re-attach to a live agent we did not start, if pid AND start time still match."""
+    def attach(cls, pid: int, start_time: float) -> AgentProcess | None:
+        """Re-attach to a live agent only if pid AND start time match: a reused pid is not ours."""
         actual = _process_start_time(pid)
         if actual is None or abs(actual - start_time) > 1.0:
             return None
-        return cls(None, pid, output, start_time=actual)
+        proc = cls(None, pid, actual)
+        return proc if proc._same_process_alive() else None
+
+    def follow(self, log_path: Path, output: OutputLog, on_line: LineCallback | None,
+               offset: int = 0) -> None:
+        self.follower = LogFollower(log_path, output, on_line,
+                                    lambda: self.poll() is not None, offset).start()
 
     def poll(self) -> int | None:
         """Exit code once ended, else None. Never blocks."""
@@ -171,19 +211,16 @@ class AgentProcess:
         if self._popen is not None:
             code = self._popen.poll()
             if code is not None:
-                # A signal death is reported as -N by Popen; the reference uses -1.
+                # A signal death is -N from Popen; the reference reports -1.
                 self._exit_code = code if code >= 0 else -1
         elif not self._same_process_alive():
-            # Not our child: the exit status is gone with it. Report a clean exit
-            # and let the PR state and deadlines decide the outcome.
+            # Not our child: its exit status is gone with it. Report a clean exit and
+            # let the PR state and the deadlines decide the outcome.
             self._exit_code = 0
         return self._exit_code
 
-    def is_running(self) -> bool:
-        return self.poll() is None
-
     def wait(self, timeout: float | None = None) -> int | None:
-        """Wait for exit up to ``timeout`` seconds; returns the code or None."""
+        """Wait for exit up to ``timeout`` seconds; the code, or None on timeout."""
         if self._popen is not None:
             try:
                 self._popen.wait(timeout)
@@ -197,10 +234,10 @@ class AgentProcess:
             time.sleep(0.05)
         return self._exit_code
 
-    def join_readers(self, timeout: float = 2.0) -> None:
-        """Let the readers drain what the process wrote before it ended."""
-        for reader in self._readers:
-            reader.join(timeout)
+    def join_output(self, timeout: float = 2.0) -> None:
+        """Let the follower read what the process wrote before it ended."""
+        if self.follower is not None:
+            self.follower.thread.join(timeout)
 
     def signal_group(self, sig: int) -> None:
         """Signal the whole process group, falling back to the single pid."""
@@ -230,8 +267,8 @@ class AgentProcess:
         self.signal_group(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            if self.wait(min(0.05, max(0.0, deadline - time.monotonic()))) is not None and \
-                    not self.group_alive():
+            left = max(0.0, deadline - time.monotonic())
+            if self.wait(min(0.05, left)) is not None and not self.group_alive():
                 break
         if self.group_alive():
             self.signal_group(signal.SIGKILL)
@@ -239,7 +276,7 @@ class AgentProcess:
         gone_by = time.monotonic() + 5.0
         while self.group_alive() and time.monotonic() < gone_by:
             time.sleep(0.02)
-        self.join_readers(1.0)
+        self.join_output(1.0)
         return code
 
     def _same_process_alive(self) -> bool:
@@ -254,23 +291,9 @@ class AgentProcess:
             return False
 
 
-def _read_lines(
-    stream: IO[bytes], stream_name: str, output: OutputLog, on_line: LineCallback | None
-) -> None:
-    try:
-        while True:
-            raw = stream.readline(MAX_LINE_BYTES)
-            if not raw:
-                break
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            output.add(stream_name, line)
-            if on_line is not None:
-                on_line(stream_name, line)
-    except (OSError, ValueError):
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            stream.close()
+def read_log(path: Path, output: OutputLog) -> None:
+    """Fill ``output`` from a log file once (an agent that ended while nobody watched)."""
+    LogFollower(path, output, None, lambda: True).drain()
 
 
 def _process_start_time(pid: int) -> float | None:

@@ -71,8 +71,8 @@ class DemoSpawner:
     def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
         return "demo: no claim script; claim skipped"
 
-    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, output: OutputLog,
-                    on_line: LineCallback | None) -> SpawnResult:
+    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
+                    output: OutputLog, on_line: LineCallback | None) -> SpawnResult:
         gap = self.by_id.get(gap_id)
         spec = gap.extra.get("demo", {}) if gap else {}
         spec = spec if isinstance(spec, dict) else {}
@@ -85,7 +85,8 @@ class DemoSpawner:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_package_parent()),
                                                           env.get("PYTHONPATH", "")]))
-        return SpawnResult(AgentProcess.spawn(argv, worktree, env, output, on_line), "demo")
+        return SpawnResult(AgentProcess.spawn(argv, worktree, env, log_path, output, on_line),
+                           "demo")
 
 
 def _package_parent() -> Path:

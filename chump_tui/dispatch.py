@@ -50,6 +50,7 @@ def dispatch_gap_with(
     gap: Gap,
     repo_root: Path,
     base_ref: str,
+    log_path: Path,
     output: OutputLog,
     on_line: LineCallback | None = None,
     environ: Mapping[str, str] | None = None,
@@ -73,7 +74,7 @@ def dispatch_gap_with(
         raise DispatchError(f"claiming {gap.id} in {worktree}: {exc}") from None
     prompt = build_prompt(gap.id, repo_root)
     try:
-        result = spawner.spawn_agent(worktree, gap.id, prompt, output, on_line)
+        result = spawner.spawn_agent(worktree, gap.id, prompt, log_path, output, on_line)
     except DispatchError as exc:
         raise DispatchError(f"spawning agent for {gap.id}: {exc}") from None
     return DispatchHandle(

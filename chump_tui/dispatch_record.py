@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 from chump_tui.monitor import DispatchOutcome
 from chump_tui.pr_providers import PrStatus
@@ -38,7 +39,21 @@ class Dispatch:
     kill_deadline: float | None = None
     reflection_written: bool = False
     log_path: str = ""
-    ignore_pr: int | None = None  # a previous attempt's terminal PR
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique across sessions
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dispatch:
+        """Rebuild a row from the state file; unknown keys (a newer version) are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("pr"), dict):
+            values["pr"] = PrStatus(**values["pr"])
+        if isinstance(values.get("outcome"), dict):
+            values["outcome"] = DispatchOutcome(**values["outcome"])
+        return cls(**values)
 
     @property
     def active(self) -> bool:

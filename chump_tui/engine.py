@@ -11,15 +11,15 @@ Everything it learns is reported to subscribers as events.
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chump_tui.agent_process import AgentProcess, OutputLog
+from chump_tui.agent_process import AgentProcess, OutputLog, read_log
 from chump_tui.backlog import Gap, done_ids
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
@@ -41,6 +41,7 @@ from chump_tui.picker import pickable_gaps
 from chump_tui.pr_providers import PrProvider, PrStatus
 from chump_tui.reflection_queue import ReflectionQueue
 from chump_tui.reflections import DispatchReflection, ReflectionWriter
+from chump_tui.session_store import SessionStore
 from chump_tui.spawners import Spawner
 
 Listener = Callable[[EngineEvent], None]
@@ -83,6 +84,7 @@ class Engine:
         backlog: Iterable[Gap] = (),
         clock: Callable[[], float] = time.time,
         spawner_for_retry: Spawner | None = None,
+        store: SessionStore | None = None,
     ) -> None:
         self.repo_root = repo_root
         self.spawner = spawner
@@ -92,6 +94,9 @@ class Engine:
         self.config = config or EngineConfig()
         self.clock = clock
         self.backlog: list[Gap] = list(backlog)
+        self.store = store
+        self.log_dir = self.config.log_dir or Path(tempfile.mkdtemp(prefix="chump-tui-logs-"))
+        self.state_error: str | None = None
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._live: dict[str, _Live] = {}
@@ -120,8 +125,24 @@ class Engine:
                 if not isinstance(event, Notice):
                     self._emit(Notice("error", f"listener failed: {exc!r}"))
 
-    def _changed(self, live: _Live, why: str) -> None:
+    def _changed(self, live: _Live, why: str, save: bool = True) -> None:
+        if save:
+            self._save_state()
         self._emit(DispatchChanged(dataclasses.replace(live.record), why))  # type: ignore[arg-type]
+
+    def _save_state(self) -> None:
+        """Persist the whole table (caller holds the lock); a failure is reported, not fatal."""
+        if self.store is None:
+            return
+        try:
+            self.store.save([self._live[k].record for k in self._order])
+        except OSError as exc:
+            message = f"cannot save {self.store.state_path}: {exc.strerror or exc}"
+            if message != self.state_error:
+                self.state_error = message
+                self._emit(Notice("error", message))
+            return
+        self.state_error = None
 
     # ------------------------------------------------------------------ queries
     def snapshot(self) -> list[Dispatch]:
@@ -158,17 +179,24 @@ class Engine:
                 process: AgentProcess | None = None) -> None:
         """Put a dispatch known from elsewhere (the session file, a test) into the table.
 
-        An active record with a live ``process`` is watched again; an active record
-        without one is judged by its PR and deadlines as if its agent had exited.
+        An active record with a live ``process`` is watched again (its log file is
+        re-read from the top, then followed); an active record without one is judged
+        by its PR and deadlines as if its agent had exited cleanly.
         """
-        output = OutputLog(Path(record.log_path) if record.log_path and record.active else None)
+        live = _Live(dataclasses.replace(record), OutputLog(), process=process)
+        key = record.key
         for line in lines:
-            output.add("stderr", line)
-        live = _Live(dataclasses.replace(record), output, process=process)
+            live.output.add(line)
+        log_path = Path(record.log_path) if record.log_path else None
+        if process is not None and log_path is not None:
+            process.follow(log_path, live.output,
+                           lambda _s, line: self._emit(OutputLine(key, "output", line)))
+        elif log_path is not None and log_path.exists():
+            read_log(log_path, live.output)
         with self._lock:
-            self._live[record.key] = live
-            if record.key not in self._order:
-                self._order.append(record.key)
+            self._live[key] = live
+            if key not in self._order:
+                self._order.append(key)
             if record.active:
                 if process is not None:
                     self._watch_exit(live, process)
@@ -178,28 +206,72 @@ class Engine:
         self._poll_requested = True
         self._wake.set()
 
+    def resume(self, records: Iterable[Dispatch]) -> list[str]:
+        """Take over a saved session: re-attach live agents, finish what ended unwatched.
+
+        Returns one note per decision worth telling the operator.
+        """
+        notes: list[str] = []
+        for rec in records:
+            if rec.phase == "dispatching":
+                rec.phase = "spawn_failed"
+                rec.error = "console stopped during dispatch (check the worktree)"
+                rec.ended_at = rec.ended_at or self.clock()
+                notes.append(f"{rec.key}: was being dispatched when the console stopped")
+            process = None
+            if rec.phase in ("running", "stalled", "killing") and rec.pid is not None:
+                if rec.process_start is not None:
+                    process = AgentProcess.attach(rec.pid, rec.process_start)
+                notes.append(f"{rec.key}: pid {rec.pid} "
+                             + ("re-attached" if process else "is gone; judged by its PR"))
+            self.restore(rec, process=process)
+            with self._lock:
+                live = self._live[rec.key]
+                if rec.phase == "killing":
+                    if process is not None:
+                        grace = max(0.0, (rec.kill_deadline or 0) - self.clock())
+                        live.record.phase = "running"
+                        self._start_kill(live, rec.kill_reason or "killed", grace)
+                    else:
+                        self._finish(live, DispatchOutcome.killed(rec.kill_reason or "killed"))
+                elif rec.outcome is not None and not rec.reflection_written:
+                    self._queue_reflection(live, rec.outcome, 1)
+                    notes.append(f"{rec.key}: reflection not written yet; writing it now")
+        return notes
+
     # ---------------------------------------------------------------- dispatch
     def dispatch(self, gaps: Iterable[Gap]) -> list[Dispatch]:
-        """Run the dispatch steps for each gap in turn (blocking: call off the UI thread)."""
-        lives = [self._reserve(g, attempt=1) for g in gaps]
-        for live in lives:
+        """Run the dispatch steps for each gap in turn (blocking: call off the UI thread).
+
+        A gap this session already dispatched is retried as its next attempt in the
+        same worktree, or skipped while an attempt is active or has shipped.
+        """
+        out: list[Dispatch] = []
+        for gap in gaps:
+            with self._lock:
+                previous = [lv for lv in self._live.values() if lv.record.gap_id == gap.id]
+            if previous:
+                latest = max(previous, key=lambda lv: lv.record.attempt)
+                retried = self.retry(latest.record.key)
+                if retried is not None:
+                    out.append(retried)
+                continue
+            live = self._reserve(gap, attempt=1)
             self._launch(live, self.spawner)
-        return [dataclasses.replace(lv.record) for lv in lives]
+            out.append(dataclasses.replace(live.record))
+        return out
 
     def _reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = ()) -> _Live:
         worktree, branch = dispatch_paths(self.repo_root, gap.id)
         soft = self.config.soft_deadline_s or soft_deadline_seconds(gap.effort)
         key = f"{gap.id}#{attempt}"
-        log_path = ""
-        if self.config.log_dir is not None:
-            log_path = str(self.config.log_dir / f"{slug(gap.id)}-attempt{attempt}.log")
+        log_path = str(self.log_dir / f"{slug(gap.id)}-attempt{attempt}.log")
         record = Dispatch(
             key=key, gap_id=gap.id, title=gap.title, priority=gap.priority, effort=gap.effort,
             branch=branch, worktree=str(worktree), attempt=attempt, started_at=self.clock(),
             soft_deadline_s=soft, log_path=log_path,
         )
-        live = _Live(record, OutputLog(Path(log_path) if log_path else None),
-                     stale_prs=set(stale_prs))
+        live = _Live(record, OutputLog(), stale_prs=set(stale_prs))
         with self._lock:
             self._live[key] = live
             self._order.append(key)
@@ -215,7 +287,8 @@ class Engine:
 
         try:
             handle = dispatch_gap_with(
-                spawner, gap, self.repo_root, self.config.base_ref, live.output, on_line,
+                spawner, gap, self.repo_root, self.config.base_ref, Path(live.record.log_path),
+                live.output, on_line,
                 environ=self.config.environ, clock=self.clock,
             )
         except DispatchError as exc:
@@ -223,7 +296,6 @@ class Engine:
                 live.record.phase = "spawn_failed"
                 live.record.error = str(exc)
                 live.record.ended_at = self.clock()
-                live.output.close()
                 self._changed(live, "spawn_failed")
                 self._idle.notify_all()
             self._refill_soon()
@@ -253,7 +325,7 @@ class Engine:
     def _watch_exit(self, live: _Live, process: AgentProcess) -> None:
         def wait_then_wake() -> None:
             code = process.wait()
-            process.join_readers(2.0)
+            process.join_output(2.0)
             with self._lock:
                 live.exit_seen = code if code is not None else 0
             self._wake.set()
@@ -497,15 +569,22 @@ class Engine:
         rec.phase = "ended"
         rec.ended_at = now
         rec.kill_deadline = None
-        live.output.close()
-        self.reflections.put(rec.key, DispatchReflection.build(
-            rec.gap_id, rec.effort or "m", outcome, int(now - rec.started_at),
-            in_flight - 1, rec.backend or "claude", live.output.signal_lines()))
+        # The outcome is on disk before its reflection may be written: a crash in
+        # between leaves an unwritten reflection to retry, never a lost outcome.
+        self._save_state()
+        self._queue_reflection(live, outcome, in_flight)
         # Refill before reporting the outcome, so a listener never sees a moment
         # with nothing active while continuous mode is about to dispatch more.
         self._refill_soon()
-        self._changed(live, "outcome")
+        self._changed(live, "outcome", save=False)
         self._idle.notify_all()
+
+    def _queue_reflection(self, live: _Live, outcome: DispatchOutcome, in_flight: int) -> None:
+        rec = live.record
+        end = rec.ended_at if rec.ended_at is not None else self.clock()
+        self.reflections.put(rec.key, DispatchReflection.build(
+            rec.gap_id, rec.effort or "m", outcome, int(end - rec.started_at),
+            in_flight - 1, rec.backend or "claude", live.output.signal_lines(), rec.uid))
 
     def _reflection_written(self, key: str) -> None:
         with self._lock:
@@ -524,7 +603,3 @@ class Engine:
 
 def default_log_dir(repo_root: Path) -> Path:
     return repo_root / "sessions" / "chump-tui" / "logs"
-
-
-def own_environ() -> dict[str, str]:
-    return dict(os.environ)

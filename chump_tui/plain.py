@@ -29,11 +29,16 @@ from chump_tui.reflections import (
 )
 from chump_tui.repo import git_toplevel, resolve_repo_root
 from chump_tui.self_test import run_self_test, scratch_dir
+from chump_tui.session_store import SessionStore, needs_resume
 from chump_tui.spawners import RealSpawner
 from chump_tui.summary_export import totals_line
 
 if TYPE_CHECKING:
     from chump_tui.cli import Options
+
+
+NOTHING_PICKABLE = ("note: no pickable gaps. Either backlog is exhausted or all open P0-P2 gaps "
+                    "are XL or dependency-blocked.")
 
 
 def _err(text: str) -> None:
@@ -96,38 +101,73 @@ def run_plain(opts: Options) -> int:
     picked = pickable_gaps(backlog.gaps, opts.max_parallel, done_ids(backlog.gaps))
     mode = "dry-run" if opts.dry_run else ("execute+watch" if opts.watch else "execute")
     _out(header_line(mode, backlog, len(picked), opts.max_parallel))
+    if not opts.dry_run:
+        return _execute(opts, backlog)
     if not picked:
-        _err("note: no pickable gaps. Either backlog is exhausted or all open P0-P2 gaps are "
-             "XL or dependency-blocked.")
+        _err(NOTHING_PICKABLE)
         return 0
-    if opts.dry_run:
-        root = base.resolve() if opts.repo_root is not None or base != Path(".") else Path(".")
-        for gap in picked:
-            wt, _branch = dispatch_paths(root, gap.id)
-            _out(f"WOULD DISPATCH: {gap.id} (prio={gap.priority} effort={gap.effort}) in {wt}"
-                 f"  -- {gap.title}")
-        return 0
-    return _execute(opts, backlog, picked)
+    root = base.resolve() if opts.repo_root is not None or base != Path(".") else Path(".")
+    for gap in picked:
+        wt, _branch = dispatch_paths(root, gap.id)
+        _out(f"WOULD DISPATCH: {gap.id} (prio={gap.priority} effort={gap.effort}) in {wt}"
+             f"  -- {gap.title}")
+    return 0
 
 
-def _execute(opts: Options, backlog: Backlog, picked: list) -> int:  # type: ignore[type-arg]
-    repo_root = resolve_repo_root(opts.repo_root)
-    writer = make_writer(opts, repo_root)
+def open_session(repo_root: Path) -> tuple[SessionStore, list[Dispatch], list[str]]:
+    """Lock the repo's session and load what must be resumed; a finished one is archived."""
+    store = SessionStore(repo_root / "sessions" / "chump-tui")
+    store.acquire()
+    records, warning = store.load()
+    notes = [warning] if warning else []
+    if records and not needs_resume(records):
+        store.archive()
+        records = []
+    return store, records, notes
+
+
+def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
+                 store: SessionStore | None) -> Engine:
     spawner = RealSpawner(repo_root, os.environ)
     if spawner.backend_warning:
         _err(f"[dispatch] WARN {spawner.backend_warning}")
-    engine = Engine(
-        repo_root, spawner, GhPrProvider(repo_root), writer,
+    return Engine(
+        repo_root, spawner, GhPrProvider(repo_root), make_writer(opts, repo_root),
         EngineConfig(base_ref=opts.base_ref, max_parallel=opts.max_parallel, tick_s=opts.tick_s,
                      kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
                      log_dir=default_log_dir(repo_root), environ=os.environ,
-                     continuous=False),
+                     continuous=opts.continuous),
         backlog=backlog.gaps,
         spawner_for_retry=RealSpawner(repo_root, os.environ, reuse_existing_worktree=True),
+        store=store,
     )
+
+
+def _execute(opts: Options, backlog: Backlog) -> int:
+    repo_root = resolve_repo_root(opts.repo_root)
+    store, records, notes = open_session(repo_root)
+    try:
+        return _execute_locked(opts, backlog, repo_root, store, records, notes)
+    finally:
+        store.release()
+
+
+def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: SessionStore,
+                    records: list[Dispatch], notes: list[str]) -> int:
+    engine = build_engine(opts, repo_root, backlog, store)
+    writer = engine.writer
     engine.subscribe(_print_event)
+    for note in notes + engine.resume(records):
+        _err(f"[chump-tui] {note}")
+    slots = max(0, opts.max_parallel - engine.active_count())
+    picked = engine.pickable_now(slots)
+    if not picked and not engine.snapshot():
+        _err(NOTHING_PICKABLE)
+        return 0
     engine.dispatch(picked)
     if not opts.watch:
+        engine.config.continuous = False
+        engine.close()
         failures = _spawn_failures(engine)
         if failures:
             _err(f"error: {failures} of {len(picked)} dispatches failed")
@@ -139,7 +179,8 @@ def _execute(opts: Options, backlog: Backlog, picked: list) -> int:  # type: ign
         _err(f"[chump-tui] reflection writes will land in {writer.describe()}")
     interrupted = False
     engine.start()
-    engine.set_continuous(opts.continuous)
+    if opts.continuous:
+        engine.set_continuous(True)
     try:
         engine.wait_until_idle()
     except KeyboardInterrupt:
@@ -163,6 +204,8 @@ def _execute(opts: Options, backlog: Backlog, picked: list) -> int:  # type: ign
     if failures:
         _err(f"error: {failures} of {len(rows)} dispatches failed at spawn time")
         return 1
+    if not needs_resume(engine.snapshot()):
+        store.archive()
     return 0
 
 

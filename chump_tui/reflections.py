@@ -45,6 +45,18 @@ CREATE TABLE IF NOT EXISTS chump_improvement_targets (
 
 ERROR_PATTERN = "orchestrator_dispatch"
 
+# Our own side table, in the same transaction as the reference's two rows: a
+# dispatch whose uid is here has its reflection, so a retry after a crash between
+# the commit and our state save does not write it twice. The reference's tables
+# are untouched.
+KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chump_tui_reflection_keys (
+    dispatch_uid TEXT PRIMARY KEY,
+    reflection_id INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+"""
+
 
 def gap_domain(gap_id: str) -> str:
     """``AUTO-013`` -> ``auto``; ``unknown`` without a ``-`` prefix."""
@@ -66,14 +78,16 @@ class DispatchReflection:
     parallel_siblings: int
     pr_number: int | None
     notes: str
+    dispatch_uid: str = ""  # makes the write idempotent; not part of the reference's rows
 
     @classmethod
     def build(cls, gap_id: str, effort: str, outcome: DispatchOutcome, duration_s: int,
-              parallel_siblings: int, backend: str, signal_lines: list[str]) -> DispatchReflection:
+              parallel_siblings: int, backend: str, signal_lines: list[str],
+              dispatch_uid: str = "") -> DispatchReflection:
         tail = "\n".join(signal_lines)
         notes = f"backend={backend} {tail}" if tail else f"backend={backend}"
         return cls(gap_id, effort, gap_domain(gap_id), outcome.kind, max(0, duration_s),
-                   max(0, parallel_siblings), outcome.pr_number, notes)
+                   max(0, parallel_siblings), outcome.pr_number, notes, dispatch_uid)
 
     def directive(self) -> str:
         first = self.notes.splitlines()[0].strip() if self.notes else ""
@@ -114,6 +128,9 @@ class MemoryReflectionWriter:
 
     def write(self, reflection: DispatchReflection) -> None:
         with self._lock:
+            if reflection.dispatch_uid and any(
+                    r.dispatch_uid == reflection.dispatch_uid for r in self._rows):
+                return
             self._rows.append(reflection)
 
     def snapshot(self) -> list[DispatchReflection]:
@@ -146,8 +163,13 @@ class SqliteReflectionWriter:
             if fresh:
                 with contextlib.suppress(OSError):
                     os.chmod(self.db_path, 0o600)
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + KEYS_SCHEMA)
             with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                if reflection.dispatch_uid and conn.execute(
+                        "SELECT 1 FROM chump_tui_reflection_keys WHERE dispatch_uid = ?",
+                        (reflection.dispatch_uid,)).fetchone():
+                    return
                 cur = conn.execute(
                     "INSERT INTO chump_reflections (intended_goal, observed_outcome, "
                     "outcome_class, error_pattern, hypothesis) VALUES (?, ?, ?, ?, ?)",
@@ -166,5 +188,9 @@ class SqliteReflectionWriter:
                     (cur.lastrowid, reflection.directive(), reflection.priority,
                      reflection.gap_domain),
                 )
+                if reflection.dispatch_uid:
+                    conn.execute("INSERT INTO chump_tui_reflection_keys (dispatch_uid, "
+                                 "reflection_id) VALUES (?, ?)",
+                                 (reflection.dispatch_uid, cur.lastrowid))
         finally:
             conn.close()

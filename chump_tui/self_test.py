@@ -44,8 +44,8 @@ class DummyFileSpawner:
     def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
         return None
 
-    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, output: OutputLog,
-                    on_line: LineCallback | None) -> SpawnResult:
+    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
+                    output: OutputLog, on_line: LineCallback | None) -> SpawnResult:
         self.scratch.mkdir(parents=True, exist_ok=True)
         (self.scratch / worktree.name.upper()).write_bytes(b"synthetic-shipped\n")
         return SpawnResult(None, "claude")

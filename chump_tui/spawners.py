@@ -10,6 +10,7 @@ list (never a shell string) with a timeout.
 from __future__ import annotations
 
 import enum
+import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class Spawner(Protocol):
         worktree: Path,
         gap_id: str,
         prompt: str,
+        log_path: Path,
         output: OutputLog,
         on_line: LineCallback | None,
     ) -> SpawnResult: ...
@@ -168,12 +170,14 @@ class RealSpawner:
         worktree: Path,
         gap_id: str,
         prompt: str,
+        log_path: Path,
         output: OutputLog,
         on_line: LineCallback | None,
     ) -> SpawnResult:
         fault = active_fault_mode(self.environ)
         if fault is not None:
-            return SpawnResult(spawn_fault_process(fault, worktree, output, on_line), self.backend)
+            return SpawnResult(spawn_fault_process(fault, worktree, log_path, output, on_line),
+                               self.backend)
         env = agent_env(self.environ, self.backend)
         if self.backend == "chump-local":
             argv = [resolve_chump_local_bin(worktree, self.environ), "--execute-gap", gap_id]
@@ -181,7 +185,7 @@ class RealSpawner:
             argv = [resolve_claude_bin(self.repo_root, self.environ), "-p", prompt,
                     "--dangerously-skip-permissions"]
         try:
-            process = AgentProcess.spawn(argv, worktree, env, output, on_line)
+            process = AgentProcess.spawn(argv, worktree, env, log_path, output, on_line)
         except OSError as exc:
             raise DispatchError(
                 f"cannot start {self.backend} agent {argv[0]!r}: {exc.strerror or exc}"
@@ -190,7 +194,7 @@ class RealSpawner:
 
 
 def spawn_fault_process(
-    fault: FaultMode, cwd: Path, output: OutputLog, on_line: LineCallback | None
+    fault: FaultMode, cwd: Path, log_path: Path, output: OutputLog, on_line: LineCallback | None
 ) -> AgentProcess:
     """The seed's fault children, as real ``sh`` processes (or an error for spawn_fail)."""
     if fault is FaultMode.SPAWN_FAIL:
@@ -198,7 +202,8 @@ def spawn_fault_process(
     where = cwd if cwd.is_dir() else Path.cwd()
     try:
         return AgentProcess.spawn(["sh", "-c", _FAULT_SCRIPTS[fault]], where,
-                                  {"PATH": "/usr/bin:/bin"}, output, on_line)
+                                  {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, log_path,
+                                  output, on_line)
     except OSError as exc:
         raise DispatchError(f"[fault-inject] {fault.value}: spawning sh: {exc}") from None
 

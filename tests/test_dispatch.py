@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from chump_tui.spawners import (
     resolve_chump_local_bin,
 )
 from tests.conftest import git, wait_for
+
+LOG = Path(tempfile.mkdtemp(prefix="chump-test-logs-")) / "agent.log"
 
 
 def gap(id: str = "AUTO-013") -> Gap:
@@ -44,15 +47,15 @@ class RecordingSpawner:
         self._step("claim", f"{worktree}:{gap_id}")
         return None
 
-    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, output: OutputLog,
-                    on_line: object) -> SpawnResult:
+    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
+                    output: OutputLog, on_line: object) -> SpawnResult:
         self._step("spawn", f"{worktree}:{len(prompt)}")
         return SpawnResult(None, "claude")
 
 
 def test_dispatch_calls_steps_in_order() -> None:
     spawner = RecordingSpawner()
-    handle = dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", OutputLog())
+    handle = dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", LOG, OutputLog())
     assert [c.split(":")[0] for c in spawner.calls] == ["worktree", "claim", "spawn"]
     assert spawner.calls[0] == "worktree:/repo/.claude/worktrees/auto-013:claude/auto-013:origin/main"
     assert spawner.calls[1].endswith(":AUTO-013")
@@ -65,24 +68,24 @@ def test_dispatch_calls_steps_in_order() -> None:
 def test_failing_step_aborts_later_steps(fail_at: str, ran: int) -> None:
     spawner = RecordingSpawner(fail_at)
     with pytest.raises(DispatchError, match=f"{fail_at} failed"):
-        dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", OutputLog())
+        dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", LOG, OutputLog())
     assert len(spawner.calls) == ran
 
 
 def test_depth_rule_refuses_inside_a_dispatched_agent() -> None:
     spawner = RecordingSpawner()
     with pytest.raises(DispatchError, match="CHUMP_DISPATCH_DEPTH=1"):
-        dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", OutputLog(),
+        dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", LOG, OutputLog(),
                           environ={"CHUMP_DISPATCH_DEPTH": "1"})
     assert spawner.calls == []
-    dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", OutputLog(),
+    dispatch_gap_with(spawner, gap(), Path("/repo"), "origin/main", LOG, OutputLog(),
                       environ={"CHUMP_DISPATCH_DEPTH": "0"})
 
 
 def test_unsafe_id_is_refused_before_any_step() -> None:
     spawner = RecordingSpawner()
     with pytest.raises(DispatchError, match="not usable"):
-        dispatch_gap_with(spawner, gap("../../etc"), Path("/repo"), "origin/main", OutputLog())
+        dispatch_gap_with(spawner, gap("../../etc"), Path("/repo"), "origin/main", LOG, OutputLog())
     assert spawner.calls == []
 
 
@@ -133,12 +136,12 @@ def test_real_spawner_creates_worktree_skips_claim_and_runs_claude(git_repo: Pat
                "OPENAI_API_KEY": "sk-test"}
     spawner = RealSpawner(git_repo, environ)
     output = OutputLog()
-    handle = dispatch_gap_with(spawner, gap("AUTO_7"), git_repo, "origin/main", output,
+    handle = dispatch_gap_with(spawner, gap("AUTO_7"), git_repo, "origin/main", LOG, output,
                                environ=environ)
     assert handle.claim_note and "claim skipped" in handle.claim_note
     assert handle.process is not None
     assert handle.process.wait(10) == 0
-    handle.process.join_readers()
+    handle.process.join_output()
     wt = git_repo / ".claude" / "worktrees" / "auto-7"
     assert handle.worktree == wt
     assert "claude/auto-7" in git(git_repo, "branch", "--list", "claude/*")
@@ -165,7 +168,7 @@ def test_real_spawner_runs_claim_script_in_worktree(git_repo: Path, tmp_path: Pa
     agent = _env_dump_agent(tmp_path)
     environ = {"PATH": os.environ["PATH"], "CHUMP_CLAUDE_BIN": str(agent)}
     handle = dispatch_gap_with(RealSpawner(git_repo, environ), gap("EVAL-031"), git_repo,
-                               "origin/main", OutputLog())
+                               "origin/main", LOG, OutputLog())
     assert handle.claim_note is None
     assert (handle.worktree / "claimed-id.txt").read_text().strip() == "EVAL-031"
     assert Path((handle.worktree / "claimed-in.txt").read_text().strip()).resolve() == handle.worktree
@@ -186,7 +189,7 @@ def test_failing_claim_script_aborts_spawn(git_repo: Path, tmp_path: Path) -> No
     with pytest.raises(DispatchError, match="lease held by someone"):
         dispatch_gap_with(RealSpawner(git_repo, {"PATH": os.environ["PATH"],
                                                   "CHUMP_CLAUDE_BIN": str(agent)}),
-                          gap("X-1"), git_repo, "origin/main", OutputLog())
+                          gap("X-1"), git_repo, "origin/main", LOG, OutputLog())
     assert not marker.exists()
 
 
@@ -194,18 +197,18 @@ def test_missing_base_ref_and_existing_worktree_are_spawn_failures(git_repo: Pat
     env = {"PATH": os.environ["PATH"], "CHUMP_CLAUDE_BIN": "true"}
     with pytest.raises(DispatchError, match=r"git worktree add .* failed"):
         dispatch_gap_with(RealSpawner(git_repo, env), gap("X-1"), git_repo, "origin/nope",
-                          OutputLog())
-    dispatch_gap_with(RealSpawner(git_repo, env), gap("X-2"), git_repo, "origin/main", OutputLog())
+                          LOG, OutputLog())
+    dispatch_gap_with(RealSpawner(git_repo, env), gap("X-2"), git_repo, "origin/main", LOG, OutputLog())
     with pytest.raises(DispatchError, match="already exists"):
         dispatch_gap_with(RealSpawner(git_repo, env), gap("X-2"), git_repo, "origin/main",
-                          OutputLog())
+                          LOG, OutputLog())
 
 
 def test_missing_agent_binary_is_a_spawn_failure(git_repo: Path) -> None:
     env = {"PATH": os.environ["PATH"], "CHUMP_CLAUDE_BIN": "/nonexistent/claude"}
     with pytest.raises(DispatchError, match="cannot start claude agent"):
         dispatch_gap_with(RealSpawner(git_repo, env), gap("X-3"), git_repo, "origin/main",
-                          OutputLog())
+                          LOG, OutputLog())
 
 
 def test_chump_local_backend_argv_and_env(git_repo: Path, tmp_path: Path) -> None:
@@ -214,7 +217,7 @@ def test_chump_local_backend_argv_and_env(git_repo: Path, tmp_path: Path) -> Non
                "CHUMP_LOCAL_BIN": str(agent), "OPENAI_API_BASE": "http://x",
                "OPENAI_MODEL": "m", "OPENAI_API_KEY": "k"}
     handle = dispatch_gap_with(RealSpawner(git_repo, environ), gap("COG-025"), git_repo,
-                               "origin/main", OutputLog())
+                               "origin/main", LOG, OutputLog())
     assert handle.backend == "chump-local"
     assert handle.process is not None and handle.process.wait(10) == 0
     assert (handle.worktree / "argv.txt").read_text().splitlines() == ["--execute-gap", "COG-025"]
@@ -228,7 +231,7 @@ def test_chump_local_backend_argv_and_env(git_repo: Path, tmp_path: Path) -> Non
 def test_fault_injection_spawns_real_sh(git_repo: Path, mode: str, code: int) -> None:
     env = {"PATH": os.environ["PATH"], "CHUMP_FAULT_INJECT": mode}
     handle = dispatch_gap_with(RealSpawner(git_repo, env), gap("F-1"), git_repo, "origin/main",
-                               OutputLog())
+                               LOG, OutputLog())
     assert handle.process is not None
     assert handle.process.wait(10) == code
 
@@ -236,7 +239,7 @@ def test_fault_injection_spawns_real_sh(git_repo: Path, mode: str, code: int) ->
 def test_fault_injection_monitor_timeout_runs_until_killed(git_repo: Path) -> None:
     env = {"PATH": os.environ["PATH"], "CHUMP_FAULT_INJECT": "monitor_timeout"}
     handle = dispatch_gap_with(RealSpawner(git_repo, env), gap("F-2"), git_repo, "origin/main",
-                               OutputLog())
+                               LOG, OutputLog())
     proc = handle.process
     assert proc is not None and proc.wait(0.3) is None
     proc.terminate_group(1.0)
@@ -247,4 +250,4 @@ def test_fault_injection_spawn_fail(git_repo: Path) -> None:
     env = {"PATH": os.environ["PATH"], "CHUMP_FAULT_INJECT": "spawn_fail"}
     with pytest.raises(DispatchError, match="spawn_fail"):
         dispatch_gap_with(RealSpawner(git_repo, env), gap("F-3"), git_repo, "origin/main",
-                          OutputLog())
+                          LOG, OutputLog())

@@ -37,14 +37,14 @@ class ScriptSpawner:
     def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
         return None
 
-    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, output: OutputLog,
-                    on_line: LineCallback | None) -> SpawnResult:
+    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
+                    output: OutputLog, on_line: LineCallback | None) -> SpawnResult:
         self.spawned.append(gap_id)
         script = self.scripts.get(gap_id, self.default)
         if script is None:
             return SpawnResult(None, "claude")
-        proc = AgentProcess.spawn(["sh", "-c", script], Path("/tmp"), dict(os.environ), output,
-                                  on_line)
+        proc = AgentProcess.spawn(["sh", "-c", script], Path("/tmp"), dict(os.environ),
+                                  log_path, output, on_line)
         return SpawnResult(proc, "claude")
 
 

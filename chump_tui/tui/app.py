@@ -23,6 +23,7 @@ from chump_tui.backlog import Backlog, Gap, done_ids
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.engine import Engine
 from chump_tui.picker import pick_reason
+from chump_tui.session_store import SessionStore
 from chump_tui.tui.bridge import EngineBridge
 from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
 from chump_tui.tui.screens.backlog import BacklogScreen
@@ -50,6 +51,12 @@ class ConsoleSetup:
     banner: str = ""
     start_engine: bool = True
     extra_notes: list[str] = field(default_factory=list)
+    store: SessionStore | None = None  # the session this console holds (and releases)
+    watch_state: SessionStore | None = None  # read-only view: another console's session
+
+    @property
+    def read_only(self) -> bool:
+        return self.watch_state is not None
 
 
 class ChumpApp(App[int]):
@@ -93,6 +100,8 @@ class ChumpApp(App[int]):
         if self.setup.start_engine:
             self.engine.start()
         self.set_interval(1 / self.redraw_hz, self._redraw)
+        if self.setup.watch_state is not None:
+            self.set_interval(1.0, self._reload_watched_state)
         if self.setup.banner:
             self.notify(self.setup.banner, timeout=10)
 
@@ -112,6 +121,23 @@ class ChumpApp(App[int]):
         # A screen just switched to may not have composed yet; it draws itself on mount.
         if getattr(screen, "ready", False):
             screen.refresh_view(dirty)  # type: ignore[attr-defined]
+
+    @work(thread=True, group="watch", exclusive=True, exit_on_error=False)
+    def _reload_watched_state(self) -> None:
+        """Read-only view: mirror the other console's state file into our passive engine."""
+        assert self.setup.watch_state is not None
+        records, _warning = self.setup.watch_state.load()
+        for record in records:
+            if self.dispatches.get(record.key) != record:
+                self.engine.restore(record)
+
+    def writable(self) -> bool:
+        """False (with a notice) in a read-only view or while quitting."""
+        if self.setup.read_only:
+            self.notify(f"{self.setup.mode_label}: this console only watches.",
+                        severity="warning")
+            return False
+        return not self.stopping
 
     # ------------------------------------------------------------ engine news
     def on_dispatch_updated(self, message: DispatchUpdated) -> None:
@@ -172,7 +198,7 @@ class ChumpApp(App[int]):
         if self.stopping:
             return
         active = self.engine.active_count()
-        if active == 0:
+        if active == 0 or self.setup.read_only:
             self.exit(0)
             return
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chump_tui.backlog import default_backlog_path, load_backlog
+from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
 from chump_tui.demo import (
     DEMO_KILL_GRACE_S,
     DEMO_SOFT_DEADLINE_S,
@@ -18,11 +17,9 @@ from chump_tui.demo import (
     make_demo_root,
 )
 from chump_tui.engine import Engine, EngineConfig, default_log_dir
-from chump_tui.errors import ChumpError
-from chump_tui.plain import backlog_base, make_writer
-from chump_tui.pr_providers import GhPrProvider
+from chump_tui.plain import backlog_base, build_engine, make_writer, open_session
 from chump_tui.repo import git_toplevel, resolve_repo_root
-from chump_tui.spawners import RealSpawner
+from chump_tui.session_store import SessionBusy, SessionStore
 from chump_tui.tui.app import ChumpApp, ConsoleSetup
 
 if TYPE_CHECKING:
@@ -53,29 +50,52 @@ def repo_setup(opts: Options) -> ConsoleSetup:
     base = backlog_base(opts)
     path = opts.backlog if opts.backlog is not None else default_backlog_path(base)
     backlog = load_backlog(path)
+    notes = [f"{len(backlog.warnings)} registry file(s) skipped: {backlog.warnings[0]}"] \
+        if backlog.warnings else []
     if opts.dry_run:
         repo_root = opts.repo_root.resolve() if opts.repo_root else (git_toplevel()
                                                                      or Path(".").resolve())
-    else:
-        repo_root = resolve_repo_root(opts.repo_root)
-    writer = make_writer(opts, repo_root)
-    spawner = RealSpawner(repo_root, os.environ)
-    engine = Engine(
-        repo_root, spawner, GhPrProvider(repo_root), writer,
-        EngineConfig(base_ref=opts.base_ref, max_parallel=opts.max_parallel, tick_s=opts.tick_s,
-                     kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
-                     log_dir=default_log_dir(repo_root), environ=os.environ,
-                     continuous=opts.continuous),
-        backlog=backlog.gaps,
-        spawner_for_retry=RealSpawner(repo_root, os.environ, reuse_existing_worktree=True),
-    )
-    notes = [f"{len(backlog.warnings)} registry file(s) skipped: {backlog.warnings[0]}"] \
-        if backlog.warnings else []
-    banner = spawner.backend_warning or (notes[0] if notes else "")
-    return ConsoleSetup(engine, backlog, repo_root, dry_run=opts.dry_run,
-                        mode_label="DRY-RUN" if opts.dry_run else "EXECUTE",
-                        max_parallel=opts.max_parallel, reflections_target=writer.describe(),
-                        export_dir=repo_root / "sessions", banner=banner, extra_notes=notes)
+        engine = build_engine(opts, repo_root, backlog, store=None)
+        return ConsoleSetup(engine, backlog, repo_root, dry_run=True, mode_label="DRY-RUN",
+                            max_parallel=opts.max_parallel,
+                            reflections_target=engine.writer.describe(),
+                            export_dir=repo_root / "sessions",
+                            banner=notes[0] if notes else "", extra_notes=notes)
+    repo_root = resolve_repo_root(opts.repo_root)
+    try:
+        store, records, session_notes = open_session(repo_root)
+    except SessionBusy as busy:
+        return read_only_setup(opts, repo_root, backlog, busy)
+    engine = build_engine(opts, repo_root, backlog, store)
+    notes += session_notes + engine.resume(records)
+    banner = (f"resumed the session: {len(records)} dispatch(es)" if records else
+              (notes[0] if notes else ""))
+    return ConsoleSetup(engine, backlog, repo_root, dry_run=False, mode_label="EXECUTE",
+                        max_parallel=opts.max_parallel,
+                        reflections_target=engine.writer.describe(),
+                        export_dir=repo_root / "sessions", banner=banner, extra_notes=notes,
+                        store=store)
+
+
+def read_only_setup(opts: Options, repo_root: Path, backlog: Backlog,
+                    busy: SessionBusy) -> ConsoleSetup:
+    """A view of another console's session: it reloads the state file and changes nothing."""
+    if sys.stdin.isatty():
+        print(f"chump-tui: {busy}", file=sys.stderr)
+        try:
+            answer = input("Open a read-only view of it? [Y/n] ").strip().lower()
+        except EOFError:
+            answer = "n"
+        if answer not in ("", "y", "yes"):
+            raise busy
+    engine = build_engine(opts, repo_root, backlog, store=None)
+    return ConsoleSetup(engine, backlog, repo_root, dry_run=False,
+                        mode_label=f"READ-ONLY (pid {busy.pid})", max_parallel=opts.max_parallel,
+                        reflections_target=engine.writer.describe(),
+                        export_dir=repo_root / "sessions",
+                        banner=f"Read-only: {busy}. Nothing here changes its agents.",
+                        start_engine=False,
+                        watch_state=SessionStore(repo_root / "sessions" / "chump-tui"))
 
 
 def _offer_demo(base: Path) -> bool:
@@ -109,11 +129,11 @@ def run_console(opts: Options) -> int:
         code = app.run()
     finally:
         setup.engine.close()
+        if setup.store is not None:
+            setup.store.release()
     if app.quit_choice == "leave":
         left = [d for d in setup.engine.snapshot() if d.active]
         print(f"chump-tui: left {len(left)} agent(s) running: "
               + ", ".join(f"{d.gap_id} pid {d.pid}" for d in left))
     return code if isinstance(code, int) else 0
 
-
-__all__ = ["ChumpError", "run_console"]

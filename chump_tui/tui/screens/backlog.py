@@ -144,6 +144,8 @@ class BacklogScreen(Screen[None]):
         self.rebuild()
 
     def action_dispatch(self) -> None:
+        if not self.chump.writable():
+            return
         ids = list(self.selected)
         if not ids:
             gap_id = self.query_one(GapTable).highlighted_id()

@@ -133,6 +133,8 @@ class MonitorScreen(Screen[None]):
         self.action_move(step * self._columns)
 
     def action_kill(self) -> None:
+        if not self.chump.writable():
+            return
         d = self.selected_dispatch()
         if d is None:
             return
@@ -145,6 +147,8 @@ class MonitorScreen(Screen[None]):
                                          lambda: engine.kill(d.key)))
 
     def action_retry(self) -> None:
+        if not self.chump.writable():
+            return
         d = self.selected_dispatch()
         if d is None:
             return
@@ -163,6 +167,8 @@ class MonitorScreen(Screen[None]):
         self.chump.engine.retry(key)
 
     def action_toggle_continuous(self) -> None:
+        if not self.chump.writable():
+            return
         app = self.chump
         if app.setup.dry_run:
             self.notify("dry-run: continuous mode would dispatch for real; start with --execute.",
@@ -212,6 +218,8 @@ class MonitorScreen(Screen[None]):
             self.notify(f"cannot open a shell here: {exc}", severity="error")
 
     def action_remove_worktree(self) -> None:
+        if not self.chump.writable():
+            return
         d = self.selected_dispatch()
         if d is None:
             return
