@@ -15,14 +15,16 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from chump_tui.agent_process import group_has_live_member
+from chump_tui.cli import parse_args
 from chump_tui.tui.app import ChumpApp
+from chump_tui.tui.launch import repo_setup
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
 from chump_tui.tui.screens.monitor import MonitorScreen
 from chump_tui.tui.screens.quit_dialog import QuitDialog
 from chump_tui.tui.screens.summary import SummaryScreen
 from tests.conftest import git
 from tests.test_cli_e2e import FOUR_GAPS
-from tests.tui_factory import live_app
+from tests.tui_factory import close_app, live_app
 
 SIZE = (140, 44)
 
@@ -62,7 +64,7 @@ async def test_select_dispatch_outcomes_summary(git_repo: Path, stub_env: dict[s
             await app.workers.wait_for_complete()
             await until(pilot, lambda: list((git_repo / "sessions").glob("*.md")), 5, "export")
     finally:
-        app.engine.close()
+        close_app(app)
     db = sqlite3.connect(git_repo / "sessions" / "chump_memory.db")
     assert db.execute("SELECT COUNT(*) FROM chump_reflections WHERE outcome_class='success'"
                       ).fetchone() == (2,)
@@ -94,7 +96,7 @@ async def test_auto_pick_then_kill(git_repo: Path, stub_env: dict[str, str],
             app.stopping = True  # as the quit path does: no auto-summary while stopping
             app.engine.stop_all("test cleanup", grace_s=0.2)
     finally:
-        app.engine.close()
+        close_app(app)
 
 
 async def test_retry_failed_agent(git_repo: Path, stub_env: dict[str, str],
@@ -113,7 +115,7 @@ async def test_retry_failed_agent(git_repo: Path, stub_env: dict[str, str],
                         "attempt 2 shipped")
             assert outcomes(app)["E2E-001#1"] == "KILLED"  # attempt 1 kept
     finally:
-        app.engine.close()
+        close_app(app)
     db = sqlite3.connect(git_repo / "sessions" / "chump_memory.db")
     assert db.execute("SELECT outcome_class FROM chump_reflections ORDER BY id").fetchall() == [
         ("failure",), ("success",)]
@@ -135,14 +137,28 @@ async def test_quit_with_agents_running(git_repo: Path, stub_env: dict[str, str]
             await pilot.press({"stop_remove": "1", "stop_keep": "2", "leave": "3"}[choice])
             await until(pilot, lambda: not app.is_running, 20, "app exit")
     finally:
-        app.engine.close()
+        close_app(app)
     assert app.quit_choice == choice
     worktrees = git(git_repo, "worktree", "list")
     if choice == "leave":
         assert all(p is not None and group_has_live_member(p) for p in pids)
         assert worktrees.count(".claude/worktrees/") == 2
+        # The next console re-attaches to them and can stop them.
+        again = make(git_repo, kill_grace_s=0.3)
+        try:
+            assert {n.split(": ", 1)[1] for n in again.setup.extra_notes} == {
+                f"pid {p} re-attached" for p in pids}
+            async with again.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: len(again.dispatches) == 2, 5, "restored rows")
+                assert all(d.phase == "running" for d in again.dispatches.values())
+                await pilot.press("m", "q", "2")
+                await until(pilot, lambda: not again.is_running, 20, "second app exit")
+        finally:
+            close_app(again)
+        assert not any(p is not None and group_has_live_member(p) for p in pids)
         for p in pids:
-            os.killpg(p, signal.SIGKILL)  # type: ignore[arg-type]
+            if p is not None and group_has_live_member(p):
+                os.killpg(p, signal.SIGKILL)
     else:
         assert not any(p is not None and group_has_live_member(p) for p in pids)
         assert worktrees.count(".claude/worktrees/") == (0 if choice == "stop_remove" else 2)
@@ -161,7 +177,7 @@ async def test_dry_run_dispatch_spawns_nothing(git_repo: Path, stub_env: dict[st
             await pilot.pause(0.3)
             assert app.dispatches == {}
     finally:
-        app.engine.close()
+        close_app(app)
     assert not (git_repo / ".claude").exists()
 
 
@@ -177,4 +193,30 @@ async def test_help_and_palette_open(git_repo: Path, stub_env: dict[str, str]) -
             commands = [c.title for c in app.get_system_commands(app.screen_stack[-2])]
             assert "Auto-pick" in commands and "Dispatch" in commands and "Quit" in commands
     finally:
-        app.engine.close()
+        close_app(app)
+
+
+async def test_second_console_gets_a_read_only_view(git_repo: Path, stub_env: dict[str, str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    owner = make(git_repo, kill_grace_s=0.3)
+    try:
+        owner.engine.start()
+        owner.engine.dispatch([owner.setup.backlog.gaps[0]])
+        opts = parse_args(["--execute", "--backlog", str(git_repo / "gaps.yaml"),
+                           "--repo-root", str(git_repo)])
+        viewer_setup = repo_setup(opts)  # stdin is not a tty: opens the view without asking
+        assert viewer_setup.read_only and viewer_setup.mode_label.startswith("READ-ONLY")
+        viewer = ChumpApp(viewer_setup)
+        async with viewer.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "E2E-001#1" in viewer.dispatches, 10, "mirrored row")
+            await pilot.press("m", "k")
+            await pilot.pause()
+            assert type(viewer.screen).__name__ == "MonitorScreen"  # no kill dialog
+            assert owner.engine.get("E2E-001#1").phase == "running"  # type: ignore[union-attr]
+            await pilot.press("q")
+            await until(pilot, lambda: not viewer.is_running, 5, "viewer exit")
+        viewer_setup.engine.close()
+        owner.engine.stop_all("test cleanup", grace_s=0.2)
+    finally:
+        close_app(owner)

@@ -10,6 +10,7 @@ from chump_tui.demo import demo_backlog
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.engine import Engine, EngineConfig
 from chump_tui.monitor import DispatchOutcome
+from chump_tui.plain import open_session
 from chump_tui.pr_providers import GhPrProvider, PrStatus, ScriptedPrProvider
 from chump_tui.reflections import MemoryReflectionWriter, SqliteReflectionWriter
 from chump_tui.spawners import RealSpawner
@@ -84,17 +85,27 @@ def every_state() -> list[tuple[Dispatch, list[str]]]:
 
 def live_app(repo: Path, backlog_path: Path, *, kill_grace_s: float = 0.5,
              tick_s: float = 0.2, max_parallel: int = 2) -> ChumpApp:
-    """A console over a real git repo with RealSpawner, the stub gh and a real SQLite file."""
+    """A console over a real git repo with RealSpawner, the stub gh, a real SQLite file and
+    the repo's session (locked and resumed as the real launcher does)."""
     backlog = load_backlog(backlog_path)
     environ = dict(os.environ)
     writer = SqliteReflectionWriter.for_repo(repo)
+    store, records, _notes = open_session(repo)
     engine = Engine(repo, RealSpawner(repo, environ), GhPrProvider(repo, environ=environ), writer,
                     EngineConfig(tick_s=tick_s, kill_grace_s=kill_grace_s,
                                  max_parallel=max_parallel, environ=environ,
                                  log_dir=repo / "sessions" / "chump-tui" / "logs"),
                     backlog=backlog.gaps,
-                    spawner_for_retry=RealSpawner(repo, environ, reuse_existing_worktree=True))
+                    spawner_for_retry=RealSpawner(repo, environ, reuse_existing_worktree=True),
+                    store=store)
+    notes = engine.resume(records)
     setup = ConsoleSetup(engine, backlog, repo, dry_run=False, mode_label="EXECUTE",
                          max_parallel=max_parallel, reflections_target=writer.describe(),
-                         export_dir=repo / "sessions")
+                         export_dir=repo / "sessions", store=store, extra_notes=notes)
     return ChumpApp(setup)
+
+
+def close_app(app: ChumpApp) -> None:
+    app.engine.close()
+    if app.setup.store is not None:
+        app.setup.store.release()

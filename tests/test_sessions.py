@@ -1,0 +1,252 @@
+"""Nothing lost: crash and restart, exactly-once reflections, re-attach, one console per repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chump_tui.agent_process import group_has_live_member
+from chump_tui.dispatch_record import Dispatch
+from chump_tui.engine import Engine, EngineConfig
+from chump_tui.monitor import DispatchOutcome
+from chump_tui.pr_providers import PrStatus, ScriptedPrProvider
+from chump_tui.reflections import DispatchReflection, SqliteReflectionWriter
+from chump_tui.session_store import SessionBusy, SessionStore, needs_resume
+from tests.conftest import wait_for
+from tests.test_cli_e2e import FOUR_GAPS
+from tests.test_engine import ScriptSpawner, gap
+
+CHAIN = """gaps:
+  - {id: C-3, title: c, priority: P1, effort: s, status: open, depends_on: [B-2]}
+  - {id: B-2, title: b, priority: P1, effort: s, status: open, depends_on: [A-1]}
+  - {id: A-1, title: a, priority: P1, effort: s, status: open}
+  - {id: Z-9, title: z, priority: P2, effort: s, status: open}
+"""
+
+
+def cli(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "chump_tui", "--no-tui", *args], cwd=repo,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def state(repo: Path) -> list[dict[str, object]]:
+    path = repo / "sessions" / "chump-tui" / "state.json"
+    return json.loads(path.read_text())["dispatches"] if path.exists() else []
+
+
+def reflection_rows(repo: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(repo / "sessions" / "chump_memory.db")
+    return conn.execute("SELECT intended_goal, observed_outcome FROM chump_reflections "
+                        "ORDER BY id").fetchall()
+
+
+def test_state_file_is_atomic_json_and_round_trips(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "s")
+    rec = Dispatch(key="A-1#1", gap_id="A-1", title="t", priority="P1", effort="s",
+                   branch="claude/a-1", worktree="/w", attempt=1, started_at=1.0,
+                   soft_deadline_s=60, phase="ended", pr=PrStatus(3, "MERGED", "CLEAN"),
+                   outcome=DispatchOutcome.shipped(3))
+    store.save([rec])
+    loaded, warning = store.load()
+    assert warning is None and loaded == [rec]
+    assert (store.state_path.stat().st_mode & 0o077) == 0
+    assert not list(store.directory.glob(".state.*.tmp"))
+    store.state_path.write_text("{not json")
+    loaded, warning = store.load()
+    assert loaded == [] and warning and "unreadable" in warning
+    assert list(store.directory.glob("state.corrupt-*.json"))
+
+
+def test_second_holder_is_refused_with_the_pid(tmp_path: Path) -> None:
+    first = SessionStore(tmp_path / "s")
+    first.acquire()
+    with pytest.raises(SessionBusy) as err:
+        SessionStore(tmp_path / "s").acquire()
+    assert err.value.pid == os.getpid() and f"pid {os.getpid()}" in str(err.value)
+    first.release()
+    SessionStore(tmp_path / "s").acquire()
+
+
+def test_second_plain_execute_in_same_repo_exits_2(git_repo: Path,
+                                                   stub_env: dict[str, str]) -> None:
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    holder = SessionStore(git_repo / "sessions" / "chump-tui")
+    holder.acquire()
+    try:
+        proc = cli(git_repo, "--backlog", "gaps.yaml", "--execute")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        holder.release()
+    assert proc.returncode == 2
+    assert f"session held by pid {os.getpid()}" in err and "Traceback" not in err
+    assert not (git_repo / ".claude").exists()
+
+
+def test_kill_9_mid_run_then_restart_records_every_outcome_once(
+        git_repo: Path, stub_env: dict[str, str]) -> None:
+    """Outcomes recorded while the DB is locked, console killed -9, lock released, restart."""
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    env = dict(os.environ, FAKE_AGENT_MODE="slow", FAKE_AGENT_SECONDS="0.5")
+    db = git_repo / "sessions" / "chump_memory.db"
+    SqliteReflectionWriter(db).write(DispatchReflection.build(
+        "SEED-0", "s", DispatchOutcome.shipped(1), 1, 0, "claude", []))
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN EXCLUSIVE")
+    first = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--tick", "0.2",
+                env=env)
+    try:
+        wait_for(lambda: sum(1 for d in state(git_repo) if d.get("outcome")) == 2, 30,
+                 "two outcomes in the state file")
+        assert not any(d["reflection_written"] for d in state(git_repo))
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)
+    finally:
+        holder.rollback()
+        holder.close()
+    second = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--tick", "0.2",
+                 env=env)
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert err.count("reflection not written yet") == 2
+    goals = [g for g, _ in reflection_rows(git_repo)]
+    for gid in ("E2E-001", "E2E-002", "E2E-003", "E2E-004"):
+        assert goals.count(f"ship gap {gid}") == 1, goals
+
+
+def test_agents_outlive_a_killed_console_and_are_judged_after(
+        git_repo: Path, stub_env: dict[str, str]) -> None:
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    env = dict(os.environ, FAKE_AGENT_MODE="slow", FAKE_AGENT_SECONDS="1.5")
+    first = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--tick", "0.2",
+                env=env)
+    wait_for(lambda: len([d for d in state(git_repo) if d.get("pid")]) == 2, 30,
+             "two agents in the state file")
+    pids = [int(str(d["pid"])) for d in state(git_repo)]
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    assert all(group_has_live_member(p) for p in pids), "agents outlive the console"
+    wait_for(lambda: not any(group_has_live_member(p) for p in pids), 30, "agents done")
+    second = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--tick", "0.2",
+                 "--max-parallel", "2", env=env)
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert err.count("is gone; judged by its PR") == 2
+    assert "  SHIPPED   claude/e2e-001  PR #" in out and "  SHIPPED   claude/e2e-002  PR #" in out
+    goals = [g for g, _ in reflection_rows(git_repo)]
+    assert goals.count("ship gap E2E-001") == 1 and goals.count("ship gap E2E-002") == 1
+
+
+def test_restart_reattaches_live_agents_and_watches_them(git_repo: Path,
+                                                         stub_env: dict[str, str]) -> None:
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    env = dict(os.environ, FAKE_AGENT_MODE="slow", FAKE_AGENT_SECONDS="4")
+    first = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--tick", "0.2",
+                env=env)
+    wait_for(lambda: len([d for d in state(git_repo) if d.get("pid")]) == 2, 30, "two agents")
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    second = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--tick", "0.2",
+                 env=env)
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert err.count("re-attached") == 2
+    assert out.count("  SHIPPED   ") == 2
+    assert len(reflection_rows(git_repo)) == 2
+    assert not (git_repo / "sessions" / "chump-tui" / "state.json").exists()  # archived
+    assert list((git_repo / "sessions" / "chump-tui").glob("state-*.json"))
+
+
+def test_reused_pid_is_never_taken_for_our_agent(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        rec = Dispatch(key="R-1#1", gap_id="R-1", title="t", priority="P1", effort="s",
+                       branch="claude/r-1", worktree=str(tmp_path), attempt=1,
+                       started_at=time.time() - 10_000, soft_deadline_s=60, phase="running",
+                       pid=stranger.pid, process_start=time.time() - 5_000)
+        writer_db = tmp_path / "m.db"
+        engine = Engine(tmp_path, ScriptSpawner(), ScriptedPrProvider({}),
+                        SqliteReflectionWriter(writer_db), EngineConfig(tick_s=0.01),
+                        store=SessionStore(tmp_path / "s"))
+        notes = engine.resume([rec])
+        assert notes == ["R-1#1: pid %d is gone; judged by its PR" % stranger.pid]
+        engine.start()
+        assert engine.wait_until_idle(10)
+        engine.close()
+        (d,) = engine.snapshot()
+        assert d.outcome is not None and d.outcome.kind == "killed"
+        assert stranger.poll() is None, "an unrelated process with our old pid was signalled"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_locked_db_while_outcomes_arrive_every_row_lands_once(tmp_path: Path) -> None:
+    db = tmp_path / "sessions" / "chump_memory.db"
+    writer = SqliteReflectionWriter(db, busy_timeout_s=0.05)
+    writer.write(DispatchReflection.build(
+        "SEED-0", "s", DispatchOutcome.shipped(1), 1, 0, "claude", []))
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN EXCLUSIVE")
+    provider = ScriptedPrProvider({f"claude/l-{i}": [PrStatus(10 + i, "MERGED")] for i in range(3)})
+    store = SessionStore(tmp_path / "sessions" / "chump-tui")
+    engine = Engine(tmp_path, ScriptSpawner(), provider, writer, EngineConfig(tick_s=0.01),
+                    store=store)
+    engine.dispatch([gap(f"L-{i}") for i in range(3)])
+    engine.start()
+    try:
+        assert engine.wait_until_idle(10)
+        wait_for(lambda: engine.reflections.last_error() != "", 10, "a failed write")
+        assert engine.reflections.pending() == 3
+        saved = json.loads(store.state_path.read_text())["dispatches"]
+        assert all(d["outcome"] and not d["reflection_written"] for d in saved)
+        holder.rollback()
+        holder.close()
+        assert engine.reflections.flush(30)
+    finally:
+        engine.close()
+    goals = [g for g, _ in sqlite3.connect(db).execute(
+        "SELECT intended_goal, 1 FROM chump_reflections")]
+    assert sorted(goals) == ["ship gap L-0", "ship gap L-1", "ship gap L-2", "ship gap SEED-0"]
+    assert all(d.reflection_written for d in engine.snapshot())
+    # A second write of the same outcome (as after a crash) is a no-op.
+    again = DispatchReflection.build(
+        "L-0", "s", DispatchOutcome.shipped(10), 1, 0, "claude", [], engine.snapshot()[0].uid)
+    writer.write(again)
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM chump_reflections").fetchone() == (4,)
+
+
+def test_unwritten_reflection_is_written_after_restart(tmp_path: Path) -> None:
+    rec = Dispatch(key="U-1#1", gap_id="U-1", title="t", priority="P1", effort="s",
+                   branch="claude/u-1", worktree=str(tmp_path), attempt=1, started_at=100.0,
+                   soft_deadline_s=60, phase="ended", outcome=DispatchOutcome.ci_failed(5),
+                   ended_at=160.0)
+    assert needs_resume([rec])
+    db = tmp_path / "m.db"
+    engine = Engine(tmp_path, ScriptSpawner(), ScriptedPrProvider({}), SqliteReflectionWriter(db),
+                    EngineConfig(tick_s=0.01))
+    assert "reflection not written yet" in engine.resume([rec])[0]
+    assert engine.reflections.flush(10)
+    engine.close()
+    rows = sqlite3.connect(db).execute("SELECT observed_outcome FROM chump_reflections").fetchall()
+    assert rows == [("outcome=ci_failed duration_s=60 pr=Some(5)",)]
+
+
+def test_continuous_drains_a_dependency_chain_in_order(git_repo: Path,
+                                                       stub_env: dict[str, str]) -> None:
+    (git_repo / "gaps.yaml").write_text(CHAIN)
+    proc = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--continuous",
+               "--tick", "0.2", "--max-parallel", "2")
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    order = [ln.split()[1] for ln in out.splitlines() if ln.startswith("DISPATCHED: ")]
+    assert sorted(order) == ["A-1", "B-2", "C-3", "Z-9"]
+    assert order.index("A-1") < order.index("B-2") < order.index("C-3")
+    assert "shipped=4  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out
