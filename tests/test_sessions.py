@@ -82,7 +82,7 @@ def test_second_plain_execute_in_same_repo_exits_2(git_repo: Path,
     holder.acquire()
     try:
         proc = cli(git_repo, "--backlog", "gaps.yaml", "--execute")
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         holder.release()
     assert proc.returncode == 2
@@ -113,7 +113,7 @@ def test_kill_9_mid_run_then_restart_records_every_outcome_once(
         holder.close()
     second = cli(git_repo, "--backlog", "gaps.yaml", "--execute", "--watch", "--tick", "0.2",
                  env=env)
-    out, err = second.communicate(timeout=60)
+    _out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert err.count("reflection not written yet") == 2
     goals = [g for g, _ in reflection_rows(git_repo)]
@@ -176,7 +176,7 @@ def test_reused_pid_is_never_taken_for_our_agent(tmp_path: Path) -> None:
                         SqliteReflectionWriter(writer_db), EngineConfig(tick_s=0.01),
                         store=SessionStore(tmp_path / "s"))
         notes = engine.resume([rec])
-        assert notes == ["R-1#1: pid %d is gone; judged by its PR" % stranger.pid]
+        assert notes == [f"R-1#1: pid {stranger.pid} is gone; judged by its PR"]
         engine.start()
         assert engine.wait_until_idle(10)
         engine.close()
