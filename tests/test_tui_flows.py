@@ -220,3 +220,33 @@ async def test_second_console_gets_a_read_only_view(git_repo: Path, stub_env: di
         owner.engine.stop_all("test cleanup", grace_s=0.2)
     finally:
         close_app(owner)
+
+
+async def test_diff_and_remove_worktree(git_repo: Path, stub_env: dict[str, str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "open")  # commits, opens a PR and exits 0
+    app = make(git_repo)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("d", "y")
+            await until(pilot, lambda: app.dispatches.get("E2E-001#1") is not None
+                        and app.dispatches["E2E-001#1"].label().startswith("PR OPEN"), 20,
+                        "PR open")
+            await pilot.press("g")
+            await until(pilot, lambda: type(app.screen).__name__ == "TextView", 10, "diff view")
+            body = str(app.screen.body)  # type: ignore[attr-defined]
+            assert "agent-output.txt" in body and "1 file changed" in body
+            await pilot.press("escape", "x")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "MonitorScreen"  # refused: agent still active
+            app.engine.kill("E2E-001#1")
+            await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 10, "summary")
+            await pilot.press("m", "x")
+            await until(pilot, lambda: type(app.screen).__name__ == "Confirm", 5, "confirm")
+            assert "is still OPEN" in str(app.screen.body)  # type: ignore[attr-defined]
+            await pilot.press("y")
+            await app.workers.wait_for_complete()
+            await until(pilot, lambda: not (git_repo / ".claude/worktrees/e2e-001").exists(), 10)
+    finally:
+        close_app(app)
+    assert "claude/e2e-001" in git(git_repo, "branch", "--list", "claude/*")  # branch kept
