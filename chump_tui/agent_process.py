@@ -42,6 +42,38 @@ POLL_MAX_S = 0.4
 
 _SIGNAL_WORDS = ("ERROR", "WARN", "FAIL", "PANIC")
 
+_SECRET_NAME_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+_MIN_SECRET_LEN = 8
+
+
+def secret_values(environ: Mapping[str, str]) -> list[str]:
+    """Values of secret-looking variables (OPENAI_API_KEY, GH_TOKEN, …), longest first."""
+    found = {v for k, v in environ.items()
+             if any(part in k.upper() for part in _SECRET_NAME_PARTS)
+             and len(v) >= _MIN_SECRET_LEN}
+    return sorted(found, key=len, reverse=True)
+
+
+class Redactor:
+    """Replaces secret values with ``***`` in every line we show or store."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def __call__(self, line: str) -> str:
+        for secret in self.secrets:
+            if secret in line:
+                line = line.replace(secret, "***")
+        return line
+
+
+_REDACT = Redactor(secret_values(os.environ))
+
+
+def redact(line: str) -> str:
+    """Redact this process's secret environment values (agents inherit the same ones)."""
+    return _REDACT(line)
+
 LineCallback = Callable[[str, str], None]
 """Called as ``on_line(stream, line)`` from the follower thread."""
 
@@ -61,6 +93,7 @@ class OutputLog:
         self.lines_seen = 0
 
     def add(self, line: str) -> None:
+        """Record one line (already redacted by the caller)."""
         with self._lock:
             self.lines_seen += 1
             self._tail.append(line)
@@ -150,7 +183,7 @@ class LogFollower:
             self._partial = b""
 
     def _deliver(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        line = redact(raw.decode("utf-8", errors="replace").rstrip("\r"))
         self.output.add(line)
         if self.on_line is not None:
             self.on_line("output", line)

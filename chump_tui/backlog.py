@@ -24,6 +24,19 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 
 KNOWN_FIELDS = ("id", "title", "priority", "effort", "status", "depends_on")
 
+MAX_FILE_BYTES = 32 * 1024 * 1024
+"""A backlog file larger than this is refused (the real 543-gap file is under 1 MiB)."""
+
+MAX_EXTRA_NODES = 5000
+"""Budget of YAML nodes kept per extra field; bigger values (alias bombs) are dropped."""
+
+TOO_LARGE = "<value too large to keep>"
+
+MAX_FLOW_DEPTH = 512
+"""Deeper [ { nesting is refused before parsing: libyaml's C loader recurses and can crash."""
+
+_KEEP_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
 
 @dataclass(frozen=True)
 class Gap:
@@ -93,13 +106,16 @@ def load_backlog(path: Path) -> Backlog:
         raise BacklogError(f"{path}: 'gaps' is a {_kind(raw_gaps)}, expected a list")
     gaps = [_to_gap(item, path, f"gaps[{i}]") for i, item in enumerate(raw_gaps)]
     _check_unique(gaps)
-    return Backlog(path=path, gaps=gaps)
+    return Backlog(path=path, gaps=gaps, warnings=dependency_warnings(gaps))
 
 
 def _load_registry(directory: Path) -> Backlog:
     gaps: list[Gap] = []
     warnings: list[str] = []
-    files = sorted(p for p in directory.iterdir() if p.name.endswith(".yaml"))
+    try:
+        files = sorted(p for p in directory.iterdir() if p.name.endswith(".yaml"))
+    except OSError as exc:
+        raise BacklogError(f"{directory}: cannot list ({exc.strerror or exc})") from None
     for file in files:
         try:
             if not file.is_file():
@@ -113,14 +129,19 @@ def _load_registry(directory: Path) -> Backlog:
         except (BacklogError, OSError) as exc:
             warnings.append(f"skipped {exc}")
     _check_unique(gaps)
-    return Backlog(path=directory, gaps=gaps, warnings=warnings)
+    return Backlog(path=directory, gaps=gaps, warnings=warnings + dependency_warnings(gaps))
 
 
 def _parse_yaml(path: Path) -> Any:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise BacklogError(f"{path}: file is {size // (1024 * 1024)} MiB; the limit is "
+                               f"{MAX_FILE_BYTES // (1024 * 1024)} MiB")
         raw = path.read_bytes()
     except OSError as exc:
         raise BacklogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    _check_flow_depth(path, raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -137,6 +158,17 @@ def _parse_yaml(path: Path) -> Any:
         raise BacklogError(f"{path}: YAML error: {exc}") from None
     except RecursionError:
         raise BacklogError(f"{path}: YAML nested too deeply") from None
+
+
+def _check_flow_depth(path: Path, raw: bytes) -> None:
+    brackets = raw.translate(None, _KEEP_BRACKETS)
+    if len(brackets) <= MAX_FLOW_DEPTH:
+        return
+    depth = 0
+    for b in brackets:
+        depth += 1 if b in b"[{" else -1
+        if depth > MAX_FLOW_DEPTH:
+            raise BacklogError(f"{path}: nested more than {MAX_FLOW_DEPTH} levels deep")
 
 
 def _to_gap(item: Any, path: Path, where: str) -> Gap:
@@ -161,9 +193,63 @@ def _to_gap(item: Any, path: Path, where: str) -> Gap:
         effort=_scalar(item.get("effort")),
         status=_scalar(item.get("status")),
         depends_on=tuple(_scalar(d) for d in deps if d is not None),
-        extra={k: v for k, v in item.items() if k not in KNOWN_FIELDS},
+        extra={str(k): _bounded(v) for k, v in item.items() if k not in KNOWN_FIELDS},
         source=os.fspath(path),
     )
+
+
+def _bounded(value: Any) -> Any:
+    """The value itself, or a marker when walking it would visit too many nodes.
+
+    Aliases make a YAML document a graph: a few lines can name 10^9 nodes. We count
+    visits, not objects, so such a value is caught before anything renders it.
+    """
+    budget = [MAX_EXTRA_NODES]
+
+    def fits(node: Any) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        if isinstance(node, dict):
+            return all(fits(k) and fits(v) for k, v in node.items())
+        if isinstance(node, list):
+            return all(fits(v) for v in node)
+        return True
+
+    return value if fits(value) else TOO_LARGE
+
+
+def dependency_warnings(gaps: list[Gap]) -> list[str]:
+    """Self-dependencies and cycles: such gaps can never be picked, so say why once."""
+    by_id = {g.id: g for g in gaps}
+    warnings = [f"gap {g.id} depends on itself" for g in gaps if g.id in g.depends_on]
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    reported: set[frozenset[str]] = set()
+    for root in by_id:
+        if state.get(root):
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                state[node] = 1
+                path.append(node)
+            deps = [d for d in by_id[node].depends_on if d in by_id and d != node]
+            if index < len(deps):
+                stack.append((node, index + 1))
+                nxt = deps[index]
+                if state.get(nxt) == 1:
+                    cycle = path[path.index(nxt):]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        warnings.append("dependency cycle: " + " -> ".join([*cycle, nxt]))
+                elif not state.get(nxt):
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return warnings
 
 
 def _scalar(value: Any) -> str:

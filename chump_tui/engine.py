@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chump_tui.agent_process import AgentProcess, OutputLog, read_log
+from chump_tui.agent_process import AgentProcess, OutputLog, read_log, redact
 from chump_tui.backlog import Gap, done_ids
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
@@ -294,7 +294,7 @@ class Engine:
         except DispatchError as exc:
             with self._lock:
                 live.record.phase = "spawn_failed"
-                live.record.error = str(exc)
+                live.record.error = redact(str(exc))
                 live.record.ended_at = self.clock()
                 self._changed(live, "spawn_failed")
                 self._idle.notify_all()
@@ -511,7 +511,7 @@ class Engine:
         try:
             answer = self.provider.poll(branches)
         except Exception as exc:  # GitHub trouble is reported and retried, never fatal
-            self.last_github_error = str(exc) or type(exc).__name__
+            self.last_github_error = redact(str(exc)) or type(exc).__name__
             self._emit(GitHubPolled(False, self.last_github_error, self.config.tick_s))
             return
         self.last_github_error = None

@@ -187,8 +187,9 @@ class RealSpawner:
         try:
             process = AgentProcess.spawn(argv, worktree, env, log_path, output, on_line)
         except OSError as exc:
+            target = exc.filename or argv[0]
             raise DispatchError(
-                f"cannot start {self.backend} agent {argv[0]!r}: {exc.strerror or exc}"
+                f"cannot start {self.backend} agent ({target}): {exc.strerror or exc}"
             ) from None
         return SpawnResult(process, self.backend)
 
