@@ -152,10 +152,10 @@ def _parse_yaml(path: Path) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = " ".join((exc.problem or exc.context or "invalid YAML").split())
         raise BacklogError(f"{path}: {where}YAML syntax error: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise BacklogError(f"{path}: YAML error: {exc}") from None
+    except yaml.YAMLError as exc:  # e.g. a reader error for a control character
+        raise BacklogError(f"{path}: YAML error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise BacklogError(f"{path}: YAML nested too deeply") from None
 
