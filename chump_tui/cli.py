@@ -11,10 +11,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from chump_tui.errors import ChumpError
 from chump_tui.monitor import DEFAULT_KILL_GRACE_S, DEFAULT_TICK_S
+
+if TYPE_CHECKING:
+    from chump_tui.preload import BacklogPreload
 
 PROG = "chump-tui"
 
@@ -114,6 +117,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(**vars(ns))
 
 
+def _start_preload(opts: Options) -> BacklogPreload | None:
+    if opts.demo:
+        return None
+    from chump_tui.backlog import default_backlog_path
+    from chump_tui.preload import BacklogPreload
+    from chump_tui.repo import backlog_base
+
+    path = (opts.backlog if opts.backlog is not None
+            else default_backlog_path(backlog_base(opts.repo_root)))
+    return BacklogPreload(path) if path.exists() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
@@ -129,9 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from chump_tui.plain import run_plain
 
             return run_plain(opts)
+        preload = _start_preload(opts)  # before Textual is imported: they run in parallel
         from chump_tui.tui.launch import run_console
 
-        return run_console(opts)
+        return run_console(opts, preload)
     except ChumpError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

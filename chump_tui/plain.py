@@ -27,7 +27,7 @@ from chump_tui.reflections import (
     ReflectionWriter,
     SqliteReflectionWriter,
 )
-from chump_tui.repo import git_toplevel, resolve_repo_root
+from chump_tui.repo import backlog_base, resolve_repo_root
 from chump_tui.self_test import run_self_test, scratch_dir
 from chump_tui.session_store import SessionStore, needs_resume
 from chump_tui.spawners import RealSpawner
@@ -54,13 +54,6 @@ def load_for(opts: Options, base: Path) -> Backlog:
     for warning in backlog.warnings:
         _err(f"warning: {warning}")
     return backlog
-
-
-def backlog_base(opts: Options) -> Path:
-    """Where the default backlog is looked for: --repo-root, the git top level, else ."""
-    if opts.repo_root is not None:
-        return opts.repo_root
-    return git_toplevel() or Path(".")
 
 
 def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> str:
@@ -96,7 +89,7 @@ def make_writer(opts: Options, repo_root: Path) -> ReflectionWriter:
 
 
 def run_plain(opts: Options) -> int:
-    base = backlog_base(opts)
+    base = backlog_base(opts.repo_root)
     backlog = load_for(opts, base)
     picked = pickable_gaps(backlog.gaps, opts.max_parallel, done_ids(backlog.gaps))
     mode = "dry-run" if opts.dry_run else ("execute+watch" if opts.watch else "execute")

@@ -22,6 +22,13 @@ def git_toplevel(cwd: Path | None = None) -> Path | None:
     return Path(text).resolve() if text else None
 
 
+def backlog_base(explicit_root: Path | None) -> Path:
+    """Where the default backlog is looked for: --repo-root, the git top level, else ."""
+    if explicit_root is not None:
+        return explicit_root
+    return git_toplevel() or Path(".")
+
+
 def resolve_repo_root(explicit: Path | None) -> Path:
     """Canonical repo root (real path, so a wrong-case path on macOS is fixed)."""
     if explicit is not None:

@@ -17,13 +17,14 @@ from chump_tui.demo import (
     make_demo_root,
 )
 from chump_tui.engine import Engine, EngineConfig, default_log_dir
-from chump_tui.plain import backlog_base, build_engine, make_writer, open_session
-from chump_tui.repo import git_toplevel, resolve_repo_root
+from chump_tui.plain import build_engine, make_writer, open_session
+from chump_tui.repo import backlog_base, git_toplevel, resolve_repo_root
 from chump_tui.session_store import SessionBusy, SessionStore
 from chump_tui.tui.app import ChumpApp, ConsoleSetup
 
 if TYPE_CHECKING:
     from chump_tui.cli import Options
+    from chump_tui.preload import BacklogPreload
 
 
 def demo_setup(opts: Options) -> ConsoleSetup:
@@ -46,10 +47,10 @@ def demo_setup(opts: Options) -> ConsoleSetup:
                                + ". Press a then d to dispatch, ? for keys.")
 
 
-def repo_setup(opts: Options) -> ConsoleSetup:
-    base = backlog_base(opts)
+def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleSetup:
+    base = backlog_base(opts.repo_root)
     path = opts.backlog if opts.backlog is not None else default_backlog_path(base)
-    backlog = load_backlog(path)
+    backlog = preload.result() if preload is not None else load_backlog(path)
     notes = [f"{len(backlog.warnings)} registry file(s) skipped: {backlog.warnings[0]}"] \
         if backlog.warnings else []
     if opts.dry_run:
@@ -113,17 +114,17 @@ def _offer_demo(base: Path) -> bool:
     return answer in ("", "y", "yes")
 
 
-def run_console(opts: Options) -> int:
+def run_console(opts: Options, preload: BacklogPreload | None = None) -> int:
     if opts.demo:
         setup = demo_setup(opts)
     else:
-        base = backlog_base(opts)
+        base = backlog_base(opts.repo_root)
         if opts.backlog is None and not default_backlog_path(base).exists():
             if not _offer_demo(base):
                 return 2
             setup = demo_setup(opts)
         else:
-            setup = repo_setup(opts)
+            setup = repo_setup(opts, preload)
     app = ChumpApp(setup)
     try:
         code = app.run()
