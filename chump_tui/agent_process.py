@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -74,8 +75,8 @@ def redact(line: str) -> str:
     """Redact this process's secret environment values (agents inherit the same ones)."""
     return _REDACT(line)
 
-LineCallback = Callable[[str, str], None]
-"""Called as ``on_line(stream, line)`` from the follower thread."""
+LineCallback = Callable[[list[str]], None]
+"""Called as ``on_lines(lines)`` from the follower thread, once per chunk read."""
 
 
 def is_signal_line(line: str) -> bool:
@@ -94,11 +95,14 @@ class OutputLog:
 
     def add(self, line: str) -> None:
         """Record one line (already redacted by the caller)."""
+        self.add_many([line])
+
+    def add_many(self, lines: list[str]) -> None:
+        signals = [line for line in lines if is_signal_line(line)]
         with self._lock:
-            self.lines_seen += 1
-            self._tail.append(line)
-            if is_signal_line(line):
-                self._signals.append(line)
+            self.lines_seen += len(lines)
+            self._tail.extend(lines)
+            self._signals.extend(signals)
 
     def tail(self, n: int = LIVE_TAIL_CAP) -> list[str]:
         with self._lock:
@@ -122,6 +126,7 @@ class LogFollower:
         self.finished = finished
         self.offset = start_offset
         self._partial = b""
+        self._file: IO[bytes] | None = None
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"follow-{path.name}", daemon=True)
 
@@ -134,30 +139,48 @@ class LogFollower:
 
     def drain(self) -> None:
         """Read whatever is in the file now (used once, without a thread, for ended agents)."""
-        self._read_available()
+        while self._read_available():
+            pass
         self._flush_partial()
+        self._close()
 
     def _run(self) -> None:
         idle = POLL_MIN_S
-        while not self._stop.is_set():
-            done = self.finished()
-            got = self._read_available()
-            if done and not got:
-                self._flush_partial()
-                return
-            idle = POLL_MIN_S if got else min(POLL_MAX_S, idle * 1.5)
-            self._stop.wait(0 if got else idle)
+        try:
+            while not self._stop.is_set():
+                done = self.finished()
+                got = self._read_available()
+                if done and not got:
+                    self._flush_partial()
+                    return
+                idle = POLL_MIN_S if got else min(POLL_MAX_S, idle * 1.5)
+                self._stop.wait(0 if got else idle)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
 
     def _read_available(self) -> bool:
+        # The file stays open between polls: with a hundred agents, reopening it on
+        # every poll is most of a follower's cost.
         try:
-            with open(self.path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size < self.offset:  # truncated under us (by our cap or by hand)
-                    self.offset = 0
-                fh.seek(self.offset)
-                data = fh.read(1024 * 1024)
-                self.offset += len(data)
+            if self._file is None:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - closed in _close
+            fh = self._file
+            size = os.fstat(fh.fileno()).st_size
+            if size < self.offset:  # truncated under us (by our cap or by hand)
+                self.offset = 0
+            if size == self.offset:
+                return False
+            fh.seek(self.offset)
+            data = fh.read(1024 * 1024)
+            self.offset += len(data)
         except OSError:
+            self._close()
             return False
         if not data:
             return False
@@ -168,32 +191,38 @@ class LogFollower:
 
     def _emit_lines(self, data: bytes) -> None:
         buf = self._partial + data
-        lines = buf.split(b"\n")
-        self._partial = lines.pop()
+        cut = buf.rfind(b"\n")
+        whole, self._partial = (buf[:cut], buf[cut + 1:]) if cut >= 0 else (b"", buf)
+        raw_lines = whole.split(b"\n") if cut >= 0 else []
         while len(self._partial) > MAX_LINE_BYTES:
-            lines.append(self._partial[:MAX_LINE_BYTES])
+            raw_lines.append(self._partial[:MAX_LINE_BYTES])
             self._partial = self._partial[MAX_LINE_BYTES:]
-        for raw in lines:
-            for start in range(0, max(len(raw), 1), MAX_LINE_BYTES):
-                self._deliver(raw[start:start + MAX_LINE_BYTES])
+        if any(len(raw) > MAX_LINE_BYTES for raw in raw_lines):
+            raw_lines = [raw[i:i + MAX_LINE_BYTES] for raw in raw_lines
+                         for i in range(0, max(len(raw), 1), MAX_LINE_BYTES)]
+        self._deliver(raw_lines)
 
     def _flush_partial(self) -> None:
         if self._partial:
-            self._deliver(self._partial)
+            self._deliver([self._partial])
             self._partial = b""
 
-    def _deliver(self, raw: bytes) -> None:
-        line = redact(raw.decode("utf-8", errors="replace").rstrip("\r"))
-        self.output.add(line)
+    def _deliver(self, raw_lines: list[bytes]) -> None:
+        """Decode, redact and record a chunk at once: per-line Python work is what costs."""
+        if not raw_lines:
+            return
+        text = redact(b"\n".join(raw_lines).decode("utf-8", errors="replace"))
+        lines = [line.rstrip("\r") for line in text.split("\n")]
+        self.output.add_many(lines)
         if self.on_line is not None:
-            self.on_line("output", line)
+            self.on_line(lines)
 
     def _cap(self) -> None:
         with contextlib.suppress(OSError):
             os.truncate(self.path, 0)
         self.offset = 0
-        self._deliver(f"[chump-tui] log reached {LOG_CAP_BYTES // (1024 * 1024)} MiB on disk; "
-                      "truncated (earlier lines stay in this view)".encode())
+        self._deliver([f"[chump-tui] log reached {LOG_CAP_BYTES // (1024 * 1024)} MiB on disk; "
+                       "truncated (earlier lines stay in this view)".encode()])
 
 
 class AgentProcess:

@@ -190,7 +190,7 @@ class Engine:
         log_path = Path(record.log_path) if record.log_path else None
         if process is not None and log_path is not None:
             process.follow(log_path, live.output,
-                           lambda _s, line: self._emit(OutputLine(key, "output", line)))
+                           lambda lines: self._emit(OutputLine(key, tuple(lines))))
         elif log_path is not None and log_path.exists():
             read_log(log_path, live.output)
         with self._lock:
@@ -282,8 +282,8 @@ class Engine:
         gap = self._gap_for(live.record)
         key = live.record.key
 
-        def on_line(stream: str, line: str) -> None:
-            self._emit(OutputLine(key, stream, line))
+        def on_line(lines: list[str]) -> None:
+            self._emit(OutputLine(key, tuple(lines)))
 
         try:
             handle = dispatch_gap_with(

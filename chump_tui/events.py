@@ -24,11 +24,10 @@ class DispatchChanged:
 
 @dataclass(frozen=True)
 class OutputLine:
-    """One line an agent wrote (high rate: listeners must be cheap)."""
+    """Lines an agent wrote, one event per chunk read (high rate: listeners must be cheap)."""
 
     key: str
-    stream: str
-    line: str
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)

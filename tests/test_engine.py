@@ -167,7 +167,7 @@ def test_kill_grace_does_not_hold_up_other_agents() -> None:
     engine.dispatch([gap("K-1")])
     engine.start()
     try:
-        wait_for(lambda: any(isinstance(e, OutputLine) and e.line == "ready" for e in events), 5)
+        wait_for(lambda: any(isinstance(e, OutputLine) and "ready" in e.lines for e in events), 5)
         kill_started = time.monotonic()
         assert engine.kill("K-1#1")
         engine.dispatch([gap("C-1")])
@@ -175,7 +175,8 @@ def test_kill_grace_does_not_hold_up_other_agents() -> None:
         chatty_done = time.monotonic()
         assert engine.get("K-1#1").phase == "killing"  # type: ignore[union-attr]
         assert chatty_done - kill_started < 1.5
-        lines = [e.line for e in events if isinstance(e, OutputLine) and e.key == "C-1#1"]
+        lines = [ln for e in events if isinstance(e, OutputLine) and e.key == "C-1#1"
+                 for ln in e.lines]
         assert lines == [f"line{i}" for i in range(1, 11)]
         assert engine.wait_until_idle(10)
         assert time.monotonic() - kill_started >= 1.4
@@ -192,10 +193,12 @@ def test_kill_signals_the_whole_group() -> None:
     engine.dispatch([gap("G-1")])
     engine.start()
     try:
-        wait_for(lambda: any(isinstance(e, OutputLine) and e.line.startswith("child")
-                             for e in events), 5)
-        child_pid = int(next(e.line.split()[1] for e in events
-                             if isinstance(e, OutputLine) and e.line.startswith("child")))
+        def child_lines() -> list[str]:
+            return [ln for e in events if isinstance(e, OutputLine) for ln in e.lines
+                    if ln.startswith("child")]
+
+        wait_for(child_lines, 5)
+        child_pid = int(child_lines()[0].split()[1])
         engine.kill("G-1#1")
         assert engine.wait_until_idle(10)
     finally:

@@ -59,7 +59,8 @@ async def test_select_dispatch_outcomes_summary(git_repo: Path, stub_env: dict[s
                         f"monitor (on {app.screen})")
             await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 30, "summary")
             assert outcomes(app) == {"E2E-001#1": "SHIPPED", "E2E-002#1": "SHIPPED"}
-            assert app.screen.query_one(DataTable).row_count == 2
+            await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 2, 5,
+                        "summary rows")
             await pilot.press("e")
             await app.workers.wait_for_complete()
             await until(pilot, lambda: list((git_repo / "sessions").glob("*.md")), 5, "export")

@@ -40,6 +40,8 @@ class BacklogScreen(Screen[None]):
         self.selected: list[str] = []
         self._seen_version = -1
         self._pickable = 0
+        self._facts_version = -1
+        self._facts_cache: list[tuple[Gap, str, str | None, str]] = []
 
     @property
     def chump(self) -> ChumpApp:
@@ -61,24 +63,38 @@ class BacklogScreen(Screen[None]):
         self.ready = True
 
     # --------------------------------------------------------------- content
+    def _facts(self) -> list[tuple[Gap, str, str | None, str]]:
+        """Per gap: deps 'met/total', reason or None, lowercased id+title for search.
+
+        Recomputed only when the dispatch table changes, not on every keystroke.
+        """
+        if self._facts_version != self.chump.version:
+            done = self.chump.done_now()
+            facts = []
+            for gap in self.chump.setup.backlog.gaps:
+                met = sum(1 for d in gap.depends_on if d in done)
+                deps = f"{met}/{len(gap.depends_on)}" if gap.depends_on else "-"
+                facts.append((gap, deps, self.chump.gap_reason(gap, done),
+                              f"{gap.id}\n{gap.title}".lower()))
+            self._facts_cache = facts
+            self._facts_version = self.chump.version
+        return self._facts_cache
+
     def visible_gaps(self) -> tuple[list[tuple[Gap, str, str | None, bool]], int]:
         """The rows the filter and search let through, and how many gaps are pickable."""
-        done = self.chump.done_now()
         needle = self.query_text.lower()
+        selected = set(self.selected)
         rows = []
         pickable = 0
-        for gap in self.chump.setup.backlog.gaps:
-            reason = self.chump.gap_reason(gap, done)
+        for gap, deps, reason, haystack in self._facts():
             pickable += reason is None
             if self.filter == "pickable" and reason is not None:
                 continue
             if self.filter == "open" and gap.status != "open":
                 continue
-            if needle and needle not in gap.id.lower() and needle not in gap.title.lower():
+            if needle and needle not in haystack:
                 continue
-            met = sum(1 for d in gap.depends_on if d in done)
-            deps = f"{met}/{len(gap.depends_on)}" if gap.depends_on else "-"
-            rows.append((gap, deps, reason, gap.id in self.selected))
+            rows.append((gap, deps, reason, gap.id in selected))
         return rows, pickable
 
     def rebuild(self) -> None:

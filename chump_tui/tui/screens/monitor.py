@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from typing import TYPE_CHECKING
 
 from textual import events, work
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
 
 CARD_MIN_WIDTH = 52
+TAIL_REFRESH_S = 0.25
 GIT_TIMEOUT_S = 30
 
 
@@ -50,6 +52,7 @@ class MonitorScreen(Screen[None]):
         self._seen_version = -1
         self._cards: dict[str, DispatchCard] = {}
         self._columns = 2
+        self._last_tails = 0.0
 
     @property
     def chump(self) -> ChumpApp:
@@ -89,10 +92,20 @@ class MonitorScreen(Screen[None]):
             self.query_one("#empty").display = not self._cards
             if self.selected is None and self._cards:
                 self.select(next(iter(self._cards)))
+        # Only cards in view are redrawn: with a hundred agents flooding output, drawing
+        # the ones nobody can see is most of the work. Others catch up when scrolled in.
+        viewport = self.query_one("#cards-scroll").region
+        tail_due = time.monotonic() - self._last_tails >= TAIL_REFRESH_S
+        if tail_due:
+            self._last_tails = time.monotonic()
         for key, card in self._cards.items():
+            if not card.region or not viewport.overlaps(card.region):
+                continue
             record = app.dispatches[key]
-            version = engine.output_lines_seen(key)
-            card.show(record, now, engine.output_tail(key, 3) if version else [], version)
+            fresh = tail_due or not card.drawn
+            version = engine.output_lines_seen(key) if fresh else card.tail_version
+            tail = engine.output_tail(key, 3) if version != card.tail_version else card.tail
+            card.show(record, now, tail, version)
         if self.selected is not None:
             view = self.query_one(OutputView)
             seen = engine.output_lines_seen(self.selected)
@@ -103,11 +116,13 @@ class MonitorScreen(Screen[None]):
             engine.config.continuous, engine.reflections.pending(), app.setup.dry_run))
 
     def select(self, key: str) -> None:
+        previous = self._cards.get(self.selected) if self.selected else None
+        if previous is not None:
+            previous.remove_class("-selected")
         self.selected = key
-        for k, c in self._cards.items():
-            c.set_class(k == key, "-selected")
         card = self._cards.get(key)
         if card is not None:
+            card.add_class("-selected")
             card.scroll_visible()
 
     def on_dispatch_card_chosen(self, message: DispatchCard.Chosen) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widgets import Static
+from textual.widget import Widget
 
 from chump_tui.dispatch_record import Dispatch
 
@@ -89,8 +89,11 @@ def render_card(d: Dispatch, now: float, tail: list[str]) -> Group:
     return Group(*lines)
 
 
-class DispatchCard(Static):
-    """Selection is the monitor screen's state, not focus, so keys never race focus events."""
+class DispatchCard(Widget):
+    """One dispatch's card. Fixed size, so a redraw never asks for a new layout.
+
+    Selection is the monitor screen's state, not focus, so keys never race focus events.
+    """
 
     @dataclass
     class Chosen(Message):
@@ -99,7 +102,15 @@ class DispatchCard(Static):
     def __init__(self, key: str) -> None:
         super().__init__(classes="card")
         self.key = key
+        self._renderable: RenderableType = ""
+        self._state_class = ""
         self._last: tuple[object, ...] | None = None
+        self.tail: list[str] = []
+        self.tail_version = 0
+
+    @property
+    def drawn(self) -> bool:
+        return self._last is not None
 
     def on_click(self, event: events.Click) -> None:
         self.post_message(self.Chosen(self.key))
@@ -111,9 +122,15 @@ class DispatchCard(Static):
         if signature == self._last:
             return
         self._last = signature
-        css = state_class(d.label())
-        for cls in list(self.classes):
-            if cls.startswith("-state-"):
-                self.remove_class(cls)
-        self.add_class(f"-state-{css}")
-        self.update(render_card(d, now, tail))
+        self.tail, self.tail_version = tail, tail_version
+        css = f"-state-{state_class(d.label())}"
+        if css != self._state_class:  # a class change re-applies CSS: only when it changes
+            if self._state_class:
+                self.remove_class(self._state_class)
+            self.add_class(css)
+            self._state_class = css
+        self._renderable = render_card(d, now, tail)
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        return self._renderable

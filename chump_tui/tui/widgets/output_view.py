@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Log
 
 MAX_VIEW_LINES = 2000
+SWITCH_LINES = 200  # shown at once when the selection moves; older ones are in the log file
 
 
 class OutputView(Log, can_focus=False):
@@ -22,7 +23,7 @@ class OutputView(Log, can_focus=False):
             self.shown_key = key
             self.border_title = f"output · {key}" if key else "output"
             if tail:
-                self.write_lines(tail)
+                self.write_lines(tail[-SWITCH_LINES:])
             self.shown_seen = lines_seen
             return
         new = lines_seen - self.shown_seen
