@@ -99,7 +99,7 @@ class MonitorScreen(Screen[None]):
         if tail_due:
             self._last_tails = time.monotonic()
         for key, card in self._cards.items():
-            if not card.region or not viewport.overlaps(card.region):
+            if card.drawn and not viewport.overlaps(card.region):
                 continue
             record = app.dispatches[key]
             fresh = tail_due or not card.drawn
