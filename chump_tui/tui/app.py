@@ -8,6 +8,7 @@ output never floods the UI thread.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class ChumpApp(App[int]):
 
     # ----------------------------------------------------------------- set-up
     def on_mount(self) -> None:
+        # The backlog is long-lived: keep the cyclic GC from re-walking it (tens of
+        # thousands of objects on a big backlog) in the middle of a keystroke.
+        gc.freeze()
         self.title = f"chump-tui — {self.setup.mode_label}"
         self.sub_title = str(self.setup.repo_root)
         for record in self.engine.snapshot():

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING, Literal
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from chump_tui.backlog import Gap
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
 from chump_tui.tui.widgets.gap_detail import GapDetail
-from chump_tui.tui.widgets.gap_table import GapTable
+from chump_tui.tui.widgets.gap_table import GapTable, header_text
 
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
@@ -52,7 +52,9 @@ class BacklogScreen(Screen[None]):
         yield Static(id="backlog-bar")
         yield Input(placeholder="search id or title (Enter to keep, Esc to clear)", id="search")
         with Horizontal(id="backlog-body"):
-            yield GapTable(id="gaps")
+            with Vertical(id="gaps-pane"):
+                yield Static(header_text(), id="gaps-header")
+                yield GapTable(id="gaps")
             yield GapDetail(id="detail")
         yield Footer()
 
@@ -128,7 +130,7 @@ class BacklogScreen(Screen[None]):
         if self.chump.version != self._seen_version:
             self.rebuild()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_gap_table_highlighted(self, event: GapTable.Highlighted) -> None:
         self.update_detail()
 
     # --------------------------------------------------------------- actions
@@ -145,7 +147,7 @@ class BacklogScreen(Screen[None]):
         table.set_marks(gap_id, gap_id in self.selected,
                         self.chump.gap_reason(self.chump.by_id[gap_id], done))
         table.action_cursor_down()
-        self.update_bar(len(table.rows))
+        self.update_bar(table.row_count)
 
     def action_auto_pick(self) -> None:
         done = self.chump.done_now()

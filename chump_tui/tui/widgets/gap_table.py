@@ -1,111 +1,188 @@
-"""The backlog table: one row per gap, keyed by gap id, selection marks updated in place.
+"""The backlog list: one line per gap, drawn with Textual's line API.
 
-Textual's DataTable measures every cell it is given, so a big result is filled
-progressively: the first screenful at once (that is what the next frame shows),
-the rest in batches on later event-loop turns. A newer ``show`` cancels an older
-fill, so typing in the search box never waits for a 10,000-row table.
+Only the rows on screen are ever rendered, so filtering or searching a 10,000-gap
+backlog costs the same as a 50-gap one (Textual's DataTable measures and renders
+every cell it holds, which on such a backlog takes seconds per keystroke).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import DataTable
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from chump_tui.backlog import Gap
 
-PICK_WIDTH = 30
-FIRST_PAGE = 80
-BATCH = 250
-# Fixed widths: auto-width columns would grow with every measured cell.
-COLUMNS = (("sel", " ", 1), ("id", "id", 16), ("pri", "pri", 3), ("effort", "eff", 3),
-           ("status", "status", 8), ("deps", "deps", 5), ("pick", "pickable / why not", PICK_WIDTH),
-           ("title", "title", 90))
+PICK_WIDTH = 24
+COLUMNS = ((" ", 1), ("id", 14), ("pri", 3), ("eff", 3), ("status", 7), ("deps", 5),
+           ("pickable / why not", PICK_WIDTH), ("title", 0))  # 0: the rest of the line
 
 Row = tuple[Gap, str, str | None, bool]
 
 
-def pick_cell(reason: str | None) -> Text:
-    if reason is None:
-        return Text("✓ pickable", style="bold green")
-    if reason.startswith("dispatched"):
-        text = Text(reason, style="cyan")
-    else:
-        text = Text(reason, style="yellow" if reason.startswith("needs") else "dim")
-    text.truncate(PICK_WIDTH, overflow="ellipsis")
-    return text
+def header_text() -> Text:
+    return Text(" ".join(label.ljust(width) if width else label for label, width in COLUMNS))
 
 
-def _cells(row: Row) -> list[Text]:
+_MARK = Style(color="magenta", bold=True)
+_PICK_STYLES = {"ok": Style(color="green", bold=True), "dispatched": Style(color="cyan"),
+                "needs": Style(color="yellow"), "other": Style(dim=True)}
+
+
+def _fit(value: str, width: int) -> str:
+    if cell_len(value) > width:
+        return set_cell_size(value, width - 1) + "…"
+    return set_cell_size(value, width)
+
+
+def row_cells(row: Row) -> list[tuple[str, Style | None]]:
+    """The row as (text, style) runs, each padded to its column: no Rich layout per line."""
     gap, deps, reason, selected = row
-    # Text, not str: a str cell is parsed as console markup on every measure.
-    return [_mark(selected), Text(gap.id), Text(gap.priority), Text(gap.effort),
-            Text(gap.status), Text(deps), pick_cell(reason), Text(gap.title)]
+    if reason is None:
+        pick, pick_style = "✓ pickable", _PICK_STYLES["ok"]
+    else:
+        pick = reason
+        kind = ("dispatched" if reason.startswith("dispatched")
+                else "needs" if reason.startswith("needs") else "other")
+        pick_style = _PICK_STYLES[kind]
+    values: list[tuple[str, Style | None]] = [
+        ("●" if selected else " ", _MARK), (gap.id, None), (gap.priority, None),
+        (gap.effort, None), (gap.status, None), (deps, None), (pick, pick_style),
+        (gap.title, None)]
+    runs = []
+    for (_label, width), (value, style) in zip(COLUMNS, values, strict=True):
+        runs.append((_fit(value, width) + " " if width else value, style))
+    return runs
 
 
-def _mark(selected: bool) -> Text:
-    return Text("●", style="bold magenta") if selected else Text(" ")
+class GapTable(ScrollView, can_focus=True):
+    """Cursor, zebra stripes, click to highlight; ``show`` replaces the rows."""
 
+    BINDINGS = [
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
+    ]
+    COMPONENT_CLASSES = {"gap-table--cursor", "gap-table--even"}
+    DEFAULT_CSS = """
+    GapTable > .gap-table--cursor { background: $accent; color: $text; text-style: bold; }
+    GapTable > .gap-table--even { background: $boost; }
+    """
 
-class GapTable(DataTable[Text]):
+    cursor_row: reactive[int] = reactive(0)
+
+    @dataclass
+    class Highlighted(Message):
+        gap_id: str | None
+
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
-        self._shown: list[str] = []
-        self._pick_cells: dict[str, str | None] = {}
-        self._pending: list[Row] = []
-        self._generation = 0
-
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
-
-    def show(self, rows: Iterable[Row]) -> None:
-        """Replace the rows: (gap, deps 'met/total', reason or None, selected)."""
-        rows = list(rows)
-        ids = [gap.id for gap, *_ in rows]
-        if ids == self._shown:
-            for gap, _deps, reason, selected in rows:
-                self.set_marks(gap.id, selected, reason)
-            return
-        self._generation += 1
-        self.clear()
-        self._shown = ids
-        self._pick_cells = {gap.id: reason for gap, _d, reason, _s in rows}
-        self._add(rows[:FIRST_PAGE])
-        self._pending = rows[FIRST_PAGE:]
-        if self._pending:
-            self.call_after_refresh(self._fill_more, self._generation)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._rows: list[Row] = []
+        self._index: dict[str, int] = {}
+        self.generation = 0
 
     @property
-    def filling(self) -> bool:
-        return bool(self._pending)
+    def row_count(self) -> int:
+        return len(self._rows)
 
-    def _add(self, rows: list[Row]) -> None:
-        for row in rows:
-            self.add_row(*_cells(row), key=row[0].id)
-
-    def _fill_more(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # a newer show() replaced this fill
-        batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
-        self._add(batch)
-        if self._pending:
-            self.call_after_refresh(self._fill_more, generation)
+    def show(self, rows: Iterable[Row]) -> None:
+        rows = list(rows)
+        same = len(rows) == len(self._rows) and all(
+            a[0].id == b[0].id for a, b in zip(rows, self._rows, strict=True))
+        previous = self.highlighted_id()
+        self._rows = rows
+        self._index = {row[0].id: i for i, row in enumerate(rows)}
+        if not same:
+            self.generation += 1
+            self.virtual_size = Size(self.size.width, len(rows))
+            target = self._index.get(previous, 0) if previous else 0
+            self.cursor_row = min(target, max(0, len(rows) - 1))
+            self.post_message(self.Highlighted(self.highlighted_id()))
+        self.refresh()
 
     def set_marks(self, gap_id: str, selected: bool, reason: str | None) -> None:
-        """Update only the cells that changed for one row."""
-        if gap_id not in self.rows:
-            self._pending = [(g, d, reason if g.id == gap_id else r, selected if g.id == gap_id
-                              else s) for g, d, r, s in self._pending]
+        index = self._index.get(gap_id)
+        if index is None:
             return
-        if self.get_cell(gap_id, "sel").plain != _mark(selected).plain:
-            self.update_cell(gap_id, "sel", _mark(selected))
-        if self._pick_cells.get(gap_id, "") != reason:
-            self._pick_cells[gap_id] = reason
-            self.update_cell(gap_id, "pick", pick_cell(reason))
+        gap, deps, _reason, _selected = self._rows[index]
+        self._rows[index] = (gap, deps, reason, selected)
+        self.refresh_line(index)
 
     def highlighted_id(self) -> str | None:
-        if not self._shown or self.cursor_row < 0 or self.cursor_row >= len(self._shown):
-            return None
-        return self._shown[self.cursor_row]
+        if 0 <= self.cursor_row < len(self._rows):
+            return self._rows[self.cursor_row][0].id
+        return None
+
+    def refresh_line(self, index: int) -> None:
+        y = index - int(self.scroll_offset.y)
+        if 0 <= y < self.size.height:
+            self.refresh_lines(y)
+
+    def render_line(self, y: int) -> Strip:
+        index = y + int(self.scroll_offset.y)
+        width = self.size.width
+        if index >= len(self._rows):
+            return Strip.blank(width, self.rich_style)
+        base = self.rich_style
+        cursor = index == self.cursor_row
+        if cursor:  # one colour for the whole cursor row: column colours clash with it
+            base += self.get_component_rich_style("gap-table--cursor")
+        elif index % 2:
+            base += self.get_component_rich_style("gap-table--even")
+        segments = [Segment(text, base + style if style and not cursor else base)
+                    for text, style in row_cells(self._rows[index])]
+        return Strip(segments).crop_extend(0, width, base)
+
+    def watch_cursor_row(self, old: int, new: int) -> None:
+        self.refresh_line(old)
+        self.refresh_line(new)
+        top = int(self.scroll_offset.y)
+        if new < top:
+            self.scroll_to(y=new, animate=False)
+        elif new >= top + self.size.height:
+            self.scroll_to(y=new - self.size.height + 1, animate=False)
+        self.post_message(self.Highlighted(self.highlighted_id()))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(event.size.width, len(self._rows))
+
+    def on_click(self, event: events.Click) -> None:
+        index = event.y + int(self.scroll_offset.y)
+        if 0 <= index < len(self._rows):
+            self.cursor_row = index
+
+    def _move(self, step: int) -> None:
+        if self._rows:
+            self.cursor_row = max(0, min(len(self._rows) - 1, self.cursor_row + step))
+
+    def action_cursor_up(self) -> None:
+        self._move(-1)
+
+    def action_cursor_down(self) -> None:
+        self._move(1)
+
+    def action_page_up(self) -> None:
+        self._move(-max(1, self.size.height - 1))
+
+    def action_page_down(self) -> None:
+        self._move(max(1, self.size.height - 1))
+
+    def action_first(self) -> None:
+        self._move(-len(self._rows))
+
+    def action_last(self) -> None:
+        self._move(len(self._rows))
