@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from chump_tui.errors import ChumpError
-from chump_tui.monitor import DEFAULT_KILL_GRACE_S, DEFAULT_TICK_S
+
+# Kept here (equal to chump_tui.monitor's) so parsing flags imports nothing heavy;
+# a test checks they stay equal.
+DEFAULT_TICK_S = 30.0
+DEFAULT_KILL_GRACE_S = 30.0
 
 if TYPE_CHECKING:
     from chump_tui.preload import BacklogPreload

@@ -16,25 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chump_tui.backlog import Backlog, default_backlog_path, done_ids, load_backlog
-from chump_tui.dispatch_record import Dispatch
-from chump_tui.engine import Engine, EngineConfig, default_log_dir
-from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice
 from chump_tui.paths import dispatch_paths
 from chump_tui.picker import pickable_gaps
-from chump_tui.pr_providers import GhPrProvider
-from chump_tui.reflections import (
-    NoopReflectionWriter,
-    ReflectionWriter,
-    SqliteReflectionWriter,
-)
 from chump_tui.repo import backlog_base, resolve_repo_root
-from chump_tui.self_test import run_self_test, scratch_dir
-from chump_tui.session_store import SessionStore, needs_resume
-from chump_tui.spawners import RealSpawner
-from chump_tui.summary_export import totals_line
 
+# The dry run needs only the loader and the picker; the engine and everything it
+# pulls in (subprocess management, psutil, SQLite) is imported on the execute path.
 if TYPE_CHECKING:
     from chump_tui.cli import Options
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.engine import Engine
+    from chump_tui.events import EngineEvent
+    from chump_tui.reflections import ReflectionWriter
+    from chump_tui.session_store import SessionStore
 
 
 NOTHING_PICKABLE = ("note: no pickable gaps. Either backlog is exhausted or all open P0-P2 gaps "
@@ -66,6 +60,8 @@ def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> 
 
 
 def summary_lines(rows: list[Dispatch]) -> list[str]:
+    from chump_tui.summary_export import totals_line
+
     ended = [r for r in rows if r.outcome is not None]
     lines = [f"\n=== monitor summary ({len(ended)} entries) ==="]
     for r in ended:
@@ -83,6 +79,8 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
 
 
 def make_writer(opts: Options, repo_root: Path) -> ReflectionWriter:
+    from chump_tui.reflections import NoopReflectionWriter, SqliteReflectionWriter
+
     if opts.no_reflect:
         return NoopReflectionWriter()
     return SqliteReflectionWriter.for_repo(repo_root)
@@ -109,6 +107,8 @@ def run_plain(opts: Options) -> int:
 
 def open_session(repo_root: Path) -> tuple[SessionStore, list[Dispatch], list[str]]:
     """Lock the repo's session and load what must be resumed; a finished one is archived."""
+    from chump_tui.session_store import SessionStore, needs_resume
+
     store = SessionStore(repo_root / "sessions" / "chump-tui")
     store.acquire()
     records, warning = store.load()
@@ -121,6 +121,10 @@ def open_session(repo_root: Path) -> tuple[SessionStore, list[Dispatch], list[st
 
 def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
                  store: SessionStore | None) -> Engine:
+    from chump_tui.engine import Engine, EngineConfig, default_log_dir
+    from chump_tui.pr_providers import GhPrProvider
+    from chump_tui.spawners import RealSpawner
+
     spawner = RealSpawner(repo_root, os.environ)
     if spawner.backend_warning:
         _err(f"[dispatch] WARN {spawner.backend_warning}")
@@ -147,6 +151,8 @@ def _execute(opts: Options, backlog: Backlog) -> int:
 
 def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: SessionStore,
                     records: list[Dispatch], notes: list[str]) -> int:
+    from chump_tui.session_store import needs_resume
+
     engine = build_engine(opts, repo_root, backlog, store)
     writer = engine.writer
     engine.subscribe(_print_event)
@@ -207,6 +213,8 @@ def _spawn_failures(engine: Engine) -> int:
 
 
 def _print_event(event: EngineEvent) -> None:
+    from chump_tui.events import DispatchChanged, GitHubPolled, Notice
+
     if isinstance(event, DispatchChanged):
         d = event.dispatch
         if event.why == "dispatched":
@@ -228,6 +236,8 @@ def _print_event(event: EngineEvent) -> None:
 
 
 def run_self_test_plain(opts: Options) -> int:
+    from chump_tui.self_test import run_self_test, scratch_dir
+
     _err(f"[chump-tui] --self-test: packaged synthetic backlog, scratch={scratch_dir()}")
     report = run_self_test(opts.max_parallel)
     passed = report.passed()  # before clean-up: it checks the dummy files exist

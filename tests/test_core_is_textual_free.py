@@ -42,3 +42,23 @@ def test_plain_dry_run_does_not_import_textual(tmp_path) -> None:  # type: ignor
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "WOULD DISPATCH: A-1" in done.stdout
+
+
+def test_cli_defaults_match_the_monitor() -> None:
+    from chump_tui import cli, monitor
+
+    assert cli.DEFAULT_TICK_S == monitor.DEFAULT_TICK_S
+    assert cli.DEFAULT_KILL_GRACE_S == monitor.DEFAULT_KILL_GRACE_S
+
+
+def test_plain_dry_run_imports_no_engine(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    backlog = tmp_path / "gaps.yaml"
+    backlog.write_text("gaps:\n  - {id: A-1, priority: P1, effort: s, status: open}\n")
+    code = (
+        "import sys\nfrom chump_tui.cli import main\n"
+        f"rc = main(['--no-tui', '--backlog', {str(backlog)!r}])\n"
+        "heavy = [m for m in ('chump_tui.engine', 'psutil', 'sqlite3') if m in sys.modules]\n"
+        "assert not heavy, heavy\nsys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -28,12 +28,25 @@ from chump_tui.session_store import SessionStore
 from chump_tui.tui.bridge import EngineBridge
 from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
 from chump_tui.tui.screens.backlog import BacklogScreen
-from chump_tui.tui.screens.help import HelpScreen
-from chump_tui.tui.screens.monitor import MonitorScreen
-from chump_tui.tui.screens.quit_dialog import QuitChoice, QuitDialog
-from chump_tui.tui.screens.summary import SummaryScreen
+
+if TYPE_CHECKING:
+    from chump_tui.tui.screens.quit_dialog import QuitChoice
 
 REDRAW_HZ = 10
+
+
+# The start screen is imported eagerly; the others when first shown, which keeps
+# their imports out of the time to the first frame.
+def _monitor_screen() -> Screen[None]:
+    from chump_tui.tui.screens.monitor import MonitorScreen
+
+    return MonitorScreen()
+
+
+def _summary_screen() -> Screen[None]:
+    from chump_tui.tui.screens.summary import SummaryScreen
+
+    return SummaryScreen()
 
 
 @dataclass
@@ -63,7 +76,7 @@ class ConsoleSetup:
 class ChumpApp(App[int]):
     CSS_PATH = "chump.tcss"
     TITLE = "chump-tui"
-    MODES = {"backlog": BacklogScreen, "monitor": MonitorScreen, "summary": SummaryScreen}
+    MODES = {"backlog": BacklogScreen, "monitor": _monitor_screen, "summary": _summary_screen}
     DEFAULT_MODE = "backlog"
     BINDINGS = [
         Binding("question_mark", "help", "Help"),
@@ -118,7 +131,8 @@ class ChumpApp(App[int]):
             # Shown once every agent has ended, but never over a dialog the operator has
             # open, and only when the operator is watching the monitor.
             self._summary_due = False
-            if isinstance(screen, MonitorScreen) and not self.stopping and self.all_ended():
+            watching = type(screen).__name__ == "MonitorScreen"
+            if watching and not self.stopping and self.all_ended():
                 self._summary_auto_shown = True
                 self.switch_mode("summary")
                 return
@@ -195,12 +209,16 @@ class ChumpApp(App[int]):
 
     # ---------------------------------------------------------------- actions
     def action_help(self) -> None:
+        from chump_tui.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
     def action_request_quit(self) -> None:
         if self.stopping:
             return
+        from chump_tui.tui.screens.quit_dialog import QuitDialog
+
         active = self.engine.active_count()
         if active == 0 or self.setup.read_only:
             self.exit(0)

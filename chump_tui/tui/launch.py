@@ -7,16 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
-from chump_tui.demo import (
-    DEMO_KILL_GRACE_S,
-    DEMO_SOFT_DEADLINE_S,
-    DEMO_TICK_S,
-    DemoSpawner,
-    SimulatedGitHub,
-    demo_backlog,
-    make_demo_root,
-)
-from chump_tui.engine import Engine, EngineConfig, default_log_dir
 from chump_tui.plain import build_engine, make_writer, open_session
 from chump_tui.repo import backlog_base, git_toplevel, resolve_repo_root
 from chump_tui.session_store import SessionBusy, SessionStore
@@ -28,6 +18,17 @@ if TYPE_CHECKING:
 
 
 def demo_setup(opts: Options) -> ConsoleSetup:
+    from chump_tui.demo import (
+        DEMO_KILL_GRACE_S,
+        DEMO_SOFT_DEADLINE_S,
+        DEMO_TICK_S,
+        DemoSpawner,
+        SimulatedGitHub,
+        demo_backlog,
+        make_demo_root,
+    )
+    from chump_tui.engine import Engine, EngineConfig, default_log_dir
+
     root = make_demo_root()
     backlog = demo_backlog()
     spawner = DemoSpawner(backlog.gaps, root / "github-state.txt")
