@@ -38,7 +38,7 @@ MAX_LINE_BYTES = 8192
 LOG_CAP_BYTES = 16 * 1024 * 1024
 """Per-attempt log file cap on disk."""
 
-POLL_MIN_S = 0.05
+POLL_MIN_S = 0.1
 POLL_MAX_S = 0.4
 
 _SIGNAL_WORDS = ("ERROR", "WARN", "FAIL", "PANIC")
