@@ -39,12 +39,14 @@ class ConfirmDispatch(ModalScreen[bool]):
         table.add_column("worktree", overflow="fold")
         for gap in self.gaps:
             wt, branch = dispatch_paths(self.repo_root, gap.id)
-            table.add_row(gap.id, branch, str(wt))
+            table.add_row(gap.id, branch, str(wt.relative_to(self.repo_root)))
             reason = self.reasons.get(gap.id)
             if reason:
                 table.add_row("", Text(f"⚠ not pickable: {reason}", style="yellow"), "")
         with Vertical(id="dialog"):
-            yield Static(Text(f"{verb}: {len(self.gaps)} gap(s)", style="bold"), id="dialog-title")
+            yield Static(Text.assemble((f"{verb}: {len(self.gaps)} gap(s)", "bold"),
+                                       (f"\nworktrees under {self.repo_root}", "dim")),
+                         id="dialog-title")
             with VerticalScroll(id="dialog-body"):
                 yield Static(table)
             if self.dry_run:
