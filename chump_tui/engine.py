@@ -38,7 +38,7 @@ from chump_tui.monitor import (
 )
 from chump_tui.paths import dispatch_paths, slug
 from chump_tui.picker import pickable_gaps
-from chump_tui.pr_providers import PrProvider, PrStatus
+from chump_tui.pr_providers import PrProvider
 from chump_tui.reflection_queue import ReflectionQueue
 from chump_tui.reflections import DispatchReflection, ReflectionWriter
 from chump_tui.session_store import SessionStore
@@ -596,9 +596,6 @@ class Engine:
     def _reflection_failed(self, key: str, error: str) -> None:
         self._emit(Notice("warning", f"reflection for {key} not written yet ({error}); retrying"))
 
-    def pr_of(self, key: str) -> PrStatus | None:
-        rec = self.get(key)
-        return rec.pr if rec else None
 
 
 def default_log_dir(repo_root: Path) -> Path:

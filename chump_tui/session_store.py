@@ -58,13 +58,6 @@ class SessionStore:
         os.chmod(self.lock_path, 0o600)
         self._lock_file = fh
 
-    def holder_pid(self) -> int | None:
-        try:
-            text = self.lock_path.read_text(encoding="utf-8").strip()
-        except OSError:
-            return None
-        return int(text) if text.isdigit() else None
-
     def release(self) -> None:
         if self._lock_file is not None:
             with contextlib.suppress(OSError):
