@@ -248,15 +248,15 @@ class Engine:
         """
         out: list[Dispatch] = []
         for gap in gaps:
-            with self._lock:
+            with self._lock:  # check and reserve at once: continuous refills race us
                 previous = [lv for lv in self._live.values() if lv.record.gap_id == gap.id]
-            if previous:
+                live = None if previous else self._reserve(gap, attempt=1)
+            if live is None:
                 latest = max(previous, key=lambda lv: lv.record.attempt)
                 retried = self.retry(latest.record.key)
                 if retried is not None:
                     out.append(retried)
                 continue
-            live = self._reserve(gap, attempt=1)
             self._launch(live, self.spawner)
             out.append(dataclasses.replace(live.record))
         return out
@@ -264,6 +264,9 @@ class Engine:
     def _reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = ()) -> _Live:
         worktree, branch = dispatch_paths(self.repo_root, gap.id)
         soft = self.config.soft_deadline_s or soft_deadline_seconds(gap.effort)
+        with self._lock:
+            while f"{gap.id}#{attempt}" in self._live:  # a key is never reused
+                attempt += 1
         key = f"{gap.id}#{attempt}"
         log_path = str(self.log_dir / f"{slug(gap.id)}-attempt{attempt}.log")
         record = Dispatch(

@@ -127,7 +127,8 @@ class ChumpApp(App[int]):
             return
         dirty = self.bridge.take_dirty_output()
         screen = self.screen
-        if self._summary_due and not isinstance(screen, ModalScreen):
+        mounting = not getattr(screen, "ready", True)
+        if self._summary_due and not isinstance(screen, ModalScreen) and not mounting:
             # Shown once every agent has ended, but never over a dialog the operator has
             # open, and only when the operator is watching the monitor.
             self._summary_due = False

@@ -36,6 +36,9 @@ async def _drive(app: ChumpApp, expected_rows: int) -> list[str]:
         deadline = time.monotonic() + SELF_TEST_TIMEOUT_S
         while time.monotonic() < deadline:
             await pilot.pause(0.02)
+            ended = [d for d in app.dispatches.values() if not d.active]
+            if len(ended) == expected_rows and not isinstance(app.screen, SummaryScreen):
+                await pilot.press("s")  # normally shown by itself; ask for it to be sure
             if isinstance(app.screen, SummaryScreen):
                 table = app.screen.query_one(DataTable)
                 if table.row_count == expected_rows:
