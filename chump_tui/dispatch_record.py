@@ -40,6 +40,8 @@ class Dispatch:
     reflection_written: bool = False
     log_path: str = ""
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique across sessions
+    # Earlier attempts' merged/closed PRs on this branch: never this attempt's outcome.
+    stale_prs: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from chump_tui.agent_process import AgentProcess, OutputLog, read_log, redact
@@ -70,7 +70,6 @@ class _Live:
     # Set by the exit watcher once the process ended AND its output is drained,
     # so the reflection sees the agent's last lines.
     exit_seen: int | None = None
-    stale_prs: set[int] = field(default_factory=set)
 
 
 class Engine:
@@ -274,7 +273,8 @@ class Engine:
             branch=branch, worktree=str(worktree), attempt=attempt, started_at=self.clock(),
             soft_deadline_s=soft, log_path=log_path,
         )
-        live = _Live(record, OutputLog(), stale_prs=set(stale_prs))
+        record.stale_prs = sorted(set(stale_prs))
+        live = _Live(record, OutputLog())
         with self._lock:
             self._live[key] = live
             self._order.append(key)
@@ -347,7 +347,7 @@ class Engine:
             if any(lv.record.active for lv in self._live.values()
                    if lv.record.gap_id == old.record.gap_id):
                 return None
-            stale = set(old.stale_prs)
+            stale = set(old.record.stale_prs)
             if old.record.pr is not None and old.record.pr.state != "OPEN":
                 stale.add(old.record.pr.number)
             live = self._reserve(self._gap_for(old.record), latest + 1, stale)
@@ -524,7 +524,7 @@ class Engine:
                 if rec.phase not in ("running", "stalled") or rec.branch not in answer:
                     continue
                 pr = answer[rec.branch]
-                if pr is not None and pr.number in live.stale_prs:
+                if pr is not None and pr.number in rec.stale_prs:
                     pr = None
                 if pr != rec.pr:
                     rec.pr = pr

@@ -250,3 +250,23 @@ def test_continuous_drains_a_dependency_chain_in_order(git_repo: Path,
     assert sorted(order) == ["A-1", "B-2", "C-3", "Z-9"]
     assert order.index("A-1") < order.index("B-2") < order.index("C-3")
     assert "shipped=4  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out
+
+
+def test_a_retry_keeps_ignoring_the_old_pr_after_a_restart(tmp_path: Path) -> None:
+    rec = Dispatch(key="R-1#2", gap_id="R-1", title="t", priority="P1", effort="s",
+                   branch="claude/r-1", worktree=str(tmp_path), attempt=2,
+                   started_at=time.time(), soft_deadline_s=0.3, phase="running",
+                   stale_prs=[7])
+    store = SessionStore(tmp_path / "s")
+    store.save([rec])
+    (loaded,), _ = store.load()
+    assert loaded.stale_prs == [7]
+    engine = Engine(tmp_path, ScriptSpawner(), ScriptedPrProvider({"claude/r-1": [
+        PrStatus(7, "CLOSED")]}), SqliteReflectionWriter(tmp_path / "m.db"),
+        EngineConfig(tick_s=0.01))
+    engine.resume([loaded])
+    engine.start()
+    assert engine.wait_until_idle(10)
+    engine.close()
+    # Attempt 1's closed PR #7 is not attempt 2's outcome: it stalls at its deadline.
+    assert engine.snapshot()[0].outcome == DispatchOutcome.stalled()
