@@ -158,12 +158,12 @@ def test_running_agent_past_soft_deadline_is_stalled_then_killed_at_2x() -> None
 
 
 def test_kill_grace_does_not_hold_up_other_agents() -> None:
-    """SIGTERM-ignoring agent with a 1.5 s grace; another agent's lines and outcome still flow."""
+    """SIGTERM-ignoring agent with a 3 s grace; another agent's lines and outcome still flow."""
     ignore_term = "trap '' TERM; echo ready >&2; while true; do sleep 0.05; done"
     chatty = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line$i >&2; sleep 0.1; done; exit 3"
     engine, _, events = make_engine(
         ScriptedPrProvider({}), ScriptSpawner({"K-1": ignore_term, "C-1": chatty}),
-        kill_grace_s=1.5)
+        kill_grace_s=3.0)
     engine.dispatch([gap("K-1")])
     engine.start()
     try:
@@ -174,12 +174,12 @@ def test_kill_grace_does_not_hold_up_other_agents() -> None:
         wait_for(lambda: engine.get("C-1#1").outcome is not None, 5, "chatty agent outcome")  # type: ignore[union-attr]
         chatty_done = time.monotonic()
         assert engine.get("K-1#1").phase == "killing"  # type: ignore[union-attr]
-        assert chatty_done - kill_started < 1.5
+        assert chatty_done - kill_started < 3.0
         lines = [ln for e in events if isinstance(e, OutputLine) and e.key == "C-1#1"
                  for ln in e.lines]
         assert lines == [f"line{i}" for i in range(1, 11)]
         assert engine.wait_until_idle(10)
-        assert time.monotonic() - kill_started >= 1.4
+        assert time.monotonic() - kill_started >= 2.9
     finally:
         engine.close()
     k = engine.get("K-1#1")
