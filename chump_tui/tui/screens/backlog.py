@@ -41,6 +41,7 @@ class BacklogScreen(Screen[None]):
         self._seen_version = -1
         self._pickable = 0
         self._facts_version = -1
+        self._detail_shown: tuple[str | None, int] | None = None
         self._facts_cache: list[tuple[Gap, str, str | None, str]] = []
 
     @property
@@ -121,6 +122,10 @@ class BacklogScreen(Screen[None]):
 
     def update_detail(self) -> None:
         gap_id = self.query_one(GapTable).highlighted_id()
+        shown = (gap_id, self.chump.version)
+        if shown == self._detail_shown:  # a rebuild and its Highlighted message both ask
+            return
+        self._detail_shown = shown
         gap = self.chump.by_id.get(gap_id) if gap_id else None
         done = self.chump.done_now()
         reason = self.chump.gap_reason(gap, done) if gap else None

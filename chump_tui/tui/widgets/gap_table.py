@@ -105,8 +105,8 @@ class GapTable(ScrollView, can_focus=True):
             a[0].id == b[0].id for a, b in zip(rows, self._rows, strict=True))
         previous = self.highlighted_id()
         self._rows = rows
-        self._index = {row[0].id: i for i, row in enumerate(rows)}
         if not same:
+            self._index = {row[0].id: i for i, row in enumerate(rows)}
             self.generation += 1
             self.virtual_size = Size(self.size.width, len(rows))
             target = self._index.get(previous, 0) if previous else 0
