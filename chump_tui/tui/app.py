@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from textual import work
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 
 from chump_tui.backlog import Backlog, Gap, done_ids
@@ -125,8 +126,11 @@ class ChumpApp(App[int]):
     def _redraw(self) -> None:
         if self._closing or self._closed:  # shutting down: switching modes now would race it
             return
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the timer can outlive the screens during shutdown
+            return
         dirty = self.bridge.take_dirty_output()
-        screen = self.screen
         mounting = not getattr(screen, "ready", True)
         if self._summary_due and not isinstance(screen, ModalScreen) and not mounting:
             # Shown once every agent has ended, but never over a dialog the operator has
@@ -139,7 +143,10 @@ class ChumpApp(App[int]):
                 return
         # A screen just switched to may not have composed yet; it draws itself on mount.
         if getattr(screen, "ready", False):
-            screen.refresh_view(dirty)  # type: ignore[attr-defined]
+            try:
+                screen.refresh_view(dirty)  # type: ignore[attr-defined]
+            except NoMatches:  # its widgets are being torn down (mode switch or shutdown)
+                return
 
     @work(thread=True, group="watch", exclusive=True, exit_on_error=False)
     def _reload_watched_state(self) -> None:
