@@ -17,6 +17,7 @@ import yaml
 
 from chump_tui.errors import BacklogError
 from chump_tui.forked import ForkedCall
+from chump_tui.gc_pause import gc_paused
 
 try:  # the C loader is ~10x faster on the 543-gap file
     _SafeLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -92,6 +93,11 @@ def default_backlog_path(base: Path) -> Path:
 
 def load_backlog(path: Path) -> Backlog:
     """Load a monolithic file or a registry directory; raise BacklogError on bad input."""
+    with gc_paused():  # thousands of acyclic objects: collections here only cost time
+        return _load_backlog(path)
+
+
+def _load_backlog(path: Path) -> Backlog:
     if path.is_dir():
         return _load_registry(path)
     if not path.exists():

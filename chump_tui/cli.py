@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from chump_tui.errors import ChumpError
+from chump_tui.gc_pause import pause_for_startup, startup_done
 
 # Kept here (equal to chump_tui.monitor's) so parsing flags imports nothing heavy;
 # a test checks they stay equal.
@@ -22,6 +23,7 @@ DEFAULT_KILL_GRACE_S = 30.0
 
 if TYPE_CHECKING:
     from chump_tui.preload import BacklogPreload
+    from chump_tui.tui.app import ChumpApp
 
 PROG = "chump-tui"
 
@@ -121,6 +123,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(**vars(ns))
 
 
+def start_console(opts: Options, run_app: Callable[[ChumpApp], object] | None = None) -> int:
+    """The console's start-up order; ``run_app`` replaces ``app.run()`` (the benchmark's seam)."""
+    pause_for_startup()  # the app turns the collector back on after its first frame
+    try:
+        preload = _start_preload(opts)  # before Textual is imported: they run in parallel
+        from chump_tui.tui.launch import run_console
+
+        return run_console(opts, preload, run_app)
+    finally:
+        startup_done()
+
+
 def _start_preload(opts: Options) -> BacklogPreload | None:
     if opts.demo:
         return None
@@ -148,10 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from chump_tui.plain import run_plain
 
             return run_plain(opts)
-        preload = _start_preload(opts)  # before Textual is imported: they run in parallel
-        from chump_tui.tui.launch import run_console
-
-        return run_console(opts, preload)
+        return start_console(opts)
     except ChumpError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,6 @@ output never floods the UI thread.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from textual.screen import ModalScreen, Screen
 from chump_tui.backlog import Backlog, Gap, done_ids
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.engine import Engine
+from chump_tui.gc_pause import startup_done
 from chump_tui.picker import pick_reason
 from chump_tui.session_store import SessionStore
 from chump_tui.tui.bridge import EngineBridge
@@ -77,7 +77,10 @@ class ConsoleSetup:
 class ChumpApp(App[int]):
     CSS_PATH = "chump.tcss"
     TITLE = "chump-tui"
-    MODES = {"backlog": BacklogScreen, "monitor": _monitor_screen, "summary": _summary_screen}
+    # The backlog mode's first screen comes from get_default_screen(): a mode listed in
+    # MODES makes Textual re-parse every stylesheet before the first frame (about 25 ms
+    # at start-up). It joins the modes in on_mount, so switch_mode('backlog') works.
+    MODES = {"monitor": _monitor_screen, "summary": _summary_screen}
     DEFAULT_MODE = "backlog"
     BINDINGS = [
         Binding("question_mark", "help", "Help"),
@@ -106,10 +109,14 @@ class ChumpApp(App[int]):
         self.by_id = setup.backlog.by_id()
 
     # ----------------------------------------------------------------- set-up
+    def get_default_screen(self) -> Screen[None]:
+        return BacklogScreen()
+
     def on_mount(self) -> None:
-        # The backlog is long-lived: keep the cyclic GC from re-walking it (tens of
-        # thousands of objects on a big backlog) in the middle of a keystroke.
-        gc.freeze()
+        self.add_mode("backlog", BacklogScreen)
+        # The backlog and Textual are long-lived: frozen after the first frame, the cyclic
+        # GC never re-walks them (tens of thousands of objects) in the middle of a keystroke.
+        self.call_after_refresh(startup_done)
         self.title = f"chump-tui — {self.setup.mode_label}"
         self.sub_title = str(self.setup.repo_root)
         for record in self.engine.snapshot():

@@ -13,6 +13,8 @@ from chump_tui.session_store import SessionBusy, SessionStore
 from chump_tui.tui.app import ChumpApp, ConsoleSetup
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chump_tui.cli import Options
     from chump_tui.preload import BacklogPreload
 
@@ -115,7 +117,8 @@ def _offer_demo(base: Path) -> bool:
     return answer in ("", "y", "yes")
 
 
-def run_console(opts: Options, preload: BacklogPreload | None = None) -> int:
+def run_console(opts: Options, preload: BacklogPreload | None = None,
+                run_app: Callable[[ChumpApp], object] | None = None) -> int:
     if opts.demo:
         setup = demo_setup(opts)
     else:
@@ -128,7 +131,7 @@ def run_console(opts: Options, preload: BacklogPreload | None = None) -> int:
             setup = repo_setup(opts, preload)
     app = ChumpApp(setup)
     try:
-        code = app.run()
+        code = app.run() if run_app is None else run_app(app)
     finally:
         setup.engine.close()
         if setup.store is not None:

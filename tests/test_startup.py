@@ -1,0 +1,76 @@
+"""Start-up with the cyclic GC paused: it always comes back on, and the modes still work."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chump_tui.backlog import BacklogError, load_backlog
+from chump_tui.cli import parse_args, start_console
+from chump_tui.errors import ChumpError
+from chump_tui.gc_pause import gc_paused, pause_for_startup
+from chump_tui.tui.screens.backlog import BacklogScreen
+from chump_tui.tui.screens.monitor import MonitorScreen
+from chump_tui.tui.screens.summary import SummaryScreen
+from tests.tui_factory import every_state, frozen_app
+
+
+@pytest.fixture(autouse=True)
+def collector_on_afterwards() -> Iterator[None]:
+    yield
+    gc.enable()  # a failing test must not leave the rest of the session without a GC
+
+
+def test_gc_paused_restores_the_previous_state_and_nests() -> None:
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    with gc_paused():
+        pass
+    assert not gc.isenabled()
+
+
+def test_load_backlog_leaves_the_collector_on_even_on_bad_input(tmp_path: Path) -> None:
+    good = tmp_path / "gaps.yaml"
+    good.write_text("gaps:\n  - id: A-1\n    title: t\n")
+    assert [g.id for g in load_backlog(good).gaps] == ["A-1"]
+    assert gc.isenabled()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gaps: [\n")
+    with pytest.raises(BacklogError):
+        load_backlog(bad)
+    assert gc.isenabled()
+
+
+def test_console_start_up_turns_the_collector_back_on_when_it_fails(tmp_path: Path) -> None:
+    opts = parse_args(["--backlog", str(tmp_path / "missing.yaml"),
+                       "--repo-root", str(tmp_path)])
+    with pytest.raises(ChumpError):
+        start_console(opts, run_app=lambda app: pytest.fail("no app should run"))
+    assert gc.isenabled()
+
+
+async def test_collector_back_on_after_first_frame_and_modes_round_trip() -> None:
+    pause_for_startup()  # as `chump-tui` does before the console starts
+    app = frozen_app(every_state())
+    async with app.run_test(size=(140, 44)) as pilot:
+        deadline = time.monotonic() + 10
+        while not gc.isenabled() and time.monotonic() < deadline:
+            await pilot.pause(0.02)
+        assert gc.isenabled(), "the collector stayed off after the first frame"
+        backlog = app.screen
+        assert isinstance(backlog, BacklogScreen)
+        await pilot.press("m")
+        assert isinstance(app.screen, MonitorScreen)
+        await pilot.press("s")
+        assert isinstance(app.screen, SummaryScreen)
+        await pilot.press("b")  # back to the very same backlog screen, not a new one
+        assert app.screen is backlog
