@@ -24,8 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-import psutil
-
 STDERR_TAIL_CAP = 64
 """Lines of WARN/ERROR/FAIL/PANIC kept for the reflection notes (the reference's cap)."""
 
@@ -347,6 +345,8 @@ class AgentProcess:
             return False
         if self.start_time is not None and abs(actual - self.start_time) > 1.0:
             return False
+        import psutil  # imported on first use, like below: the console starts faster
+
         try:
             return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
@@ -359,6 +359,8 @@ def read_log(path: Path, output: OutputLog) -> None:
 
 
 def _process_start_time(pid: int) -> float | None:
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -367,6 +369,8 @@ def _process_start_time(pid: int) -> float | None:
 
 def group_has_live_member(pgid: int) -> bool:
     """Any non-zombie process whose process group is ``pgid``."""
+    import psutil
+
     for proc in psutil.process_iter(["pid"]):
         try:
             if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:

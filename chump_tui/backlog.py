@@ -11,18 +11,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from chump_tui.errors import BacklogError
 from chump_tui.forked import ForkedCall
 from chump_tui.gc_pause import gc_paused
 
-try:  # the C loader is ~10x faster on the 543-gap file
-    _SafeLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _SafeLoader = yaml.SafeLoader
+if TYPE_CHECKING:
+    import yaml
 
 KNOWN_FIELDS = ("id", "title", "priority", "effort", "status", "depends_on")
 
@@ -156,7 +152,20 @@ def _parse_files(files: list[Path]) -> tuple[list[Gap], list[str]]:
     return gaps, warnings
 
 
+def _safe_loader() -> type[yaml.SafeLoader]:
+    # PyYAML is imported here, not at the top: the console parses the backlog in a
+    # forked child, and the parent (busy importing Textual) never needs it.
+    import yaml
+
+    try:  # the C loader is ~10x faster on the 543-gap file
+        return yaml.CSafeLoader  # type: ignore[return-value]
+    except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+        return yaml.SafeLoader
+
+
 def _parse_yaml(path: Path) -> Any:
+    import yaml
+
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -172,7 +181,7 @@ def _parse_yaml(path: Path) -> Any:
         line = raw[: exc.start].count(b"\n") + 1
         raise BacklogError(f"{path}: line {line}: not valid UTF-8 (byte {exc.start})") from None
     try:
-        return yaml.load(text, Loader=_SafeLoader)
+        return yaml.load(text, Loader=_safe_loader())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +155,8 @@ class SqliteReflectionWriter:
         return str(self.db_path)
 
     def write(self, reflection: DispatchReflection) -> None:
+        import sqlite3  # on first write: the console's first frame does not wait for it
+
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.db_path.exists()
         conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout_s)
