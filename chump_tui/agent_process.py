@@ -3,7 +3,7 @@
 The agent's stdout and stderr go straight to its per-attempt log file (opened
 O_APPEND by the child), never to a pipe we own, so an agent outlives a
 console that crashes or is left behind, and a later console re-reads the same
-record. A follower thread tails the file line by line (invalid UTF-8
+record. One shared follower thread tails every agent's file (invalid UTF-8
 replaced, over-long lines split) into an in-memory tail for the live view and
 the last 64 WARN/ERROR/FAIL/PANIC lines for the reflection notes. The file is
 capped: once it passes LOG_CAP_BYTES after being read, it is truncated to zero
@@ -38,6 +38,7 @@ LOG_CAP_BYTES = 16 * 1024 * 1024
 
 POLL_MIN_S = 0.1
 POLL_MAX_S = 0.4
+READ_CHUNK = 1024 * 1024
 
 _SIGNAL_WORDS = ("ERROR", "WARN", "FAIL", "PANIC")
 
@@ -114,7 +115,12 @@ class OutputLog:
 
 
 class LogFollower:
-    """Tails one log file into an OutputLog until ``finished()`` is true and EOF is reached."""
+    """Tails one log file into an OutputLog until ``finished()`` is true and EOF is reached.
+
+    Every follower is polled by one shared thread (``FOLLOWERS``): a hundred agents
+    would otherwise mean a hundred threads taking turns at the GIL with the console's
+    UI thread, and key presses waiting behind them.
+    """
 
     def __init__(self, path: Path, output: OutputLog, on_line: LineCallback | None,
                  finished: Callable[[], bool], start_offset: int = 0) -> None:
@@ -126,14 +132,22 @@ class LogFollower:
         self._partial = b""
         self._file: IO[bytes] | None = None
         self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"follow-{path.name}", daemon=True)
+        self.behind = False
+        """The last read stopped at READ_CHUNK with more in the file."""
+        self.done = threading.Event()
+        """Set once the follower has read to the end (or was stopped) and closed the file."""
 
     def start(self) -> LogFollower:
-        self.thread.start()
+        FOLLOWERS.add(self)
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        FOLLOWERS.wake()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the follower is done; False on timeout."""
+        return self.done.wait(timeout)
 
     def drain(self) -> None:
         """Read whatever is in the file now (used once, without a thread, for ended agents)."""
@@ -142,19 +156,22 @@ class LogFollower:
         self._flush_partial()
         self._close()
 
-    def _run(self) -> None:
-        idle = POLL_MIN_S
-        try:
-            while not self._stop.is_set():
-                done = self.finished()
-                got = self._read_available()
-                if done and not got:
-                    self._flush_partial()
-                    return
-                idle = POLL_MIN_S if got else min(POLL_MAX_S, idle * 1.5)
-                self._stop.wait(0 if got else idle)
-        finally:
-            self._close()
+    def poll_once(self) -> tuple[bool, bool]:
+        """One poll by the shared thread: (read something, finished for good)."""
+        if self._stop.is_set():
+            self._finish()
+            return False, True
+        ended = self.finished()  # asked before reading, so nothing written before the end is missed
+        got = self._read_available()
+        if ended and not got:
+            self._flush_partial()
+            self._finish()
+            return False, True
+        return got, False
+
+    def _finish(self) -> None:
+        self._close()
+        self.done.set()
 
     def _close(self) -> None:
         if self._file is not None:
@@ -165,6 +182,7 @@ class LogFollower:
     def _read_available(self) -> bool:
         # The file stays open between polls: with a hundred agents, reopening it on
         # every poll is most of a follower's cost.
+        self.behind = False
         try:
             if self._file is None:
                 self._file = open(self.path, "rb")  # noqa: SIM115 - closed in _close
@@ -175,8 +193,9 @@ class LogFollower:
             if size == self.offset:
                 return False
             fh.seek(self.offset)
-            data = fh.read(1024 * 1024)
+            data = fh.read(READ_CHUNK)
             self.offset += len(data)
+            self.behind = size > self.offset
         except OSError:
             self._close()
             return False
@@ -221,6 +240,74 @@ class LogFollower:
         self.offset = 0
         self._deliver([f"[chump-tui] log reached {LOG_CAP_BYTES // (1024 * 1024)} MiB on disk; "
                        "truncated (earlier lines stay in this view)".encode()])
+
+
+class FollowerHub:
+    """The one thread that polls every LogFollower: started with the first, idle when none.
+
+    A round reads every file that grew. The next round starts at once only while a
+    file has more than one read's worth waiting; otherwise after POLL_MIN_S while
+    output flows (so a busy agent's lines arrive in batches, not one syscall each),
+    backing off to POLL_MAX_S when all are quiet. A follower that raises is finished
+    (its error is written into its own output) so the others go on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._followers: list[LogFollower] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, follower: LogFollower) -> None:
+        with self._lock:
+            self._followers.append(follower)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="log-followers",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._followers)
+
+    def _run(self) -> None:
+        idle = POLL_MIN_S
+        while True:
+            with self._lock:
+                current = list(self._followers)
+            if not current:
+                self._wake.wait(POLL_MAX_S)
+                self._wake.clear()
+                continue
+            got_any = behind = False
+            finished: list[LogFollower] = []
+            for follower in current:
+                try:
+                    got, over = follower.poll_once()
+                except Exception as exc:  # a bug in one must not silence a hundred
+                    follower.output.add(f"[chump-tui] stopped following this log: {exc!r}")
+                    follower._finish()
+                    got, over = False, True
+                got_any |= got
+                behind |= follower.behind
+                if over:
+                    finished.append(follower)
+            if finished:
+                with self._lock:
+                    self._followers = [f for f in self._followers if f not in finished]
+            if behind:
+                continue
+            idle = POLL_MIN_S if got_any else min(POLL_MAX_S, idle * 1.5)
+            self._wake.wait(idle)
+            self._wake.clear()
+
+
+FOLLOWERS = FollowerHub()
+"""Shared by every agent of the process."""
 
 
 class AgentProcess:
@@ -297,7 +384,7 @@ class AgentProcess:
     def join_output(self, timeout: float = 2.0) -> None:
         """Let the follower read what the process wrote before it ended."""
         if self.follower is not None:
-            self.follower.thread.join(timeout)
+            self.follower.join(timeout)
 
     def signal_group(self, sig: int) -> None:
         """Signal the whole process group, falling back to the single pid."""
