@@ -113,12 +113,14 @@ class BacklogScreen(Screen[None]):
         search = f'   search "{self.query_text}"' if self.query_text else ""
         warn = f"   ⚠ {len(setup.backlog.warnings)} file(s) skipped" if setup.backlog.warnings \
             else ""
-        self.query_one("#backlog-bar", Static).update(
+        text = (
             f"[b]{setup.backlog.path}[/b]   {len(setup.backlog.gaps)} gaps, {pickable} pickable"
             f"   filter [b]{self.filter}[/b] ({shown} shown){search}   "
             f"selected [b magenta]{len(self.selected)}[/]   max-parallel {setup.max_parallel}"
             f"   [reverse] {setup.mode_label} [/]{warn}"
         )
+        # One line high by CSS: no layout pass per keystroke.
+        self.query_one("#backlog-bar", Static).update(text, layout=False)
 
     def update_detail(self) -> None:
         gap_id = self.query_one(GapTable).highlighted_id()

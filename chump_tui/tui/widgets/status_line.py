@@ -36,4 +36,5 @@ class StatusLine(Static):
     def set_text(self, text: str) -> None:
         if text != self._text:
             self._text = text
-            self.update(text)
+            # One line high by CSS: a layout pass here would re-arrange every card.
+            self.update(text, layout=False)
