@@ -213,7 +213,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7, help="repetitions for timed commands")
+    parser.add_argument("--runs", type=int, default=15, help="repetitions for timed commands")
     parser.add_argument("--quick", action="store_true", help="shorter flood and kill figures")
     parser.add_argument("--only", action="append", choices=sorted(FIGURES))
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Start-up with the cyclic GC paused: it always comes back on, and the modes still work."""
+"""Start-up with the cyclic GC paused (it always comes back on), the modes, and a shutdown race."""
 
 from __future__ import annotations
 
@@ -95,3 +95,24 @@ def test_console_start_up_leaves_yaml_psutil_and_sqlite_out_of_the_parent(tmp_pa
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def test_summary_switch_never_races_shutdown() -> None:
+    """The 10 Hz redraw firing while Textual closes every screen stack must not open one.
+
+    (Seen once in the flood benchmark: "dictionary changed size during iteration".)
+    """
+    ended = [(d, lines) for d, lines in every_state() if d.outcome is not None]
+    app = frozen_app(ended)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await pilot.press("m")
+        assert isinstance(app.screen, MonitorScreen)
+        original = app._close_all
+
+        async def close_all_after_a_redraw() -> None:
+            app._summary_due = True
+            app._redraw()  # the timer firing in the middle of shutdown
+            await original()
+
+        app._close_all = close_all_after_a_redraw  # type: ignore[method-assign]
+    assert "summary" not in app._screen_stacks

@@ -131,7 +131,9 @@ class ChumpApp(App[int]):
             self.notify(self.setup.banner, timeout=10)
 
     def _redraw(self) -> None:
-        if self._closing or self._closed:  # shutting down: switching modes now would race it
+        # Shutting down (is_running goes false first): switching modes now would add a
+        # screen stack while Textual is closing them all.
+        if not self.is_running or self._closing or self._closed:
             return
         try:
             screen = self.screen
