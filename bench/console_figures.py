@@ -115,7 +115,7 @@ class NoProcessSpawner(ScriptSpawner):
 
 
 def setup_for(engine: Engine, backlog: list[Gap], root: Path) -> ConsoleSetup:
-    return ConsoleSetup(engine, Backlog(root / "gaps.yaml", backlog), root, dry_run=False,
+    return ConsoleSetup(lambda: engine, Backlog(root / "gaps.yaml", backlog), root, dry_run=False,
                         mode_label="BENCH", max_parallel=engine.config.max_parallel,
                         reflections_target=engine.writer.describe(), export_dir=root)
 

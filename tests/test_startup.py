@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from chump_tui.backlog import BacklogError, load_backlog
+from chump_tui.backlog import load_backlog
 from chump_tui.cli import parse_args, start_console
-from chump_tui.errors import ChumpError
+from chump_tui.errors import BacklogError, ChumpError
 from chump_tui.gc_pause import gc_paused, pause_for_startup
+from chump_tui.tui.app import ChumpApp
+from chump_tui.tui.launch import repo_setup
 from chump_tui.tui.screens.backlog import BacklogScreen
 from chump_tui.tui.screens.monitor import MonitorScreen
 from chump_tui.tui.screens.summary import SummaryScreen
+from tests.test_cli_e2e import FOUR_GAPS
 from tests.tui_factory import every_state, frozen_app
 
 
@@ -78,9 +81,11 @@ async def test_collector_back_on_after_first_frame_and_modes_round_trip() -> Non
         assert app.screen is backlog
 
 
-def test_console_start_up_leaves_yaml_psutil_and_sqlite_out_of_the_parent(tmp_path: Path) -> None:
+def test_console_start_up_leaves_yaml_psutil_sqlite_and_the_engine_for_later(
+        tmp_path: Path) -> None:
     """The forked child parses the backlog; psutil and sqlite3 wait for the first agent
-    and the first reflection. Each costs the first frame 3-25 ms (bench/)."""
+    and the first reflection, a dry run's engine for the first frame. Each costs the
+    first frame 3-30 ms (bench/)."""
     backlog = tmp_path / "gaps.yaml"
     backlog.write_text("gaps:\n  - id: A-1\n    title: t\n")
     code = (
@@ -88,7 +93,8 @@ def test_console_start_up_leaves_yaml_psutil_and_sqlite_out_of_the_parent(tmp_pa
         "from chump_tui.cli import parse_args, start_console\n"
         "def run(app):\n"
         "    assert app.setup.backlog.gaps[0].id == 'A-1'\n"
-        "    print(sorted(m for m in ('yaml', 'psutil', 'sqlite3') if m in sys.modules))\n"
+        "    late = ('yaml', 'psutil', 'sqlite3', 'chump_tui.engine', 'chump_tui.dispatch_record')\n"
+        "    print(sorted(m for m in late if m in sys.modules))\n"
         f"start_console(parse_args(['--backlog', {str(backlog)!r}, '--repo-root', {str(tmp_path)!r}]), run)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -116,3 +122,23 @@ async def test_summary_switch_never_races_shutdown() -> None:
 
         app._close_all = close_all_after_a_redraw  # type: ignore[method-assign]
     assert "summary" not in app._screen_stacks
+
+
+async def test_dry_run_console_builds_its_engine_just_after_the_first_frame(
+        git_repo: Path, stub_env: dict[str, str]) -> None:
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    opts = parse_args(["--backlog", str(git_repo / "gaps.yaml"), "--repo-root", str(git_repo)])
+    setup = repo_setup(opts)
+    assert not setup.engine_built
+    app = ChumpApp(setup)
+    async with app.run_test(size=(140, 44)) as pilot:
+        deadline = time.monotonic() + 10
+        while not setup.engine_built and time.monotonic() < deadline:
+            await pilot.pause(0.02)
+        assert setup.engine_built and app.bridge is not None
+        assert setup.engine.writer.describe().endswith("chump_memory.db")
+        await pilot.press("m")
+        assert isinstance(app.screen, MonitorScreen)
+        await pilot.press("s")
+        assert isinstance(app.screen, SummaryScreen)
+    setup.engine.close()

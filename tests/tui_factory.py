@@ -33,7 +33,7 @@ def frozen_app(records: list[tuple[Dispatch, list[str]]] = (),  # type: ignore[a
                     backlog=backlog.gaps, clock=lambda: FROZEN_NOW)
     for record, lines in records:
         engine.restore(record, lines)
-    setup = ConsoleSetup(engine, backlog, Path("/repo"), dry_run=dry_run,
+    setup = ConsoleSetup(lambda: engine, backlog, Path("/repo"), dry_run=dry_run,
                          mode_label="DRY-RUN" if dry_run else "EXECUTE", max_parallel=2,
                          reflections_target="/repo/sessions/chump_memory.db",
                          export_dir=Path("/repo/sessions"), clock=lambda: FROZEN_NOW,
@@ -99,7 +99,7 @@ def live_app(repo: Path, backlog_path: Path, *, kill_grace_s: float = 0.5,
                     spawner_for_retry=RealSpawner(repo, environ, reuse_existing_worktree=True),
                     store=store)
     notes = engine.resume(records)
-    setup = ConsoleSetup(engine, backlog, repo, dry_run=False, mode_label="EXECUTE",
+    setup = ConsoleSetup(lambda: engine, backlog, repo, dry_run=False, mode_label="EXECUTE",
                          max_parallel=max_parallel, reflections_target=writer.describe(),
                          export_dir=repo / "sessions", store=store, extra_notes=notes)
     return ChumpApp(setup)

@@ -8,6 +8,7 @@ output never floods the UI thread.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,16 +22,16 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 
 from chump_tui.backlog import Backlog, Gap, done_ids
-from chump_tui.dispatch_record import Dispatch
-from chump_tui.engine import Engine
 from chump_tui.gc_pause import startup_done
 from chump_tui.picker import pick_reason
-from chump_tui.session_store import SessionStore
-from chump_tui.tui.bridge import EngineBridge
 from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
 from chump_tui.tui.screens.backlog import BacklogScreen
 
 if TYPE_CHECKING:
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.engine import Engine
+    from chump_tui.session_store import SessionStore
+    from chump_tui.tui.bridge import EngineBridge
     from chump_tui.tui.screens.quit_dialog import QuitChoice
 
 REDRAW_HZ = 10
@@ -52,15 +53,20 @@ def _summary_screen() -> Screen[None]:
 
 @dataclass
 class ConsoleSetup:
-    """Everything the console needs, built by ``launch`` (or a test factory)."""
+    """Everything the console needs, built by ``launch`` (or a test factory).
 
-    engine: Engine
+    The engine is built by ``make_engine`` on first use. A dry run's is first used just
+    after the first frame, which keeps importing the engine (about 30 ms) out of the
+    start-up; with --execute, resuming the session needs it before the console opens.
+    """
+
+    make_engine: Callable[[], Engine]
     backlog: Backlog
     repo_root: Path
     dry_run: bool
     mode_label: str  # DRY-RUN | EXECUTE | DEMO | SELF-TEST
     max_parallel: int
-    reflections_target: str
+    reflections_target: str | None  # None: ask the engine's writer
     export_dir: Path
     clock: Callable[[], float] = time.time
     banner: str = ""
@@ -68,10 +74,26 @@ class ConsoleSetup:
     extra_notes: list[str] = field(default_factory=list)
     store: SessionStore | None = None  # the session this console holds (and releases)
     watch_state: SessionStore | None = None  # read-only view: another console's session
+    _engine: Engine | None = field(default=None, init=False, repr=False)
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def read_only(self) -> bool:
         return self.watch_state is not None
+
+    @property
+    def engine(self) -> Engine:
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = self.make_engine()
+            return self._engine
+
+    @property
+    def engine_built(self) -> bool:
+        return self._engine is not None
+
+    def reflections_where(self) -> str:
+        return self.reflections_target or self.engine.writer.describe()
 
 
 class ChumpApp(App[int]):
@@ -94,7 +116,7 @@ class ChumpApp(App[int]):
     def __init__(self, setup: ConsoleSetup, redraw_hz: float = REDRAW_HZ) -> None:
         super().__init__()
         self.setup = setup
-        self.engine = setup.engine
+        self.bridge: EngineBridge | None = None  # set when the engine is connected
         self.redraw_hz = redraw_hz
         self.dispatches: dict[str, Dispatch] = {}
         self.latest_by_gap: dict[str, Dispatch] = {}
@@ -104,7 +126,6 @@ class ChumpApp(App[int]):
         self.stopping = False
         self._summary_auto_shown = False
         self._summary_due = False
-        self.bridge = EngineBridge(self)
         self.done_before = done_ids(setup.backlog.gaps)
         self.by_id = setup.backlog.by_id()
 
@@ -116,19 +137,45 @@ class ChumpApp(App[int]):
         self.add_mode("backlog", BacklogScreen)
         # The backlog and Textual are long-lived: frozen after the first frame, the cyclic
         # GC never re-walks them (tens of thousands of objects) in the middle of a keystroke.
-        self.call_after_refresh(startup_done)
+        self.call_after_refresh(self._after_first_frame)
         self.title = f"chump-tui — {self.setup.mode_label}"
         self.sub_title = str(self.setup.repo_root)
-        for record in self.engine.snapshot():
-            self._store(record)
-        self.engine.subscribe(self.bridge)
-        if self.setup.start_engine:
-            self.engine.start()
+        if self.setup.engine_built:  # resumed dispatches belong in the first frame
+            self._connect_engine()
         self.set_interval(1 / self.redraw_hz, self._redraw)
         if self.setup.watch_state is not None:
             self.set_interval(1.0, self._reload_watched_state)
         if self.setup.banner:
             self.notify(self.setup.banner, timeout=10)
+
+    def _after_first_frame(self) -> None:
+        if self.bridge is None:
+            self._connect_engine()
+        startup_done()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine; the first use on the UI thread connects it (see _connect_engine)."""
+        if self.bridge is None:
+            self._connect_engine()
+        return self.setup.engine
+
+    def _connect_engine(self) -> None:
+        """Build the engine if needed, mirror its rows, subscribe, start its threads.
+
+        Runs on the UI thread: in on_mount when the engine already exists, else just after
+        the first frame, or earlier if a key needs the engine first. Thread workers get
+        the engine only after that (they start from screens drawn after the first frame).
+        """
+        from chump_tui.tui.bridge import EngineBridge
+
+        engine = self.setup.engine
+        for record in engine.snapshot():
+            self._store(record)
+        self.bridge = EngineBridge(self)
+        engine.subscribe(self.bridge)
+        if self.setup.start_engine:
+            engine.start()
 
     def _redraw(self) -> None:
         # Shutting down (is_running goes false first): switching modes now would add a
@@ -139,7 +186,7 @@ class ChumpApp(App[int]):
             screen = self.screen
         except ScreenStackError:  # the timer can outlive the screens during shutdown
             return
-        dirty = self.bridge.take_dirty_output()
+        dirty = self.bridge.take_dirty_output() if self.bridge is not None else set()
         mounting = not getattr(screen, "ready", True)
         if self._summary_due and not isinstance(screen, ModalScreen) and not mounting:
             # Shown once every agent has ended, but never over a dialog the operator has
@@ -264,9 +311,13 @@ class ChumpApp(App[int]):
         self.engine.reflections.flush(10)
         self.call_from_thread(self.exit, 0)
 
-    @work(thread=True, group="dispatch", exit_on_error=False)
     def dispatch_gaps(self, gaps: list[Gap]) -> None:
-        self.engine.dispatch(gaps)
+        # self.engine connects the engine here, on the UI thread, never on the worker.
+        self._dispatch_on_a_worker(self.engine, gaps)
+
+    @work(thread=True, group="dispatch", exit_on_error=False)
+    def _dispatch_on_a_worker(self, engine: Engine, gaps: list[Gap]) -> None:
+        engine.dispatch(gaps)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """The palette offers every key binding of the app and the current screen."""

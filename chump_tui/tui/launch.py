@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
 from chump_tui.plain import build_engine, make_writer, open_session
 from chump_tui.repo import backlog_base, git_toplevel, resolve_repo_root
-from chump_tui.session_store import SessionBusy, SessionStore
 from chump_tui.tui.app import ChumpApp, ConsoleSetup
 
 if TYPE_CHECKING:
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
 
     from chump_tui.cli import Options
     from chump_tui.preload import BacklogPreload
+    from chump_tui.session_store import SessionBusy
 
 
 def demo_setup(opts: Options) -> ConsoleSetup:
@@ -43,7 +43,7 @@ def demo_setup(opts: Options) -> ConsoleSetup:
                      log_dir=default_log_dir(root)),
         backlog=backlog.gaps,
     )
-    return ConsoleSetup(engine, backlog, root, dry_run=False, mode_label="DEMO",
+    return ConsoleSetup(lambda: engine, backlog, root, dry_run=False, mode_label="DEMO",
                         max_parallel=engine.config.max_parallel,
                         reflections_target=writer.describe(), export_dir=root / "sessions",
                         banner="Demo: simulated agents and GitHub in " + str(root)
@@ -59,12 +59,14 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
     if opts.dry_run:
         repo_root = opts.repo_root.resolve() if opts.repo_root else (git_toplevel()
                                                                      or Path(".").resolve())
-        engine = build_engine(opts, repo_root, backlog, store=None)
-        return ConsoleSetup(engine, backlog, repo_root, dry_run=True, mode_label="DRY-RUN",
-                            max_parallel=opts.max_parallel,
-                            reflections_target=engine.writer.describe(),
+        # Built after the first frame (see ConsoleSetup): nothing here needs it sooner.
+        return ConsoleSetup(lambda: build_engine(opts, repo_root, backlog, store=None),
+                            backlog, repo_root, dry_run=True, mode_label="DRY-RUN",
+                            max_parallel=opts.max_parallel, reflections_target=None,
                             export_dir=repo_root / "sessions",
                             banner=notes[0] if notes else "", extra_notes=notes)
+    from chump_tui.session_store import SessionBusy
+
     repo_root = resolve_repo_root(opts.repo_root)
     try:
         store, records, session_notes = open_session(repo_root)
@@ -74,7 +76,7 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
     notes += session_notes + engine.resume(records)
     banner = (f"resumed the session: {len(records)} dispatch(es)" if records else
               (notes[0] if notes else ""))
-    return ConsoleSetup(engine, backlog, repo_root, dry_run=False, mode_label="EXECUTE",
+    return ConsoleSetup(lambda: engine, backlog, repo_root, dry_run=False, mode_label="EXECUTE",
                         max_parallel=opts.max_parallel,
                         reflections_target=engine.writer.describe(),
                         export_dir=repo_root / "sessions", banner=banner, extra_notes=notes,
@@ -92,8 +94,10 @@ def read_only_setup(opts: Options, repo_root: Path, backlog: Backlog,
             answer = "n"
         if answer not in ("", "y", "yes"):
             raise busy
+    from chump_tui.session_store import SessionStore
+
     engine = build_engine(opts, repo_root, backlog, store=None)
-    return ConsoleSetup(engine, backlog, repo_root, dry_run=False,
+    return ConsoleSetup(lambda: engine, backlog, repo_root, dry_run=False,
                         mode_label=f"READ-ONLY (pid {busy.pid})", max_parallel=opts.max_parallel,
                         reflections_target=engine.writer.describe(),
                         export_dir=repo_root / "sessions",
@@ -133,7 +137,8 @@ def run_console(opts: Options, preload: BacklogPreload | None = None,
     try:
         code = app.run() if run_app is None else run_app(app)
     finally:
-        setup.engine.close()
+        if setup.engine_built:
+            setup.engine.close()
         if setup.store is not None:
             setup.store.release()
     if app.quit_choice == "leave":

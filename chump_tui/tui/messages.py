@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from chump_tui.dispatch_record import Dispatch
+if TYPE_CHECKING:
+    from chump_tui.dispatch_record import Dispatch
 
 
 @dataclass

@@ -59,7 +59,7 @@ def run_self_test_tui(opts: Options) -> int:
     engine, writer = build_self_test_engine(scratch, opts.max_parallel)
     engine.config.continuous = True
     backlog = load_backlog(synthetic_backlog_path())
-    setup = ConsoleSetup(engine, backlog, SYNTH_REPO, dry_run=False, mode_label="SELF-TEST",
+    setup = ConsoleSetup(lambda: engine, backlog, SYNTH_REPO, dry_run=False, mode_label="SELF-TEST",
                          max_parallel=opts.max_parallel, reflections_target="memory",
                          export_dir=scratch / "export")
     try:

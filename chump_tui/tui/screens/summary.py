@@ -71,7 +71,7 @@ class SummaryScreen(Screen[None]):
                 else:
                     table.add_row(*cells.values(), key=key)
         pending = app.engine.reflections.pending()
-        where = app.setup.reflections_target
+        where = app.setup.reflections_where()
         self.query_one("#totals", Static).update(
             f"[b]{totals_line(app.dispatches.values())}[/b]\n"
             f"reflections: {where}" + (f"  ([yellow]{pending} pending[/])" if pending else "")
@@ -85,7 +85,7 @@ class SummaryScreen(Screen[None]):
         app = self.chump
         try:
             paths = export_summary(list(app.dispatches.values()), app.setup.export_dir,
-                                   app.setup.clock(), app.setup.reflections_target)
+                                   app.setup.clock(), app.setup.reflections_where())
             message = "exported " + " and ".join(str(p) for p in paths)
             severity = "information"
         except OSError as exc:
