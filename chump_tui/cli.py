@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
 
 from chump_tui.errors import ChumpError
 from chump_tui.gc_pause import pause_for_startup, startup_done
@@ -21,15 +19,20 @@ from chump_tui.gc_pause import pause_for_startup, startup_done
 DEFAULT_TICK_S = 30.0
 DEFAULT_KILL_GRACE_S = 30.0
 
+# typing.TYPE_CHECKING without importing typing (see chump_tui.backlog).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from chump_tui.preload import BacklogPreload
     from chump_tui.tui.app import ChumpApp
 
 PROG = "chump-tui"
 
 
-@dataclass
 class Options:
+    """The parsed flags, one attribute each (a plain class: see chump_tui.backlog.Gap)."""
+
     backlog: Path | None
     max_parallel: int
     dry_run: bool
@@ -44,6 +47,9 @@ class Options:
     soft_deadline_s: float | None
     continuous: bool
     demo: bool
+
+    def __init__(self, flags: argparse.Namespace) -> None:
+        vars(self).update(vars(flags))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,7 +126,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     ns = build_parser().parse_args(argv)
     if ns.tick_s <= 0:
         build_parser().error("--tick must be greater than 0")
-    return Options(**vars(ns))
+    return Options(ns)
 
 
 def start_console(opts: Options, run_app: Callable[[ChumpApp], object] | None = None) -> int:

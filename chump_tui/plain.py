@@ -13,12 +13,13 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from chump_tui.backlog import Backlog, default_backlog_path, done_ids, load_backlog
 from chump_tui.paths import dispatch_paths
 from chump_tui.picker import pickable_gaps
 from chump_tui.repo import backlog_base, resolve_repo_root
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see chump_tui.backlog)
 
 # The dry run needs only the loader and the picker; the engine and everything it
 # pulls in (subprocess management, psutil, SQLite) is imported on the execute path.

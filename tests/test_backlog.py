@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chump_tui.backlog import default_backlog_path, done_ids, load_backlog
+from chump_tui.backlog import Gap, default_backlog_path, done_ids, load_backlog
 from chump_tui.errors import BacklogError
 
 
@@ -128,3 +128,26 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path, name: str, content: str
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("chump-tui: ") and str(path) in lines[0] and expected in lines[0]
     assert not Path("/tmp/chump-pwned").exists()
+
+
+def test_gap_equality_hash_and_pickle_ignore_nothing_but_extra() -> None:
+    import pickle
+
+    a = Gap("A-1", "t", "P1", "s", "open", ("B-1",), {"description": "x"}, "gaps.yaml")
+    same_but_extra = Gap("A-1", "t", "P1", "s", "open", ("B-1",), {"description": "y"},
+                         "gaps.yaml")
+    assert a == same_but_extra and hash(a) == hash(same_but_extra)
+    assert a != Gap("A-1", "t", "P2", "s", "open", ("B-1",))
+    assert len({a, same_but_extra}) == 1
+    back = pickle.loads(pickle.dumps(a))  # the forked loaders send gaps through a pipe
+    assert back == a and back.extra == {"description": "x"}
+    assert "A-1" in repr(a)
+
+
+def test_options_has_exactly_the_parsers_flags() -> None:
+    from chump_tui.cli import Options, build_parser, parse_args
+
+    flags = set(vars(build_parser().parse_args([])))
+    assert flags == set(Options.__annotations__)
+    opts = parse_args(["--max-parallel", "3"])
+    assert opts.max_parallel == 3 and opts.dry_run is True
