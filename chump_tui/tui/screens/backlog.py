@@ -8,12 +8,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from chump_tui.backlog import Gap
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
 from chump_tui.tui.widgets.gap_detail import GapDetail
 from chump_tui.tui.widgets.gap_table import GapTable, header_text
+from chump_tui.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
@@ -49,7 +50,7 @@ class BacklogScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False, icon="◆")
+        yield TitleBar()
         yield Static(id="backlog-bar")
         yield Input(placeholder="search id or title (Enter to keep, Esc to clear)", id="search")
         with Horizontal(id="backlog-body"):

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
 
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.tui.screens.confirm import Confirm
@@ -22,6 +22,7 @@ from chump_tui.tui.screens.text_view import TextView
 from chump_tui.tui.widgets.dispatch_card import DispatchCard
 from chump_tui.tui.widgets.output_view import OutputView
 from chump_tui.tui.widgets.status_line import StatusLine, status_text
+from chump_tui.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
@@ -59,7 +60,7 @@ class MonitorScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False, icon="◆")
+        yield TitleBar()
         with VerticalScroll(id="cards-scroll"):
             yield Static("No dispatches yet. Go to the backlog (b), select gaps (space or a) "
                          "and dispatch (d).", id="empty")

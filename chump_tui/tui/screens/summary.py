@@ -9,10 +9,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Static
 
 from chump_tui.summary_export import export_summary, summary_rows, totals_line
 from chump_tui.tui.widgets.dispatch_card import STATE_STYLE, fmt_duration
+from chump_tui.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
@@ -34,7 +35,7 @@ class SummaryScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False, icon="◆")
+        yield TitleBar()
         yield DataTable(id="summary", cursor_type="row", zebra_stripes=True)
         yield Static(id="totals")
         yield Footer()
