@@ -66,9 +66,11 @@ def paired(ours: list[str], floor: list[str], runs: int) -> tuple[list[float], l
 def ratio_row(name: str, ours: list[float], floor: list[float], budget: float,
               floor_label: str) -> Row:
     ratio = statistics.median(ours) / statistics.median(floor)
-    return Row(name, f"{spread(ours)} = {ratio:.2f}× floor", f"{floor_label}: {spread(floor)}",
-               f"≤ {budget}× floor", ratio <= budget,
-               {"ours_s": ours, "floor_s": floor, "ratio": ratio})
+    # Best against best: on a noisy VM the medians can cross, the minimums rarely do.
+    best = min(ours) / min(floor)
+    return Row(name, f"{spread(ours)} = {ratio:.2f}× floor (best vs best {best:.2f}×)",
+               f"{floor_label}: {spread(floor)}", f"≤ {budget}× floor", ratio <= budget,
+               {"ours_s": ours, "floor_s": floor, "ratio": ratio, "best_ratio": best})
 
 
 def floor_yaml(target: Path) -> list[str]:
