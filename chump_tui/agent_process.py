@@ -270,10 +270,6 @@ class FollowerHub:
     def wake(self) -> None:
         self._wake.set()
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._followers)
-
     def _run(self) -> None:
         idle = POLL_MIN_S
         while True:

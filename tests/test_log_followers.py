@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from chump_tui import agent_process
 from chump_tui.agent_process import AgentProcess, LogFollower, OutputLog
-
-
-def wait_for(condition: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {condition}")
+from tests.conftest import wait_for
 
 
 def test_twenty_agents_are_followed_by_one_thread_and_every_line_arrives(tmp_path: Path) -> None:
@@ -56,7 +47,7 @@ def test_a_failing_follower_does_not_stop_the_others(tmp_path: Path) -> None:
     assert any("stopped following this log" in line for line in bad.tail())
     with good_log.open("a") as fh:
         fh.write("two\n")
-    wait_for(lambda: good_seen == ["one", "two"])
+    wait_for(lambda: good_seen == ["one", "two"], 20, "the good follower's second line")
     ended.set()
     assert good_follower.join(10)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from chump_tui.tui.screens.backlog import BacklogScreen
 from chump_tui.tui.screens.monitor import MonitorScreen
 from chump_tui.tui.screens.summary import SummaryScreen
 from tests.test_cli_e2e import FOUR_GAPS
-from tests.tui_factory import every_state, frozen_app
+from tests.tui_factory import every_state, frozen_app, until
 
 
 @pytest.fixture(autouse=True)
@@ -67,10 +66,7 @@ async def test_collector_back_on_after_first_frame_and_modes_round_trip() -> Non
     pause_for_startup()  # as `chump-tui` does before the console starts
     app = frozen_app(every_state())
     async with app.run_test(size=(140, 44)) as pilot:
-        deadline = time.monotonic() + 10
-        while not gc.isenabled() and time.monotonic() < deadline:
-            await pilot.pause(0.02)
-        assert gc.isenabled(), "the collector stayed off after the first frame"
+        await until(pilot, gc.isenabled, 10, "the collector back on after the first frame")
         backlog = app.screen
         assert isinstance(backlog, BacklogScreen)
         await pilot.press("m")
@@ -132,9 +128,7 @@ async def test_dry_run_console_builds_its_engine_just_after_the_first_frame(
     assert not setup.engine_built
     app = ChumpApp(setup)
     async with app.run_test(size=(140, 44)) as pilot:
-        deadline = time.monotonic() + 10
-        while not setup.engine_built and time.monotonic() < deadline:
-            await pilot.pause(0.02)
+        await until(pilot, lambda: setup.engine_built, 10, "the engine built after the frame")
         assert setup.engine_built and app.bridge is not None
         assert setup.engine.writer.describe().endswith("chump_memory.db")
         await pilot.press("m")

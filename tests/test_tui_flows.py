@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from chump_tui.agent_process import group_has_live_member
@@ -24,19 +21,9 @@ from chump_tui.tui.screens.quit_dialog import QuitDialog
 from chump_tui.tui.screens.summary import SummaryScreen
 from tests.conftest import git
 from tests.test_cli_e2e import FOUR_GAPS
-from tests.tui_factory import close_app, live_app
+from tests.tui_factory import close_app, live_app, until
 
 SIZE = (140, 44)
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 20,
-                what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def make(repo: Path, **kw: Any) -> ChumpApp:

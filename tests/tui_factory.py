@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
 
 from chump_tui.backlog import Backlog, load_backlog
 from chump_tui.demo import demo_backlog
@@ -17,6 +22,17 @@ from chump_tui.spawners import RealSpawner
 from chump_tui.tui.app import ChumpApp, ConsoleSetup
 
 FROZEN_NOW = 1_790_000_000.0
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 20,
+                what: str = "") -> None:
+    """Pilot's wait_for: poll ``condition`` between app pauses; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def frozen_backlog() -> Backlog:
