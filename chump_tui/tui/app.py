@@ -149,24 +149,24 @@ class ChumpApp(App[int]):
             self.notify(self.setup.banner, timeout=10)
 
     def _after_first_frame(self) -> None:
-        if self.bridge is None:
-            self._connect_engine()
+        self._connect_engine()
         startup_done()
 
     @property
     def engine(self) -> Engine:
         """The engine; the first use on the UI thread connects it (see _connect_engine)."""
-        if self.bridge is None:
-            self._connect_engine()
+        self._connect_engine()
         return self.setup.engine
 
     def _connect_engine(self) -> None:
-        """Build the engine if needed, mirror its rows, subscribe, start its threads.
+        """Once: build the engine if needed, mirror its rows, subscribe, start its threads.
 
         Runs on the UI thread: in on_mount when the engine already exists, else just after
         the first frame, or earlier if a key needs the engine first. Thread workers get
         the engine only after that (they start from screens drawn after the first frame).
         """
+        if self.bridge is not None:
+            return
         from chump_tui.tui.bridge import EngineBridge
 
         engine = self.setup.engine
