@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_plain(opts)
         return start_console(opts)
     except ChumpError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        from chump_tui.outside_text import visible
+
+        print(visible(f"{PROG}: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

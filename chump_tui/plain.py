@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from chump_tui.backlog import Backlog, default_backlog_path, done_ids, load_backlog
+from chump_tui.outside_text import visible
 from chump_tui.paths import dispatch_paths
 from chump_tui.picker import pickable_gaps
 from chump_tui.repo import backlog_base, resolve_repo_root
@@ -37,11 +38,12 @@ NOTHING_PICKABLE = ("note: no pickable gaps. Either backlog is exhausted or all 
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """One record, one line: outside text inside it can neither add lines nor escapes."""
+    print(visible(text), file=sys.stderr, flush=True)
 
 
 def _out(text: str) -> None:
-    print(text, flush=True)
+    print(visible(text), flush=True)
 
 
 def load_for(opts: Options, base: Path) -> Backlog:
@@ -64,7 +66,7 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
     from chump_tui.summary_export import totals_line
 
     ended = [r for r in rows if r.outcome is not None]
-    lines = [f"\n=== monitor summary ({len(ended)} entries) ==="]
+    lines = ["", f"=== monitor summary ({len(ended)} entries) ==="]
     for r in ended:
         assert r.outcome is not None
         if r.outcome.kind == "shipped":

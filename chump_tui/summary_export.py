@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.outside_text import visible
 
 
 def totals_line(dispatches: Iterable[Dispatch]) -> str:
@@ -52,16 +53,23 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
     _write(json_path, json.dumps({"generated_at": stamp, "totals": totals,
                                   "reflections": reflections_target, "rows": rows}, indent=2))
     lines = [f"# chump-tui summary {stamp}", "", f"**{totals}**", "",
-             f"Reflections: `{reflections_target}`", "",
+             f"Reflections: {_md(reflections_target)}", "",
              "| gap | # | branch | outcome | PR | duration | reason |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        reason = str(r["reason"]).replace("|", "\\|")
         pr = f"#{r['pr']}" if r["pr"] else "-"
-        lines.append(f"| {r['gap']} | {r['attempt']} | {r['branch']} | {r['outcome']} | {pr} | "
-                     f"{r['duration_s']}s | {reason} |")
+        lines.append(f"| {_md(r['gap'])} | {r['attempt']} | {_md(r['branch'])} | "
+                     f"{_md(r['outcome'])} | {pr} | {r['duration_s']}s | {_md(r['reason'])} |")
     _write(md_path, "\n".join(lines) + "\n")
     return [json_path, md_path]
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!"})
+
+
+def _md(value: object) -> str:
+    """A Markdown table cell from outside text: visible, one line, nothing it could start."""
+    return visible(value).translate(_MD_SPECIAL)
 
 
 def _write(path: Path, text: str) -> None:

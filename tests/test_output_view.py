@@ -25,7 +25,7 @@ def screen_text(view: OutputView) -> list[str]:
 
 
 def test_printable_replaces_control_characters_and_expands_tabs() -> None:
-    assert printable("\x1b[31mred\x1b[0m\tend\x07") == "\ufffd[31mred\ufffd[0m    end\ufffd"
+    assert printable("\x1b[31mred\x1b[0m\tend\x07") == "␛[31mred␛[0m    end␇"
 
 
 async def test_follows_the_end_then_stays_put_when_scrolled_back() -> None:

@@ -44,8 +44,15 @@ async def test_select_dispatch_outcomes_summary(git_repo: Path, stub_env: dict[s
             await pilot.press("y")
             await until(pilot, lambda: isinstance(app.screen, MonitorScreen | SummaryScreen), 5,
                         f"monitor (on {app.screen})")
-            await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 30, "summary")
+            await until(pilot, lambda: len(app.dispatches) == 2 and not any(
+                d.active for d in app.dispatches.values()), 30, "both ended")
             assert outcomes(app) == {"E2E-001#1": "SHIPPED", "E2E-002#1": "SHIPPED"}
+            # The console says so and stays where the operator is (no jump to the summary).
+            await until(pilot, lambda: any("s for the summary" in str(n.message)
+                                           for n in app._notifications), 5, "the notice")
+            assert isinstance(app.screen, MonitorScreen)
+            await pilot.press("s")
+            assert isinstance(app.screen, SummaryScreen)
             await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 2, 5,
                         "summary rows")
             await pilot.press("e")
@@ -94,11 +101,10 @@ async def test_retry_failed_agent(git_repo: Path, stub_env: dict[str, str],
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("d", "y")  # the highlighted gap alone
-            await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 20, "summary")
-            assert outcomes(app) == {"E2E-001#1": "KILLED"}
+            await until(pilot, lambda: outcomes(app) == {"E2E-001#1": "KILLED"}, 20, "killed")
             monkeypatch.setenv("FAKE_AGENT_MODE", "merge")
             app.engine.spawner_for_retry.environ["FAKE_AGENT_MODE"] = "merge"  # type: ignore[attr-defined]
-            await pilot.press("m", "r")
+            await pilot.press("r")
             await until(pilot, lambda: outcomes(app).get("E2E-001#2") == "SHIPPED", 20,
                         "attempt 2 shipped")
             assert outcomes(app)["E2E-001#1"] == "KILLED"  # attempt 1 kept
@@ -228,8 +234,8 @@ async def test_diff_and_remove_worktree(git_repo: Path, stub_env: dict[str, str]
             await pilot.pause()
             assert type(app.screen).__name__ == "MonitorScreen"  # refused: agent still active
             app.engine.kill("E2E-001#1")
-            await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 10, "summary")
-            await pilot.press("m", "x")
+            await until(pilot, lambda: not app.dispatches["E2E-001#1"].active, 10, "killed")
+            await pilot.press("x")
             await until(pilot, lambda: type(app.screen).__name__ == "Confirm", 5, "confirm")
             assert "is still OPEN" in str(app.screen.body)  # type: ignore[attr-defined]
             await pilot.press("y")

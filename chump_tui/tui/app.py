@@ -8,6 +8,7 @@ output never floods the UI thread.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,10 +20,12 @@ from textual import work
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.screen import ModalScreen, Screen
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
 
 from chump_tui.backlog import Backlog, Gap, done_ids
 from chump_tui.gc_pause import startup_done
+from chump_tui.outside_text import visible, visible_block
 from chump_tui.picker import pick_reason
 from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
 from chump_tui.tui.screens.backlog import BacklogScreen
@@ -123,9 +126,9 @@ class ChumpApp(App[int]):
         self.version = 0
         self.github_error: str | None = None
         self.quit_choice: QuitChoice | None = None
+        self.crash_line: str | None = None
         self.stopping = False
-        self._summary_auto_shown = False
-        self._summary_due = False
+        self._all_ended_told = False
         self.done_before = done_ids(setup.backlog.gaps)
         self.by_id = setup.backlog.by_id()
 
@@ -138,8 +141,8 @@ class ChumpApp(App[int]):
         # The backlog and Textual are long-lived: frozen after the first frame, the cyclic
         # GC never re-walks them (tens of thousands of objects) in the middle of a keystroke.
         self.call_after_refresh(self._after_first_frame)
-        self.title = f"chump-tui — {self.setup.mode_label}"
-        self.sub_title = str(self.setup.repo_root)
+        self.title = f"chump-tui — {visible(self.setup.mode_label)}"
+        self.sub_title = visible(self.setup.repo_root)
         if self.setup.engine_built:  # resumed dispatches belong in the first frame
             self._connect_engine()
         self.set_interval(1 / self.redraw_hz, self._redraw)
@@ -187,16 +190,6 @@ class ChumpApp(App[int]):
         except ScreenStackError:  # the timer can outlive the screens during shutdown
             return
         dirty = self.bridge.take_dirty_output() if self.bridge is not None else set()
-        mounting = not getattr(screen, "ready", True)
-        if self._summary_due and not isinstance(screen, ModalScreen) and not mounting:
-            # Shown once every agent has ended, but never over a dialog the operator has
-            # open, and only when the operator is watching the monitor.
-            self._summary_due = False
-            watching = type(screen).__name__ == "MonitorScreen"
-            if watching and not self.stopping and self.all_ended():
-                self._summary_auto_shown = True
-                self.switch_mode("summary")
-                return
         # A screen just switched to may not have composed yet; it draws itself on mount.
         if getattr(screen, "ready", False):
             try:
@@ -221,6 +214,41 @@ class ChumpApp(App[int]):
             return False
         return not self.stopping
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every toast is plain text: most quote a gap id, a path or an error from outside."""
+        super().notify(visible_block(message), title=visible(title), severity=severity,
+                       timeout=timeout, markup=False)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A crash: one line on exit instead of Textual's traceback (which quotes outside
+        text and local variables), the traceback in a private file, a non-zero exit code.
+
+        Textual offers no public hook for this; the override keeps Textual's handling
+        (exit code 1, the exception re-raised under Pilot) and drops only its printout.
+        """
+        import tempfile
+        import traceback
+
+        path = Path(tempfile.gettempdir()) / f"chump-tui-crash-{os.getpid()}.log"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as fh:
+                fh.write("".join(traceback.format_exception(error)))
+            where = f"traceback in {path}"
+        except OSError:
+            where = "the traceback could not be saved"
+        agents = ""
+        if self.setup.engine_built and self.setup.store is not None:
+            active = self.setup.engine.active_count()
+            if active:
+                agents = (f"; {active} agent(s) keep running and the next start in this repo "
+                          "re-attaches them")
+        self.crash_line = visible(f"chump-tui: crashed ({type(error).__name__}: {error})"
+                                  f"{agents}; {where}")
+        super()._handle_exception(error)
+        self._exit_renderables.clear()  # the launcher prints crash_line instead
+
     # ------------------------------------------------------------ engine news
     def on_dispatch_updated(self, message: DispatchUpdated) -> None:
         record = message.dispatch
@@ -234,10 +262,12 @@ class ChumpApp(App[int]):
             self.notify(f"{record.gap_id}: {record.error}", title="SPAWN-FAILED",
                         severity="error", timeout=8)
         if message.why in ("dispatching", "dispatched"):
-            self._summary_auto_shown = False
-            self._summary_due = False
-        elif message.why in ("outcome", "spawn_failed") and not self._summary_auto_shown:
-            self._summary_due = self.all_ended()
+            self._all_ended_told = False
+        elif message.why in ("outcome", "spawn_failed") and not self._all_ended_told \
+                and not self.stopping and self.all_ended():
+            # A notice, never a jump: the operator may be reading a card or typing.
+            self._all_ended_told = True
+            self.notify("All agents ended: s for the summary.", title="All ended", timeout=15)
 
     def _store(self, record: Dispatch) -> None:
         self.dispatches[record.key] = record

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
+from chump_tui.outside_text import visible
 from chump_tui.plain import build_engine, make_writer, open_session
 from chump_tui.repo import backlog_base, git_toplevel, resolve_repo_root
 from chump_tui.tui.app import ChumpApp, ConsoleSetup
@@ -54,8 +55,7 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
     base = backlog_base(opts.repo_root)
     path = opts.backlog if opts.backlog is not None else default_backlog_path(base)
     backlog = preload.result() if preload is not None else load_backlog(path)
-    notes = [f"{len(backlog.warnings)} registry file(s) skipped: {backlog.warnings[0]}"] \
-        if backlog.warnings else []
+    notes = [backlog_warning_note(backlog.warnings)] if backlog.warnings else []
     if opts.dry_run:
         repo_root = opts.repo_root.resolve() if opts.repo_root else (git_toplevel()
                                                                      or Path(".").resolve())
@@ -83,11 +83,17 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
                         store=store)
 
 
+def backlog_warning_note(warnings: list[str]) -> str:
+    more = f" (and {len(warnings) - 1} more: w on the backlog lists them)" \
+        if len(warnings) > 1 else ""
+    return f"backlog warning: {warnings[0]}{more}"
+
+
 def read_only_setup(opts: Options, repo_root: Path, backlog: Backlog,
                     busy: SessionBusy) -> ConsoleSetup:
     """A view of another console's session: it reloads the state file and changes nothing."""
     if sys.stdin.isatty():
-        print(f"chump-tui: {busy}", file=sys.stderr)
+        print(visible(f"chump-tui: {busy}"), file=sys.stderr)
         try:
             answer = input("Open a read-only view of it? [Y/n] ").strip().lower()
         except EOFError:
@@ -107,8 +113,8 @@ def read_only_setup(opts: Options, repo_root: Path, backlog: Backlog,
 
 
 def _offer_demo(base: Path) -> bool:
-    print(f"chump-tui: no backlog found (looked for {base}/docs/gaps/*.yaml and "
-          f"{base}/docs/gaps.yaml).", file=sys.stderr)
+    print(visible(f"chump-tui: no backlog found (looked for {base}/docs/gaps/*.yaml and "
+                  f"{base}/docs/gaps.yaml)."), file=sys.stderr)
     print("  Point at one with --backlog PATH (a gaps.yaml or a docs/gaps/ directory),",
           file=sys.stderr)
     print("  or see everything on simulated agents with: chump-tui --demo", file=sys.stderr)
@@ -141,9 +147,14 @@ def run_console(opts: Options, preload: BacklogPreload | None = None,
             setup.engine.close()
         if setup.store is not None:
             setup.store.release()
+    if app.crash_line is not None:
+        print(app.crash_line, file=sys.stderr)
+        return 1
     if app.quit_choice == "leave":
         left = [d for d in setup.engine.snapshot() if d.active]
-        print(f"chump-tui: left {len(left)} agent(s) running: "
-              + ", ".join(f"{d.gap_id} pid {d.pid}" for d in left))
-    return code if isinstance(code, int) else 0
+        print(visible(f"chump-tui: left {len(left)} agent(s) running: "
+                      + ", ".join(f"{d.gap_id} pid {d.pid}" for d in left)))
+    if isinstance(code, int):
+        return code
+    return app.return_code or 0
 

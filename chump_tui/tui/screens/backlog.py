@@ -11,7 +11,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from chump_tui.backlog import Gap
+from chump_tui.outside_text import visible
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
+from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.gap_detail import GapDetail
 from chump_tui.tui.widgets.gap_table import GapTable, header_text
 from chump_tui.tui.widgets.title_bar import TitleBar
@@ -31,6 +33,7 @@ class BacklogScreen(Screen[None]):
         Binding("f", "cycle_filter", "Filter"),
         Binding("slash", "search", "Search"),
         Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("w", "warnings", "Warnings", show=False),
     ]
 
     def __init__(self) -> None:
@@ -110,15 +113,15 @@ class BacklogScreen(Screen[None]):
 
     def update_bar(self, shown: int) -> None:
         setup = self.chump.setup
-        pickable = self._pickable
-        search = f'   search "{self.query_text}"' if self.query_text else ""
-        warn = f"   ⚠ {len(setup.backlog.warnings)} file(s) skipped" if setup.backlog.warnings \
-            else ""
-        text = (
-            f"[b]{setup.backlog.path}[/b]   {len(setup.backlog.gaps)} gaps, {pickable} pickable"
-            f"   filter [b]{self.filter}[/b] ({shown} shown){search}   "
-            f"selected [b magenta]{len(self.selected)}[/]   max-parallel {setup.max_parallel}"
-            f"   [reverse] {setup.mode_label} [/]{warn}"
+        warnings = len(setup.backlog.warnings)
+        text = assemble(
+            (str(setup.backlog.path), "bold"),
+            f"   {len(setup.backlog.gaps)} gaps, {self._pickable} pickable   filter ",
+            (self.filter, "bold"), f" ({shown} shown)",
+            f'   search "{self.query_text}"' if self.query_text else "",
+            "   selected ", (str(len(self.selected)), "bold magenta"),
+            f"   max-parallel {setup.max_parallel}   ", (f" {setup.mode_label} ", "reverse"),
+            f"   ⚠ {warnings} warning(s)" if warnings else "",
         )
         # One line high by CSS: no layout pass per keystroke.
         self.query_one("#backlog-bar", Static).update(text, layout=False)
@@ -191,6 +194,16 @@ class BacklogScreen(Screen[None]):
 
         self.app.push_screen(ConfirmDispatch(gaps, reasons, self.chump.setup.repo_root,
                                              self.chump.setup.dry_run), confirmed)
+
+    def action_warnings(self) -> None:
+        warnings = self.chump.setup.backlog.warnings
+        if not warnings:
+            self.notify("The backlog loaded without warnings.")
+            return
+        from chump_tui.tui.screens.text_view import TextView
+
+        self.app.push_screen(TextView(f"{len(warnings)} backlog warning(s)",
+                                      "\n".join(f"- {visible(w)}" for w in warnings)))
 
     def action_cycle_filter(self) -> None:
         self.filter = NEXT_FILTER[self.filter]

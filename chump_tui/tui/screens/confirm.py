@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from chump_tui.tui.text import line
+
 
 class Confirm(ModalScreen[bool]):
     BINDINGS = [Binding("escape,n", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
 
-    def __init__(self, title: str, body: str, yes: str = "Yes (y)") -> None:
+    def __init__(self, title: str, body: Text, yes: str = "Yes (y)") -> None:
         super().__init__()
         self.heading = title
         self.body = body
@@ -20,7 +23,7 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(f"[b]{self.heading}[/b]", id="dialog-title")
+            yield Static(line(self.heading, "bold"), id="dialog-title")
             yield Static(self.body)
             with Horizontal(id="dialog-buttons"):
                 yield Button(self.yes, variant="error", id="yes")

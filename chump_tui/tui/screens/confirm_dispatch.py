@@ -14,7 +14,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from chump_tui.backlog import Gap
+from chump_tui.outside_text import visible
 from chump_tui.paths import dispatch_paths
+from chump_tui.tui.text import line
 
 
 class ConfirmDispatch(ModalScreen[bool]):
@@ -39,13 +41,13 @@ class ConfirmDispatch(ModalScreen[bool]):
         table.add_column("worktree", overflow="fold")
         for gap in self.gaps:
             wt, branch = dispatch_paths(self.repo_root, gap.id)
-            table.add_row(gap.id, branch, str(wt.relative_to(self.repo_root)))
+            table.add_row(line(gap.id), line(branch), line(wt.relative_to(self.repo_root)))
             reason = self.reasons.get(gap.id)
             if reason:
-                table.add_row("", Text(f"⚠ not pickable: {reason}", style="yellow"), "")
+                table.add_row("", line(f"⚠ not pickable: {reason}", "yellow"), "")
         with Vertical(id="dialog"):
             yield Static(Text.assemble((f"{verb}: {len(self.gaps)} gap(s)", "bold"),
-                                       (f"\nworktrees under {self.repo_root}", "dim")),
+                                       (f"\nworktrees under {visible(self.repo_root)}", "dim")),
                          id="dialog-title")
             with VerticalScroll(id="dialog-body"):
                 yield Static(table)

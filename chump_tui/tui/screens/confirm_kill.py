@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.tui.text import assemble, line
 
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
@@ -30,8 +31,8 @@ class ConfirmKill(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         d = self.dispatch
         with Vertical(id="dialog"):
-            yield Static(f"[b]Kill {d.gap_id} #{d.attempt}?[/b]", id="dialog-title")
-            yield Static(f"branch {d.branch}   pid {d.pid}   {d.backend}")
+            yield Static(line(f"Kill {d.gap_id} #{d.attempt}?", "bold"), id="dialog-title")
+            yield Static(line(f"branch {d.branch}   pid {d.pid}   {d.backend}"))
             yield Static(f"SIGTERM goes to the agent's whole process group now; anything "
                          f"still alive gets SIGKILL after {self.grace_s:g}s. The other agents "
                          "keep running.", id="kill-text")
@@ -50,10 +51,10 @@ class ConfirmKill(ModalScreen[None]):
         text = self.query_one("#kill-text", Static)
         if d.phase == "killing" and d.kill_deadline is not None:
             left = max(0, int(d.kill_deadline - app.setup.clock() + 0.999))
-            text.update(f"SIGTERM sent to process group {d.pid}. SIGKILL in [b]{left}s[/b] "
-                        "unless it exits first.")
+            text.update(assemble(f"SIGTERM sent to process group {d.pid}. SIGKILL in ",
+                                 (f"{left}s", "bold"), " unless it exits first."))
         elif not d.active:
-            text.update(f"[b]{d.label()}[/b]: {d.reason()}")
+            text.update(assemble((d.label(), "bold"), ": ", d.reason()))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "kill":

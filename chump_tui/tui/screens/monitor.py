@@ -8,6 +8,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,6 +20,7 @@ from chump_tui.dispatch_record import Dispatch
 from chump_tui.tui.screens.confirm import Confirm
 from chump_tui.tui.screens.confirm_kill import ConfirmKill
 from chump_tui.tui.screens.text_view import TextView
+from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.dispatch_card import DispatchCard
 from chump_tui.tui.widgets.output_view import OutputView
 from chump_tui.tui.widgets.status_line import StatusLine, status_text
@@ -242,18 +244,20 @@ class MonitorScreen(Screen[None]):
         if d.active:
             self.notify("Kill the agent first: its worktree is in use.", severity="warning")
             return
-        warning = ""
+        lines = [assemble(d.worktree),
+                 assemble("(git worktree remove --force; the branch ", d.branch, " is kept)")]
         if d.pr is not None and d.pr.state == "OPEN":
-            warning = (f"\n\n[yellow]PR #{d.pr.number} is still OPEN.[/] Its branch {d.branch} "
-                       "is kept; only the local worktree goes.")
+            lines += [Text(), assemble((f"PR #{d.pr.number} is still OPEN.", "yellow"),
+                                       f" Its branch {d.branch} is kept; only the local "
+                                       "worktree goes.")]
+        body = Text("\n").join(lines)
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self._remove(d.key)
 
-        self.app.push_screen(Confirm(f"Remove worktree of {d.gap_id}?",
-                                     f"{d.worktree}\n(git worktree remove --force; the branch "
-                                     f"{d.branch} is kept){warning}", "Remove (y)"), answered)
+        self.app.push_screen(Confirm(f"Remove worktree of {d.gap_id}?", body, "Remove (y)"),
+                             answered)
 
     @work(thread=True, group="git", exit_on_error=False)
     def _remove(self, key: str) -> None:

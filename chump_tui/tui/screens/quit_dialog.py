@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -28,8 +29,8 @@ class QuitDialog(ModalScreen[QuitChoice | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(f"[b]{self.active} agent(s) still running.[/b] What should happen "
-                         "to them?", id="dialog-title")
+            yield Static(Text.assemble((f"{self.active} agent(s) still running.", "bold"),
+                                       " What should happen to them?"), id="dialog-title")
             yield Static(f"Stopping sends SIGTERM to each agent's whole process group, then "
                          f"SIGKILL after {self.grace_s:g}s. Leaving them running keeps them "
                          "working after the console exits.")

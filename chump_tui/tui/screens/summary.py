@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from chump_tui.summary_export import export_summary, summary_rows, totals_line
+from chump_tui.tui.text import assemble, line
 from chump_tui.tui.widgets.dispatch_card import STATE_STYLE, fmt_duration
 from chump_tui.tui.widgets.title_bar import TitleBar
 
@@ -56,13 +57,14 @@ class SummaryScreen(Screen[None]):
         now = app.setup.clock()
         with app.batch_update():
             for row in summary_rows(app.dispatches.values(), now):
-                cells = {
-                    "gap": row["gap"], "attempt": str(row["attempt"]), "branch": row["branch"],
+                cells: dict[str, Text] = {
+                    "gap": line(row["gap"]), "attempt": Text(str(row["attempt"])),
+                    "branch": line(row["branch"]),
                     "outcome": Text(f" {row['outcome']} ",
                                     style=STATE_STYLE.get(str(row["outcome"]), "")),
-                    "pr": f"#{row['pr']}" if row["pr"] else "-",
-                    "duration": fmt_duration(float(str(row["duration_s"]))),
-                    "reason": row["reason"],
+                    "pr": Text(f"#{row['pr']}" if row["pr"] else "-"),
+                    "duration": Text(fmt_duration(float(str(row["duration_s"])))),
+                    "reason": line(row["reason"]),
                 }
                 key = str(row["key"])
                 if key in table.rows:
@@ -73,10 +75,11 @@ class SummaryScreen(Screen[None]):
                     table.add_row(*cells.values(), key=key)
         pending = app.engine.reflections.pending()
         where = app.setup.reflections_where()
-        self.query_one("#totals", Static).update(
-            f"[b]{totals_line(app.dispatches.values())}[/b]\n"
-            f"reflections: {where}" + (f"  ([yellow]{pending} pending[/])" if pending else "")
-            + "\n[dim]e exports JSON + Markdown next to the reflections DB[/dim]")
+        self.query_one("#totals", Static).update(Text("\n").join([
+            Text(totals_line(app.dispatches.values()), style="bold"),
+            assemble("reflections: ", where,
+                     (f"  ({pending} pending)" if pending else "", "yellow")),
+            Text("e exports JSON + Markdown next to the reflections DB", style="dim")]))
 
     def action_export(self) -> None:
         self._export()

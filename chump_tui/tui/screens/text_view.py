@@ -9,6 +9,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from chump_tui.tui.text import block, line
+
 
 class TextView(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,enter", "close", "Close")]
@@ -20,9 +22,9 @@ class TextView(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="wide"):
-            yield Static(Text(self.heading, style="bold"), id="dialog-title")
+            yield Static(line(self.heading, "bold"), id="dialog-title")
             with VerticalScroll(id="dialog-body"):
-                yield Static(Text(self.body))
+                yield Static(block(self.body))
             yield Static(Text("esc to close", style="dim"))
 
     def action_close(self) -> None:

@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.outside_text import visible
 
 TAIL_LINES = 3
 BAR_WIDTH = 24
@@ -60,16 +61,17 @@ def render_card(d: Dispatch, now: float, tail: list[str]) -> Group:
     if d.phase == "killing" and d.kill_deadline is not None:
         label = f"KILLING · SIGKILL in {max(0, int(d.kill_deadline - now + 0.999))}s"
     head = Text(no_wrap=True, overflow="ellipsis")
-    head.append(d.gap_id, style="bold")
+    head.append(visible(d.gap_id), style="bold")
     head.append(f" #{d.attempt}  ", style="dim")
-    head.append(d.title or "", style="italic")
-    ident = Text(f"{d.branch}", style="cyan", no_wrap=True, overflow="ellipsis")
-    ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {d.backend or '-'}", style="dim")
+    head.append(visible(d.title), style="italic")
+    ident = Text(visible(d.branch), style="cyan", no_wrap=True, overflow="ellipsis")
+    ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {visible(d.backend or '-')}",
+                 style="dim")
     state = Text(no_wrap=True, overflow="ellipsis")
     state.append(f" {label} ", style=STATE_STYLE.get(d.label(), "bold white on blue"))
     reason = d.reason()
     if reason and d.phase in ("ended", "spawn_failed", "killing"):
-        state.append(f"  {reason}", style="grey70")
+        state.append(f"  {visible(reason)}", style="grey70")
     elapsed = d.duration_s(now)
     timing = deadline_bar(elapsed, d.soft_deadline_s)
     timing.no_wrap = True
@@ -77,14 +79,14 @@ def render_card(d: Dispatch, now: float, tail: list[str]) -> Group:
     timing.append(f" {fmt_duration(elapsed)} / {fmt_duration(d.soft_deadline_s)}"
                   f" / {fmt_duration(2 * d.soft_deadline_s)}", style="dim")
     if d.pr is not None:
-        pr = Text(f"PR #{d.pr.number} {d.pr.state}", style="bold")
+        pr = Text(f"PR #{d.pr.number} {visible(d.pr.state)}", style="bold")
         if d.pr.merge_state_status.upper() == "DIRTY":
             pr.append("  DIRTY", style="bold yellow")
     else:
         pr = Text("no PR yet", style="dim")
     lines: list[Text] = [head, ident, state, timing, pr]
     for line in tail[-TAIL_LINES:]:
-        lines.append(Text(f"› {line}", style="grey70", no_wrap=True, overflow="ellipsis"))
+        lines.append(Text(f"› {visible(line)}", style="grey70", no_wrap=True, overflow="ellipsis"))
     lines += [Text("")] * (TAIL_LINES - min(TAIL_LINES, len(tail)))
     return Group(*lines)
 

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from chump_tui.backlog import Gap
+from chump_tui.tui.text import block, line
 
 MAX_FIELD_CHARS = 1500
 
@@ -20,12 +21,12 @@ class GapDetail(Static):
             self.update(Text("No gap highlighted.", style="dim"))
             return
         parts: list[Text] = [
-            Text(gap.id, style="bold"),
-            Text(gap.title or "(no title)", style="bold cyan"),
-            Text(f"priority {gap.priority or '-'}   effort {gap.effort or '-'}   "
+            line(gap.id, "bold"),
+            line(gap.title or "(no title)", "bold cyan"),
+            line(f"priority {gap.priority or '-'}   effort {gap.effort or '-'}   "
                  f"status {gap.status or '-'}"),
             Text("✓ pickable now", style="bold green") if reason is None
-            else Text(f"✗ {reason}", style="yellow"),
+            else line(f"✗ {reason}", "yellow"),
         ]
         for label, key in (("Description", "description"),
                            ("Acceptance", "acceptance_criteria"), ("Acceptance", "acceptance")):
@@ -33,7 +34,7 @@ class GapDetail(Static):
             if body:
                 if len(body) > MAX_FIELD_CHARS:
                     body = body[:MAX_FIELD_CHARS] + " …"
-                parts += [Text(""), Text(label, style="bold underline"), Text(body)]
+                parts += [Text(""), Text(label, style="bold underline"), block(body)]
         if gap.depends_on:
             parts += [Text(""), Text("Depends on", style="bold underline")]
             for dep in gap.depends_on:
@@ -41,5 +42,5 @@ class GapDetail(Static):
                 status = known.status if known else "not in backlog"
                 style = "green" if dep in done else "yellow"
                 mark = "✓" if dep in done else "✗"
-                parts.append(Text(f" {mark} {dep}  ({status or 'no status'})", style=style))
+                parts.append(line(f" {mark} {dep}  ({status or 'no status'})", style))
         self.update(Group(*parts))

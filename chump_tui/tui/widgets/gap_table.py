@@ -23,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from chump_tui.backlog import Gap
+from chump_tui.outside_text import visible
 
 PICK_WIDTH = 24
 COLUMNS = ((" ", 1), ("id", 14), ("pri", 3), ("eff", 3), ("status", 7), ("deps", 5),
@@ -57,9 +58,9 @@ def row_cells(row: Row) -> list[tuple[str, Style | None]]:
                 else "needs" if reason.startswith("needs") else "other")
         pick_style = _PICK_STYLES[kind]
     values: list[tuple[str, Style | None]] = [
-        ("●" if selected else " ", _MARK), (gap.id, None), (gap.priority, None),
-        (gap.effort, None), (gap.status, None), (deps, None), (pick, pick_style),
-        (gap.title, None)]
+        ("●" if selected else " ", _MARK), (visible(gap.id), None), (visible(gap.priority), None),
+        (visible(gap.effort), None), (visible(gap.status), None), (deps, None),
+        (visible(pick), pick_style), (visible(gap.title), None)]
     runs = []
     for (_label, width), (value, style) in zip(COLUMNS, values, strict=True):
         runs.append((_fit(value, width) + " " if width else value, style))

@@ -10,25 +10,26 @@ new lines arrive, until the wheel brings it back to the end.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 
 from rich.cells import cell_len
 from rich.segment import Segment
+from rich.text import Text
 from textual import events
 from textual.strip import Strip
 from textual.widget import Widget
+
+from chump_tui.outside_text import visible
 
 MAX_VIEW_LINES = 2000
 SWITCH_LINES = 200  # shown at once when the selection moves; older ones are in the log file
 WHEEL_LINES = 3
 
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def printable(line: str) -> str:
-    """Tabs expanded, other control characters (escape sequences included) shown as �."""
-    return _CONTROL.sub("\ufffd", line.expandtabs())
+    """Tabs expanded, other control characters (escape sequences included) made visible."""
+    return visible(line.expandtabs() if "\t" in line else line)
 
 
 class OutputView(Widget, can_focus=False):
@@ -48,7 +49,7 @@ class OutputView(Widget, can_focus=False):
             self._lines.clear()
             self.back = 0
             self.shown_key = key
-            self.border_title = f"output · {key}" if key else "output"
+            self.border_title = Text(visible(f"output · {key}" if key else "output"))
             self._lines.extend(printable(line) for line in tail[-SWITCH_LINES:])
         else:
             new = min(lines_seen - self.shown_seen, len(tail))

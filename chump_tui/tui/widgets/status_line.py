@@ -5,35 +5,38 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from rich.text import Text
 from textual.widgets import Static
 
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.tui.text import assemble, line
 
 
 def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error: str | None,
-                continuous: bool, pending_reflections: int, dry_run: bool) -> str:
+                continuous: bool, pending_reflections: int, dry_run: bool) -> Text:
     rows = list(dispatches)
     running = sum(1 for d in rows if d.active)
     ended = Counter(d.label() for d in rows if not d.active)
-    parts = [f"[b]{running}[/b] running", f"[b]{sum(ended.values())}[/b] ended"]
+    parts: list[Text] = [assemble((str(running), "bold"), " running"),
+                         assemble((str(sum(ended.values())), "bold"), " ended")]
     if ended:
-        parts.append(" ".join(f"{k.lower()} {v}" for k, v in sorted(ended.items())))
+        parts.append(Text(" ".join(f"{k.lower()} {v}" for k, v in sorted(ended.items()))))
     if running:
-        parts.append(f"next GitHub poll in {int(next_poll_s + 0.999)}s")
-    parts.append(f"continuous [b]{'ON' if continuous else 'off'}[/b]")
+        parts.append(Text(f"next GitHub poll in {int(next_poll_s + 0.999)}s"))
+    parts.append(assemble("continuous ", ("ON" if continuous else "off", "bold")))
     if pending_reflections:
-        parts.append(f"[yellow]{pending_reflections} reflection(s) pending[/]")
+        parts.append(Text(f"{pending_reflections} reflection(s) pending", style="yellow"))
     if dry_run:
-        parts.append("[reverse] DRY-RUN [/]")
+        parts.append(Text(" DRY-RUN ", style="reverse"))
     if github_error:
-        parts.append(f"[red]GitHub: {github_error}[/]")
-    return "  ·  ".join(parts)
+        parts.append(line(f"GitHub: {github_error}", "red"))
+    return Text("  ·  ").join(parts)
 
 
 class StatusLine(Static):
-    _text = ""
+    _text = Text()
 
-    def set_text(self, text: str) -> None:
+    def set_text(self, text: Text) -> None:
         if text != self._text:
             self._text = text
             # One line high by CSS: a layout pass here would re-arrange every card.
