@@ -5,10 +5,11 @@ O_APPEND by the child), never to a pipe we own, so an agent outlives a
 console that crashes or is left behind, and a later console re-reads the same
 record. One shared follower thread tails every agent's file (invalid UTF-8
 replaced, over-long lines split) into an in-memory tail for the live view and
-the last 64 WARN/ERROR/FAIL/PANIC lines for the reflection notes. The file is
-capped: once it passes LOG_CAP_BYTES after being read, it is truncated to zero
-(the child's O_APPEND writes then restart at the top), like logrotate's
-copytruncate.
+the last 64 WARN/ERROR/FAIL/PANIC lines for the reflection notes. While we
+watch a live agent its file is capped: once it passes LOG_CAP_BYTES it is
+truncated to zero (the child's O_APPEND writes then restart at the top), like
+logrotate's copytruncate. Reading an ended agent's log never changes it, and no
+log is opened through a symbolic link.
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from chump_tui.activity import Activity, render
+from chump_tui.agent_streams.decoder import StreamFormat, decode
+from chump_tui.agent_streams.events import AgentEvent
+from chump_tui.log_lines import Line, LineSplitter
+from chump_tui.safe_fs import open_nofollow, real_dir
+
 STDERR_TAIL_CAP = 64
 """Lines of WARN/ERROR/FAIL/PANIC kept for the reflection notes (the reference's cap)."""
 
 LIVE_TAIL_CAP = 400
 """Lines of recent output kept in memory for the live view."""
-
-MAX_LINE_BYTES = 8192
-"""A longer line is split; a flood without newlines cannot grow memory."""
 
 LOG_CAP_BYTES = 16 * 1024 * 1024
 """Per-attempt log file cap on disk."""
@@ -39,40 +43,9 @@ LOG_CAP_BYTES = 16 * 1024 * 1024
 POLL_MIN_S = 0.1
 POLL_MAX_S = 0.4
 READ_CHUNK = 1024 * 1024
+READ_LOG_TAIL = 8 * 1024 * 1024
 
 _SIGNAL_WORDS = ("ERROR", "WARN", "FAIL", "PANIC")
-
-_SECRET_NAME_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
-_MIN_SECRET_LEN = 8
-
-
-def secret_values(environ: Mapping[str, str]) -> list[str]:
-    """Values of secret-looking variables (OPENAI_API_KEY, GH_TOKEN, …), longest first."""
-    found = {v for k, v in environ.items()
-             if any(part in k.upper() for part in _SECRET_NAME_PARTS)
-             and len(v) >= _MIN_SECRET_LEN}
-    return sorted(found, key=len, reverse=True)
-
-
-class Redactor:
-    """Replaces secret values with ``***`` in every line we show or store."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        self.secrets = [s for s in secrets if s]
-
-    def __call__(self, line: str) -> str:
-        for secret in self.secrets:
-            if secret in line:
-                line = line.replace(secret, "***")
-        return line
-
-
-_REDACT = Redactor(secret_values(os.environ))
-
-
-def redact(line: str) -> str:
-    """Redact this process's secret environment values (agents inherit the same ones)."""
-    return _REDACT(line)
 
 LineCallback = Callable[[list[str]], None]
 """Called as ``on_lines(lines)`` from the follower thread, once per chunk read."""
@@ -84,16 +57,19 @@ def is_signal_line(line: str) -> bool:
 
 
 class OutputLog:
-    """Bounded in-memory record of an agent's output, shared by the follower and viewers."""
+    """Bounded in-memory record of an agent's output, shared by the follower and viewers:
+    the live tail, the signal ring for the reflection, and the agent's activity."""
 
-    def __init__(self) -> None:
+    def __init__(self, harness: str = "", clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
         self._tail: collections.deque[str] = collections.deque(maxlen=LIVE_TAIL_CAP)
         self._signals: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_CAP)
         self.lines_seen = 0
+        self.clock = clock
+        self._activity = Activity(harness=harness)
 
     def add(self, line: str) -> None:
-        """Record one line (already redacted by the caller)."""
+        """Record one line of our own (already redacted by the caller)."""
         self.add_many([line])
 
     def add_many(self, lines: list[str]) -> None:
@@ -102,6 +78,24 @@ class OutputLog:
             self.lines_seen += len(lines)
             self._tail.extend(lines)
             self._signals.extend(signals)
+
+    def record(self, events: list[AgentEvent]) -> list[str]:
+        """Fold the agent's events into its activity and its lines; returns the new lines."""
+        lines = [line for event in events for line in render(event)]
+        signals = [line for line in lines if is_signal_line(line)]
+        now = self.clock()
+        with self._lock:
+            for event in events:
+                self._activity.apply(event, now)
+            self.lines_seen += len(lines)
+            self._tail.extend(lines)
+            self._signals.extend(signals)
+        return lines
+
+    def activity(self) -> Activity:
+        """A consistent copy of what the agent is doing."""
+        with self._lock:
+            return self._activity.copy()
 
     def tail(self, n: int = LIVE_TAIL_CAP) -> list[str]:
         with self._lock:
@@ -123,13 +117,17 @@ class LogFollower:
     """
 
     def __init__(self, path: Path, output: OutputLog, on_line: LineCallback | None,
-                 finished: Callable[[], bool], start_offset: int = 0) -> None:
+                 finished: Callable[[], bool], start_offset: int = 0,
+                 may_cap: bool = False, fmt: StreamFormat | None = None) -> None:
         self.path = path
         self.output = output
         self.on_line = on_line
         self.finished = finished
         self.offset = start_offset
-        self._partial = b""
+        self.fmt = fmt
+        self.may_cap = may_cap
+        """Truncate at LOG_CAP_BYTES: only for the log of a live agent we started or re-attached."""
+        self._splitter = LineSplitter(skip_first=start_offset > 0 and not may_cap)
         self._file: IO[bytes] | None = None
         self._stop = threading.Event()
         self.behind = False
@@ -185,7 +183,7 @@ class LogFollower:
         self.behind = False
         try:
             if self._file is None:
-                self._file = open(self.path, "rb")  # noqa: SIM115 - closed in _close
+                self._file = os.fdopen(open_nofollow(self.path, os.O_RDONLY), "rb")
             fh = self._file
             size = os.fstat(fh.fileno()).st_size
             if size < self.offset:  # truncated under us (by our cap or by hand)
@@ -202,44 +200,33 @@ class LogFollower:
         if not data:
             return False
         self._emit_lines(data)
-        if self.offset >= LOG_CAP_BYTES:
+        if self.may_cap and self.offset >= LOG_CAP_BYTES:
             self._cap()
         return True
 
     def _emit_lines(self, data: bytes) -> None:
-        buf = self._partial + data
-        cut = buf.rfind(b"\n")
-        whole, self._partial = (buf[:cut], buf[cut + 1:]) if cut >= 0 else (b"", buf)
-        raw_lines = whole.split(b"\n") if cut >= 0 else []
-        while len(self._partial) > MAX_LINE_BYTES:
-            raw_lines.append(self._partial[:MAX_LINE_BYTES])
-            self._partial = self._partial[MAX_LINE_BYTES:]
-        if any(len(raw) > MAX_LINE_BYTES for raw in raw_lines):
-            raw_lines = [raw[i:i + MAX_LINE_BYTES] for raw in raw_lines
-                         for i in range(0, max(len(raw), 1), MAX_LINE_BYTES)]
-        self._deliver(raw_lines)
+        self._deliver(self._splitter.feed(data))
 
     def _flush_partial(self) -> None:
-        if self._partial:
-            self._deliver([self._partial])
-            self._partial = b""
+        self._deliver(self._splitter.flush())
 
-    def _deliver(self, raw_lines: list[bytes]) -> None:
-        """Decode, redact and record a chunk at once: per-line Python work is what costs."""
-        if not raw_lines:
+    def _deliver(self, lines: list[Line]) -> None:
+        """Decode and record a chunk at once: per-line Python work is what costs."""
+        if not lines:
             return
-        text = redact(b"\n".join(raw_lines).decode("utf-8", errors="replace"))
-        lines = [line.rstrip("\r") for line in text.split("\n")]
-        self.output.add_many(lines)
-        if self.on_line is not None:
-            self.on_line(lines)
+        shown = self.output.record(decode(lines, self.fmt))
+        if self.on_line is not None and shown:
+            self.on_line(shown)
 
     def _cap(self) -> None:
         with contextlib.suppress(OSError):
             os.truncate(self.path, 0)
         self.offset = 0
-        self._deliver([f"[chump-tui] log reached {LOG_CAP_BYTES // (1024 * 1024)} MiB on disk; "
-                       "truncated (earlier lines stay in this view)".encode()])
+        note = (f"[chump-tui] log reached {LOG_CAP_BYTES // (1024 * 1024)} MiB on disk; "
+                "truncated (earlier lines stay in this view)")
+        self.output.add(note)
+        if self.on_line is not None:
+            self.on_line([note])
 
 
 class FollowerHub:
@@ -319,18 +306,25 @@ class AgentProcess:
 
     @classmethod
     def spawn(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
-              output: OutputLog, on_line: LineCallback | None = None) -> AgentProcess:
+              output: OutputLog, on_line: LineCallback | None = None,
+              fmt: StreamFormat | None = None, stdin_path: Path | None = None) -> AgentProcess:
         """Start ``argv`` in a new session (own process group), output appended to ``log_path``."""
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        real_dir(log_path.parent)
+        fd = open_nofollow(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             offset = os.fstat(fd).st_size
-            popen = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                     stdout=fd, stderr=fd, start_new_session=True)
+            stdin = (open_nofollow(stdin_path, os.O_RDONLY) if stdin_path is not None
+                     else subprocess.DEVNULL)
+            try:
+                popen = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=stdin,
+                                         stdout=fd, stderr=fd, start_new_session=True)
+            finally:
+                if stdin_path is not None:
+                    os.close(stdin)
         finally:
             os.close(fd)
         proc = cls(popen, popen.pid, _process_start_time(popen.pid))
-        proc.follow(log_path, output, on_line, offset)
+        proc.follow(log_path, output, on_line, offset, fmt)
         return proc
 
     @classmethod
@@ -343,9 +337,9 @@ class AgentProcess:
         return proc if proc._same_process_alive() else None
 
     def follow(self, log_path: Path, output: OutputLog, on_line: LineCallback | None,
-               offset: int = 0) -> None:
-        self.follower = LogFollower(log_path, output, on_line,
-                                    lambda: self.poll() is not None, offset).start()
+               offset: int = 0, fmt: StreamFormat | None = None) -> None:
+        self.follower = LogFollower(log_path, output, on_line, lambda: self.poll() is not None,
+                                    offset, may_cap=True, fmt=fmt).start()
 
     def poll(self) -> int | None:
         """Exit code once ended, else None. Never blocks."""
@@ -436,9 +430,17 @@ class AgentProcess:
             return False
 
 
-def read_log(path: Path, output: OutputLog) -> None:
-    """Fill ``output`` from a log file once (an agent that ended while nobody watched)."""
-    LogFollower(path, output, None, lambda: True).drain()
+def read_log(path: Path, output: OutputLog, fmt: StreamFormat | None = None) -> None:
+    """Fill ``output`` from the end of a log file once (an agent that ended unwatched).
+
+    Read only: the file is never truncated. Only its last READ_LOG_TAIL bytes are read
+    (the live tail and the signal ring keep the last lines anyway).
+    """
+    try:
+        size = os.lstat(path).st_size
+    except OSError:
+        return
+    LogFollower(path, output, None, lambda: True, max(0, size - READ_LOG_TAIL), fmt=fmt).drain()
 
 
 def _process_start_time(pid: int) -> float | None:

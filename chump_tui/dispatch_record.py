@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from chump_tui.monitor import DispatchOutcome
+from chump_tui.monitor import OUTCOME_KINDS, DispatchOutcome
 from chump_tui.pr_providers import PrStatus
 
 Phase = Literal["dispatching", "running", "stalled", "killing", "ended", "spawn_failed"]
+PHASES: tuple[Phase, ...] = ("dispatching", "running", "stalled", "killing", "ended",
+                             "spawn_failed")
 ACTIVE_PHASES: tuple[Phase, ...] = ("dispatching", "running", "stalled", "killing")
 
 
@@ -47,10 +50,21 @@ class Dispatch:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Dispatch:
-        """Rebuild a row from the state file; unknown keys (a newer version) are ignored."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+    def from_json(cls, data: object) -> Dispatch:
+        """Rebuild a row from the state file, checking every field's shape.
+
+        Raises ValueError naming the first field that is wrong. Unknown keys (a newer
+        version) are ignored.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a dispatch is a {type(data).__name__}, expected an object")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                if f.name in _REQUIRED:
+                    raise ValueError(f"a dispatch has no {f.name!r}")
+                continue
+            values[f.name] = _checked(f.name, data[f.name])
         if isinstance(values.get("pr"), dict):
             values["pr"] = PrStatus(**values["pr"])
         if isinstance(values.get("outcome"), dict):
@@ -100,3 +114,61 @@ class Dispatch:
         if self.outcome.kind == "stalled":
             return "no PR within soft deadline"
         return f"PR #{self.outcome.pr_number}"
+
+
+# ------------------------------------------------------------------ state-file shapes
+_REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")
+_STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
+        "error", "note", "kill_reason", "log_path", "uid")
+_NUMBER = ("started_at", "soft_deadline_s")
+_OPTIONAL_NUMBER = ("process_start", "ended_at", "kill_deadline")
+_OPTIONAL_INT = ("pid", "exit_code")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _checked(name: str, value: Any) -> Any:
+    """``value`` when it has the shape field ``name`` needs, else ValueError."""
+    ok: bool
+    if name in _STR:
+        ok = isinstance(value, str)
+    elif name in _NUMBER:
+        ok = _is_number(value)
+    elif name in _OPTIONAL_NUMBER:
+        ok = value is None or _is_number(value)
+    elif name in _OPTIONAL_INT:
+        ok = value is None or _is_int(value)
+    elif name == "attempt":
+        ok = _is_int(value) and value >= 1
+    elif name == "phase":
+        ok = value in PHASES
+    elif name == "reflection_written":
+        ok = isinstance(value, bool)
+    elif name == "stale_prs":
+        ok = isinstance(value, list) and all(_is_int(v) for v in value)
+    elif name == "pr":
+        ok = value is None or (isinstance(value, dict) and set(value) <= _PR_KEYS
+                               and _is_int(value.get("number"))
+                               and isinstance(value.get("state"), str)
+                               and isinstance(value.get("merge_state_status", ""), str))
+    elif name == "outcome":
+        ok = value is None or (isinstance(value, dict) and set(value) <= _OUTCOME_KEYS
+                               and value.get("kind") in OUTCOME_KINDS
+                               and (value.get("pr_number") is None
+                                    or _is_int(value.get("pr_number")))
+                               and isinstance(value.get("reason", ""), str))
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"field {name!r} has the wrong shape ({type(value).__name__})")
+    return value
+
+
+_PR_KEYS = {"number", "state", "merge_state_status"}
+_OUTCOME_KEYS = {"kind", "pr_number", "reason"}

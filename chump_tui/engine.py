@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from chump_tui.agent_process import AgentProcess, OutputLog, read_log, redact
+from chump_tui.agent_process import AgentProcess, OutputLog, read_log
 from chump_tui.backlog import Gap, done_ids
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.errors import DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice, OutputLine
+from chump_tui.log_lines import redact
 from chump_tui.monitor import (
     DEFAULT_KILL_GRACE_S,
     DEFAULT_TICK_S,
@@ -36,7 +37,7 @@ from chump_tui.monitor import (
     decide_tick,
     soft_deadline_seconds,
 )
-from chump_tui.paths import dispatch_paths, slug
+from chump_tui.paths import dispatch_paths, slug, unsafe_id_reason
 from chump_tui.picker import pickable_gaps
 from chump_tui.pr_providers import PrProvider
 from chump_tui.reflection_queue import ReflectionQueue
@@ -261,13 +262,16 @@ class Engine:
         return out
 
     def _reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = ()) -> _Live:
-        worktree, branch = dispatch_paths(self.repo_root, gap.id)
+        # An id that cannot be a path never becomes one, not even on a failed row.
+        worktree, branch = (dispatch_paths(self.repo_root, gap.id)
+                            if unsafe_id_reason(gap.id) is None else ("", ""))
         soft = self.config.soft_deadline_s or soft_deadline_seconds(gap.effort)
         with self._lock:
             while f"{gap.id}#{attempt}" in self._live:  # a key is never reused
                 attempt += 1
         key = f"{gap.id}#{attempt}"
-        log_path = str(self.log_dir / f"{slug(gap.id)}-attempt{attempt}.log")
+        log_name = slug(gap.id) if not unsafe_id_reason(gap.id) else f"unsafe-id-{attempt}"
+        log_path = str(self.log_dir / f"{log_name}-attempt{attempt}.log")
         record = Dispatch(
             key=key, gap_id=gap.id, title=gap.title, priority=gap.priority, effort=gap.effort,
             branch=branch, worktree=str(worktree), attempt=attempt, started_at=self.clock(),
@@ -413,9 +417,20 @@ class Engine:
 
     def remove_worktree(self, key: str) -> str | None:
         """``git worktree remove --force`` for an ended dispatch; returns an error or None."""
-        rec = self.get(key)
-        if rec is None or rec.active:
-            return "agent still active"
+        with self._lock:
+            live = self._live.get(key)
+            if live is None:
+                return "no such dispatch"
+            rec = dataclasses.replace(live.record)
+            # Every attempt of a gap shares its worktree: a retry may be working in it.
+            busy = [lv.record for lv in self._live.values()
+                    if lv.record.active and lv.record.gap_id == rec.gap_id]
+        if busy:
+            return (f"attempt #{busy[0].attempt} of {rec.gap_id} is {busy[0].label()} in "
+                    "this worktree")
+        if not rec.worktree or Path(rec.worktree) != dispatch_paths(self.repo_root,
+                                                                    rec.gap_id)[0]:
+            return "no worktree of ours to remove"
         if not Path(rec.worktree).exists():
             return None
         try:

@@ -20,6 +20,7 @@ DEFAULT_KILL_GRACE_S = 30.0
 _SOFT_DEADLINE_MIN = {"s": 20, "m": 60, "l": 180, "xl": 360}
 
 OutcomeKind = Literal["shipped", "ci_failed", "stalled", "killed"]
+OUTCOME_KINDS: tuple[OutcomeKind, ...] = ("shipped", "ci_failed", "stalled", "killed")
 
 
 def soft_deadline_seconds(effort: str) -> int:

@@ -110,12 +110,16 @@ def run_plain(opts: Options) -> int:
 
 def open_session(repo_root: Path) -> tuple[SessionStore, list[Dispatch], list[str]]:
     """Lock the repo's session and load what must be resumed; a finished one is archived."""
+    from chump_tui.safe_fs import tracked_by_git
     from chump_tui.session_store import SessionStore, needs_resume
 
-    store = SessionStore(repo_root / "sessions" / "chump-tui")
+    store = SessionStore.for_repo(repo_root)
     store.acquire()
-    records, warning = store.load()
-    notes = [warning] if warning else []
+    records, notes = store.load()
+    if tracked_by_git(repo_root, "sessions"):
+        notes.append("sessions/ is tracked by git: its files came with the repository; "
+                     "chump-tui checks them but they are not its own (add sessions/ to "
+                     ".gitignore)")
     if records and not needs_resume(records):
         store.archive()
         records = []

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from chump_tui.monitor import DispatchOutcome
+from chump_tui.safe_fs import is_link, real_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chump_reflections (
@@ -157,7 +158,11 @@ class SqliteReflectionWriter:
     def write(self, reflection: DispatchReflection) -> None:
         import sqlite3  # on first write: the console's first frame does not wait for it
 
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        real_dir(self.db_path.parent)
+        for path in (self.db_path, *(self.db_path.with_name(self.db_path.name + suffix)
+                                     for suffix in ("-journal", "-wal", "-shm"))):
+            if is_link(path):  # SQLite would write through it
+                raise OSError(f"{path} is a symbolic link; not followed")
         fresh = not self.db_path.exists()
         conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout_s)
         try:

@@ -2,7 +2,9 @@
 
 The dispatch table is rewritten atomically on every change (temp file, fsync,
 rename, fsync of the directory), so a crash at any moment leaves either the
-previous table or the new one, never half of one. The lock is an ``flock`` on
+previous table or the new one, never half of one. The file may come from a
+repository someone else committed: every record's shape and paths are checked
+on load, and nothing is opened through a symbolic link. The lock is an ``flock`` on
 ``sessions/chump-tui/lock`` holding the owner's pid; the kernel drops it when
 the owner dies, so a crashed console never blocks the next one.
 """
@@ -13,14 +15,18 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.errors import ChumpError
+from chump_tui.paths import dispatch_paths, unsafe_id_reason
+from chump_tui.safe_fs import is_link, open_nofollow, real_dir
 
 STATE_VERSION = 1
+MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
 class SessionBusy(ChumpError):
@@ -31,52 +37,67 @@ class SessionBusy(ChumpError):
 
 
 class SessionStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, repo_root: Path | None = None) -> None:
         self.directory = directory
+        self.repo_root = repo_root if repo_root is not None else directory.parent.parent
         self.state_path = directory / "state.json"
         self.lock_path = directory / "lock"
         self.log_dir = directory / "logs"
-        self._lock_file: IO[str] | None = None
+        self._lock_fd: int | None = None
         self.saves = 0
+
+    @classmethod
+    def for_repo(cls, repo_root: Path) -> SessionStore:
+        """``<repo>/sessions/chump-tui``; refuses a ``sessions/`` that is a symbolic link."""
+        real_dir(repo_root / "sessions")
+        return cls(repo_root / "sessions" / "chump-tui", repo_root)
 
     # ------------------------------------------------------------------ lock
     def acquire(self) -> None:
         """Take the session lock or raise SessionBusy naming the holder."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fh = open(self.lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the session
+        self._ensure_dirs()
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = open_nofollow(self.lock_path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            raise ChumpError(f"{self.lock_path}: cannot open the session lock "
+                             f"({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            fh.seek(0)
-            text = fh.read().strip()
-            fh.close()
+            text = os.read(fd, 32).decode("ascii", errors="replace").strip()
+            os.close(fd)
             raise SessionBusy(self.directory, int(text) if text.isdigit() else None) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        os.chmod(self.lock_path, 0o600)
-        self._lock_file = fh
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        os.fchmod(fd, 0o600)
+        self._lock_fd = fd
 
     def release(self) -> None:
-        if self._lock_file is not None:
+        if self._lock_fd is not None:
             with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-                self._lock_file.close()
-            self._lock_file = None
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
 
     # ----------------------------------------------------------------- state
+    def _ensure_dirs(self) -> None:
+        for directory in (self.directory.parent, self.directory, self.log_dir):
+            real_dir(directory)
+
     def save(self, records: list[Dispatch]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._ensure_dirs()
         payload = {"version": STATE_VERSION, "saved_at": time.time(), "pid": os.getpid(),
                    "dispatches": [r.to_json() for r in records]}
         tmp = self.state_path.with_name(f".state.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # a leftover (or a planted link): never written through
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, separators=(",", ":"))
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.state_path)
+        os.replace(tmp, self.state_path)  # replaces a link itself, never its target
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -84,27 +105,93 @@ class SessionStore:
             os.close(dir_fd)
         self.saves += 1
 
-    def load(self) -> tuple[list[Dispatch], str | None]:
-        """The saved rows and a warning (a corrupt file is set aside, never trusted)."""
+    def load(self, read_only: bool = False) -> tuple[list[Dispatch], list[str]]:
+        """The saved rows and warnings.
+
+        A file of the wrong shape is set aside whole (``state.corrupt-<time>.json``); a
+        record naming a log or worktree outside this session is refused and the original
+        file kept as ``state.refused-<time>.json``. ``read_only`` (another console's
+        session) reads and moves nothing.
+        """
         try:
-            raw = self.state_path.read_text(encoding="utf-8")
+            raw = self._read_state()
         except FileNotFoundError:
-            return [], None
+            return [], []
         except OSError as exc:
-            return [], f"{self.state_path}: cannot read ({exc.strerror or exc})"
+            if read_only:
+                return [], []
+            return [], [self._set_aside("corrupt", exc.strerror or str(exc))]
         try:
             data: Any = json.loads(raw)
+            if not isinstance(data, dict) or not isinstance(data.get("dispatches"), list):
+                raise ValueError("expected an object with a 'dispatches' list")
             rows = [Dispatch.from_json(d) for d in data["dispatches"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            aside = self.state_path.with_name(f"state.corrupt-{int(time.time())}.json")
-            with contextlib.suppress(OSError):
-                os.replace(self.state_path, aside)
-            return [], f"{self.state_path}: unreadable ({exc}); moved to {aside.name}"
-        return rows, None
+        except (ValueError, TypeError, RecursionError) as exc:
+            if read_only:
+                return [], []
+            return [], [self._set_aside("corrupt", f"unreadable ({exc})")]
+        kept: list[Dispatch] = []
+        refused: list[str] = []
+        for row in rows:
+            why = self._outside_reason(row)
+            if why is None:
+                kept.append(row)
+            else:
+                refused.append(f"dispatch {row.key}: {why}")
+        if not refused:
+            return kept, []
+        warnings = [f"{self.state_path}: refused {r}" for r in refused]
+        if not read_only:
+            warnings.append(self._copy_aside("refused", raw))
+        return kept, warnings
+
+    def _read_state(self) -> str:
+        fd = open_nofollow(self.state_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(0, "not a regular file")
+            data = fh.read(MAX_STATE_BYTES + 1)
+        if len(data) > MAX_STATE_BYTES:
+            raise OSError(0, f"larger than {MAX_STATE_BYTES // (1024 * 1024)} MiB")
+        return data.decode("utf-8", errors="replace")
+
+    def _outside_reason(self, row: Dispatch) -> str | None:
+        """Why a row's paths cannot be trusted, or None: logs live in our logs dir, worktrees
+        exactly where the dispatch rule puts them."""
+        if row.log_path:
+            log = Path(os.path.normpath(row.log_path))
+            if log.parent != self.log_dir or is_link(log):
+                return f"log {row.log_path!r} is not in {self.log_dir}"
+        if row.worktree:
+            if unsafe_id_reason(row.gap_id) is not None:
+                return f"gap id {row.gap_id!r} is not usable as a path"
+            expected, branch = dispatch_paths(self.repo_root, row.gap_id)
+            if Path(os.path.normpath(row.worktree)) != expected or row.branch != branch:
+                return f"worktree {row.worktree!r} is not {expected}"
+        if row.key.partition("#")[0] != row.gap_id:
+            return f"key {row.key!r} does not name gap {row.gap_id!r}"
+        return None
+
+    def _set_aside(self, kind: str, why: str) -> str:
+        aside = self.state_path.with_name(f"state.{kind}-{int(time.time())}.json")
+        with contextlib.suppress(OSError):
+            os.replace(self.state_path, aside)
+        return f"{self.state_path}: {why}; moved to {aside.name}"
+
+    def _copy_aside(self, kind: str, raw: str) -> str:
+        aside = self.state_path.with_name(f"state.{kind}-{int(time.time())}.json")
+        try:
+            fd = open_nofollow(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(raw)
+        except OSError as exc:
+            return f"{self.state_path}: could not keep a copy ({exc.strerror or exc})"
+        return f"{self.state_path}: the file as it was is kept as {aside.name}"
 
     def archive(self) -> Path | None:
         """Move a finished session's table aside so the next run starts a fresh one."""
-        if not self.state_path.exists():
+        if not os.path.lexists(self.state_path):
             return None
         target = self.state_path.with_name(time.strftime("state-%Y%m%d-%H%M%S.json"))
         os.replace(self.state_path, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.outside_text import visible
+from chump_tui.safe_fs import open_nofollow, real_dir
 
 
 def totals_line(dispatches: Iterable[Dispatch]) -> str:
@@ -44,7 +46,7 @@ def summary_rows(dispatches: Iterable[Dispatch], now: float) -> list[dict[str, o
 def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
                    reflections_target: str) -> list[Path]:
     """Write ``chump-tui-summary-<stamp>.json`` and ``.md``; returns both paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    real_dir(directory)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     rows = summary_rows(dispatches, now)
     totals = totals_line(dispatches)
@@ -74,6 +76,10 @@ def _md(value: object) -> str:
 
 def _write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)

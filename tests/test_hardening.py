@@ -18,12 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chump_tui import agent_process
-from chump_tui.agent_process import AgentProcess, OutputLog, Redactor, secret_values
+from chump_tui.agent_process import AgentProcess, OutputLog
 from chump_tui.backlog import TOO_LARGE, load_backlog
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.engine import Engine, EngineConfig
 from chump_tui.errors import BacklogError, DispatchError
 from chump_tui.events import Notice
+from chump_tui.log_lines import Redactor, secret_values
 from chump_tui.monitor import (
     DispatchOutcome,
     Done,

@@ -49,19 +49,20 @@ def reflection_rows(repo: Path) -> list[tuple[str, str]]:
 
 
 def test_state_file_is_atomic_json_and_round_trips(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path / "s")
+    store = SessionStore(tmp_path / "sessions" / "chump-tui")
     rec = Dispatch(key="A-1#1", gap_id="A-1", title="t", priority="P1", effort="s",
-                   branch="claude/a-1", worktree="/w", attempt=1, started_at=1.0,
+                   branch="claude/a-1", worktree=str(tmp_path / ".claude/worktrees/a-1"),
+                   attempt=1, started_at=1.0,
                    soft_deadline_s=60, phase="ended", pr=PrStatus(3, "MERGED", "CLEAN"),
                    outcome=DispatchOutcome.shipped(3))
     store.save([rec])
-    loaded, warning = store.load()
-    assert warning is None and loaded == [rec]
+    loaded, warnings = store.load()
+    assert warnings == [] and loaded == [rec]
     assert (store.state_path.stat().st_mode & 0o077) == 0
     assert not list(store.directory.glob(".state.*.tmp"))
     store.state_path.write_text("{not json")
-    loaded, warning = store.load()
-    assert loaded == [] and warning and "unreadable" in warning
+    loaded, warnings = store.load()
+    assert loaded == [] and "unreadable" in warnings[0]
     assert list(store.directory.glob("state.corrupt-*.json"))
 
 
@@ -254,10 +255,10 @@ def test_continuous_drains_a_dependency_chain_in_order(git_repo: Path,
 
 def test_a_retry_keeps_ignoring_the_old_pr_after_a_restart(tmp_path: Path) -> None:
     rec = Dispatch(key="R-1#2", gap_id="R-1", title="t", priority="P1", effort="s",
-                   branch="claude/r-1", worktree=str(tmp_path), attempt=2,
-                   started_at=time.time(), soft_deadline_s=0.3, phase="running",
+                   branch="claude/r-1", worktree=str(tmp_path / ".claude/worktrees/r-1"),
+                   attempt=2, started_at=time.time(), soft_deadline_s=0.3, phase="running",
                    stale_prs=[7])
-    store = SessionStore(tmp_path / "s")
+    store = SessionStore(tmp_path / "sessions" / "chump-tui")
     store.save([rec])
     (loaded,), _ = store.load()
     assert loaded.stale_prs == [7]

@@ -201,7 +201,7 @@ class ChumpApp(App[int]):
     def _reload_watched_state(self) -> None:
         """Read-only view: mirror the other console's state file into our passive engine."""
         assert self.setup.watch_state is not None
-        records, _warning = self.setup.watch_state.load()
+        records, _warnings = self.setup.watch_state.load(read_only=True)
         for record in records:
             if self.dispatches.get(record.key) != record:
                 self.engine.restore(record)

@@ -109,7 +109,7 @@ def read_only_setup(opts: Options, repo_root: Path, backlog: Backlog,
                         export_dir=repo_root / "sessions",
                         banner=f"Read-only: {busy}. Nothing here changes its agents.",
                         start_engine=False,
-                        watch_state=SessionStore(repo_root / "sessions" / "chump-tui"))
+                        watch_state=SessionStore(repo_root / "sessions" / "chump-tui", repo_root))
 
 
 def _offer_demo(base: Path) -> bool:

@@ -241,8 +241,10 @@ class MonitorScreen(Screen[None]):
         d = self.selected_dispatch()
         if d is None:
             return
-        if d.active:
-            self.notify("Kill the agent first: its worktree is in use.", severity="warning")
+        busy = [o for o in self.chump.dispatches.values() if o.active and o.gap_id == d.gap_id]
+        if busy:
+            self.notify(f"{d.gap_id} #{busy[0].attempt} is {busy[0].label()} in this worktree: "
+                        "kill it first.", severity="warning")
             return
         lines = [assemble(d.worktree),
                  assemble("(git worktree remove --force; the branch ", d.branch, " is kept)")]

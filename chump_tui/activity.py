@@ -1,0 +1,181 @@
+"""What one agent is doing now, and its output as a person reads it.
+
+``Activity`` folds the agent's events (``chump_tui.agent_streams.events``) into
+what the card shows: the current tool and its argument (``Bash  cargo test``),
+``thinking…`` or ``writing``, turns, tokens in and out, the cost once the run
+reports it, and when the last event came (the watchdogs read that). ``render``
+turns each event into the readable line the output pane shows; never raw JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from dataclasses import dataclass, field
+
+from chump_tui.agent_streams.events import (
+    AgentError,
+    AgentEvent,
+    AssistantText,
+    Finished,
+    MessageUsage,
+    PlainLine,
+    Retrying,
+    SessionStarted,
+    StepStarted,
+    Thinking,
+    ToolCall,
+    ToolFinished,
+    TurnUsage,
+)
+from chump_tui.agent_streams.fields import first_line
+from chump_tui.log_lines import human_bytes
+
+WRAP = 110
+
+
+@dataclass
+class Activity:
+    harness: str = ""
+    session_id: str = ""
+    model: str = ""
+    doing: str = ""  # "Bash  cargo test -p core", "thinking…", "writing"
+    turns: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    tool_calls: int = 0
+    tool_errors: int = 0
+    events: int = 0
+    first_event_at: float | None = None  # wall clock of the first output that is progress
+    last_event_at: float | None = None
+    finished: Finished | None = None
+    fatal_error: str = ""  # a failed turn or error event: the outcome's reason
+    _by_message: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _base_in: int = field(default=0, repr=False)  # totals from TurnUsage (harnesses without ids)
+    _base_out: int = field(default=0, repr=False)
+    _tools: dict[str, str] = field(default_factory=dict, repr=False)  # running tool id -> name
+
+    def apply(self, event: AgentEvent, now: float) -> None:
+        if not isinstance(event, Retrying):
+            self.events += 1
+            if self.first_event_at is None:
+                self.first_event_at = now
+            self.last_event_at = now
+        if isinstance(event, SessionStarted):
+            self.session_id, self.model = event.session_id, event.model
+            self.doing = "starting"
+        elif isinstance(event, StepStarted):
+            self.doing = "thinking…"
+        elif isinstance(event, AssistantText):
+            self.doing = "writing"
+        elif isinstance(event, Thinking):
+            self.doing = "thinking…"
+        elif isinstance(event, ToolCall):
+            self.tool_calls += 1
+            self._tools[event.tool_id] = event.name
+            self.doing = f"{event.name}  {event.arg}".rstrip()
+        elif isinstance(event, ToolFinished):
+            self._tools.pop(event.tool_id, None)
+            self.tool_errors += not event.ok
+            self.doing = "thinking…"
+        elif isinstance(event, MessageUsage):
+            self._by_message[event.message_id] = (event.tokens_in, event.tokens_out)
+            self._sum_tokens()
+            self.turns = max(self.turns, len(self._by_message))
+        elif isinstance(event, TurnUsage):
+            self._base_in += event.tokens_in
+            self._base_out += event.tokens_out
+            self.turns += 1
+            if event.cost_usd is not None:
+                self.cost_usd = (self.cost_usd or 0.0) + event.cost_usd
+            self._sum_tokens()
+        elif isinstance(event, Finished):
+            self._finish(event)
+        elif isinstance(event, AgentError):
+            self.doing = f"error: {first_line(event.message, 80)}"
+            if event.fatal:
+                self.fatal_error = first_line(event.message, 300)
+        elif isinstance(event, Retrying):
+            self.doing = f"retrying: {first_line(event.message, 80)}"
+
+    def _sum_tokens(self) -> None:
+        self.tokens_in = self._base_in + sum(i for i, _ in self._by_message.values())
+        self.tokens_out = self._base_out + sum(o for _, o in self._by_message.values())
+
+    def _finish(self, event: Finished) -> None:
+        self.finished = event
+        if event.turns is not None:
+            self.turns = event.turns
+        if event.cost_usd is not None:
+            self.cost_usd = event.cost_usd
+        if event.tokens_in is not None:
+            self.tokens_in = max(self.tokens_in, event.tokens_in)
+        if event.tokens_out is not None:
+            self.tokens_out = max(self.tokens_out, event.tokens_out)
+        self.doing = "done" if event.ok else "failed"
+        if not event.ok:
+            self.fatal_error = first_line(event.text or event.subtype or "failed", 300)
+
+    def copy(self) -> Activity:
+        return dataclasses.replace(self, _by_message={}, _tools={})
+
+    def counters(self) -> str:
+        """``3 turns · in 12.3k out 1.2k · $0.0412`` (cost only where the harness says)."""
+        parts = [f"{self.turns} turn{'s' if self.turns != 1 else ''}"]
+        if self.tokens_in or self.tokens_out:
+            parts.append(f"in {short_count(self.tokens_in)} out {short_count(self.tokens_out)}")
+        if self.cost_usd is not None:
+            parts.append(dollars(self.cost_usd))
+        return " · ".join(parts)
+
+
+def short_count(n: int) -> str:
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def dollars(cost: float | None) -> str:
+    if cost is None:
+        return "-"
+    return f"${cost:.4f}" if cost < 1 else f"${cost:.2f}"
+
+
+def render(event: AgentEvent) -> list[str]:
+    """The lines the output pane shows for one event (none for pure bookkeeping)."""
+    if isinstance(event, PlainLine):
+        return [event.text]
+    if isinstance(event, SessionStarted):
+        return [f"● session {event.session_id[:8] or '?'} · model {event.model or '?'}"]
+    if isinstance(event, AssistantText):
+        lines: list[str] = []
+        for paragraph in event.text.strip().splitlines():
+            lines += textwrap.wrap(paragraph, WRAP, subsequent_indent="  ") or [""]
+        return [f"» {ln}" if i == 0 else f"  {ln}" for i, ln in enumerate(lines)]
+    if isinstance(event, ToolCall):
+        return [f"→ {event.name}  {event.arg}".rstrip()]
+    if isinstance(event, ToolFinished):
+        name = f" {event.name}" if event.name else ""
+        if event.ok:
+            return [f"  ✓{name} {human_bytes(event.size)}  {event.preview}".rstrip()]
+        return [f"  ✗{name} tool error, {human_bytes(event.size)}  {event.preview}".rstrip()]
+    if isinstance(event, Finished):
+        word = "done" if event.ok else f"FAILED ({event.subtype or 'error'})"
+        facts = []
+        if event.turns is not None:
+            facts.append(f"{event.turns} turns")
+        if event.cost_usd is not None:
+            facts.append(dollars(event.cost_usd))
+        if event.duration_ms is not None:
+            facts.append(f"{event.duration_ms / 1000:.0f}s")
+        text = first_line(event.text, 300)
+        return [f"■ {word}" + (f" · {' · '.join(facts)}" if facts else "")
+                + (f" — {text}" if text else "")]
+    if isinstance(event, AgentError):
+        return [f"✗ ERROR: {event.message}"]
+    if isinstance(event, Retrying):
+        return [f"… {event.message}"]
+    return []

@@ -1,0 +1,1 @@
+"""Agents' JSON event streams (claude, codex, opencode, gemini) read into one event model."""

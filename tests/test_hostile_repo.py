@@ -1,0 +1,259 @@
+"""A hostile repository and damaged state: nothing outside the session is touched, nothing
+recorded is lost, bad state is a warning and never a crash (issue: hostile repo)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chump_tui.agent_process import OutputLog, read_log
+from chump_tui.dispatch_record import Dispatch
+from chump_tui.engine import Engine, EngineConfig
+from chump_tui.log_lines import LineSplitter, Redactor
+from chump_tui.pr_providers import ScriptedPrProvider
+from chump_tui.reflections import MemoryReflectionWriter
+from chump_tui.session_store import SessionStore
+from tests.conftest import git, wait_for
+from tests.test_engine import ScriptSpawner, gap
+
+TWENTY_MB = 20 * 1024 * 1024
+
+
+def big_log(path: Path, last: str = "ERROR: the last thing it said") -> None:
+    with open(path, "wb") as fh:
+        line = b"x" * 1023 + b"\n"
+        for _ in range(TWENTY_MB // len(line)):
+            fh.write(line)
+        fh.write(last.encode() + b"\n")
+
+
+def state_record(repo: Path, **fields: object) -> dict[str, object]:
+    rec = Dispatch(key="H-1#1", gap_id="H-1", title="t", priority="P1", effort="s",
+                   branch="claude/h-1", worktree=str(repo / ".claude/worktrees/h-1"), attempt=1,
+                   started_at=time.time() - 10, soft_deadline_s=60, phase="ended",
+                   log_path=str(repo / "sessions/chump-tui/logs/h-1-attempt1.log")).to_json()
+    rec.update(fields)
+    return rec
+
+
+def write_state(repo: Path, dispatches: object) -> Path:
+    path = repo / "sessions" / "chump-tui" / "state.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": 1, "dispatches": dispatches}))
+    return path
+
+
+# ------------------------------------------------------------------ data destroyed
+def test_reading_an_ended_agents_big_log_never_truncates_it(tmp_path: Path) -> None:
+    log = tmp_path / "h-1-attempt1.log"
+    big_log(log)
+    size = log.stat().st_size
+    output = OutputLog()
+    read_log(log, output)
+    assert log.stat().st_size == size
+    assert output.tail(1) == ["ERROR: the last thing it said"]
+    assert output.signal_lines()[-1] == "ERROR: the last thing it said"
+
+
+def test_a_committed_state_file_cannot_name_a_log_outside_the_session(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    outside = tmp_path / "precious.bin"
+    big_log(outside)
+    before = outside.read_bytes()
+    state = write_state(repo, [state_record(repo, log_path=str(outside),
+                                            reflection_written=False)])
+    store = SessionStore.for_repo(repo)
+    records, warnings = store.load()
+    assert records == []
+    assert any("refused dispatch H-1#1" in w and str(outside) in w for w in warnings)
+    assert outside.read_bytes() == before
+    kept = list(state.parent.glob("state.refused-*.json"))
+    assert kept and "precious.bin" in kept[0].read_text()  # nothing of theirs lost either
+
+
+@pytest.mark.parametrize("field,value", [
+    ("worktree", "/home/someone/project"), ("worktree", "{repo}/.claude/worktrees/../../x"),
+    ("log_path", "{repo}/sessions/chump-tui/logs/../../../etc.log"), ("gap_id", "../x"),
+    ("key", "OTHER#1")])
+def test_records_with_paths_outside_the_session_are_refused(tmp_path: Path, field: str,
+                                                            value: str) -> None:
+    repo = tmp_path / "repo"
+    good = state_record(repo)
+    good["key"], good["gap_id"], good["branch"] = "G-1#1", "G-1", "claude/g-1"
+    good["worktree"] = str(repo / ".claude/worktrees/g-1")
+    write_state(repo, [state_record(repo, **{field: value.format(repo=repo)}), good])
+    records, warnings = SessionStore.for_repo(repo).load()
+    assert [r.key for r in records] == ["G-1#1"]
+    assert any("refused" in w for w in warnings)
+
+
+@pytest.mark.parametrize("payload", [
+    '{"version":1,"dispatches":[null]}', '{"version":1,"dispatches":"ab"}', "[1, 2]",
+    '{"version":1,"dispatches":[{"key":"H-1#1","pid":"123"}]}', '{"dispatches": {}}',
+    "null", '{"version":1,"dispatches":[{"attempt": true}]}',
+    pytest.param("[" * 100000, id="nested-100k")])
+def test_state_file_of_the_wrong_shape_is_set_aside_not_a_crash(tmp_path: Path,
+                                                                payload: str) -> None:
+    repo = tmp_path / "repo"
+    state = write_state(repo, [])
+    state.write_text(payload)
+    records, warnings = SessionStore.for_repo(repo).load()
+    assert records == [] and len(warnings) == 1 and "moved to state.corrupt-" in warnings[0]
+    assert not state.exists()
+    assert list(state.parent.glob("state.corrupt-*.json"))
+
+
+def test_wrong_state_shape_through_the_cli_is_a_warning(git_repo: Path,
+                                                        stub_env: dict[str, str]) -> None:
+    (git_repo / "gaps.yaml").write_text("gaps: []\n")
+    write_state(git_repo, [None]).write_text('{"version":1,"dispatches":[{"key":1,"pid":"1"}]}')
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--execute",
+                           "--backlog", "gaps.yaml"], cwd=git_repo, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert "Traceback" not in done.stderr
+    assert "unreadable" in done.stderr and "moved to state.corrupt-" in done.stderr
+    assert done.returncode == 0
+
+
+def test_symlinked_lock_file_is_not_followed(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    target = tmp_path / "bashrc"
+    target.write_text("export PATH=/usr/bin\n")
+    target.chmod(0o644)
+    own = repo / "sessions" / "chump-tui"
+    own.mkdir(parents=True)
+    (own / "lock").symlink_to(target)
+    store = SessionStore.for_repo(repo)
+    with pytest.raises(Exception, match="symbolic link"):
+        store.acquire()
+    assert target.read_text() == "export PATH=/usr/bin\n"
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("linked", ["sessions", "sessions/chump-tui", "sessions/chump-tui/logs"])
+def test_symlinked_session_dirs_are_refused_with_one_line(git_repo: Path, tmp_path: Path,
+                                                          stub_env: dict[str, str],
+                                                          linked: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = git_repo / linked
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere, target_is_directory=True)
+    (git_repo / "gaps.yaml").write_text(
+        "gaps:\n  - {id: S-1, priority: P1, effort: s, status: open}\n")
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--execute",
+                           "--backlog", "gaps.yaml"], cwd=git_repo, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "symbolic link" in done.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_symlinked_log_is_never_written_through(git_repo: Path, tmp_path: Path,
+                                                stub_env: dict[str, str]) -> None:
+    target = tmp_path / "victim.txt"
+    target.write_text("mine\n")
+    logs = git_repo / "sessions" / "chump-tui" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "l-1-attempt1.log").symlink_to(target)
+    (git_repo / "gaps.yaml").write_text(
+        "gaps:\n  - {id: L-1, priority: P1, effort: s, status: open}\n")
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--execute",
+                           "--backlog", "gaps.yaml"], cwd=git_repo, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert "DISPATCH-FAILED: L-1" in done.stderr and "symbolic link" in done.stderr
+    assert done.returncode == 1
+    assert target.read_text() == "mine\n"
+
+
+def test_tracked_sessions_dir_is_warned_about(git_repo: Path, stub_env: dict[str, str]) -> None:
+    (git_repo / "sessions").mkdir()
+    (git_repo / "sessions" / "notes.txt").write_text("committed\n")
+    git(git_repo, "add", "sessions")
+    git(git_repo, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "sessions")
+    (git_repo / "gaps.yaml").write_text("gaps: []\n")
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--execute",
+                           "--backlog", "gaps.yaml"], cwd=git_repo, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert "sessions/ is tracked by git" in done.stderr
+
+
+def test_remove_worktree_is_refused_while_a_retry_works_in_it(tmp_path: Path) -> None:
+    spawner = ScriptSpawner({"W-1": "exit 3"})
+    engine = Engine(tmp_path, spawner, ScriptedPrProvider({}), MemoryReflectionWriter(),
+                    EngineConfig(tick_s=0.01, kill_grace_s=0.2), backlog=[gap("W-1")])
+    worktree = tmp_path / ".claude" / "worktrees" / "w-1"
+    worktree.mkdir(parents=True)
+    (worktree / "uncommitted.txt").write_text("work in progress\n")
+    engine.start()
+    try:
+        engine.dispatch([gap("W-1")])
+        wait_for(lambda: engine.get("W-1#1") and not engine.get("W-1#1").active, 10, "#1 ends")
+        spawner.scripts["W-1"] = "sleep 30"
+        engine.retry("W-1#1")
+        wait_for(lambda: (d := engine.get("W-1#2")) is not None and d.phase == "running", 10,
+                 "#2 running")
+        error = engine.remove_worktree("W-1#1")
+        assert error is not None and "#2" in error
+        assert (worktree / "uncommitted.txt").exists()
+    finally:
+        engine.stop_all("test", grace_s=0.2)
+        engine.close()
+
+
+# --------------------------------------------------------------------- smaller
+def test_secret_straddling_the_line_split_is_redacted() -> None:
+    secret = "ghp_" + "S" * 36
+    redactor = Redactor([secret])
+    for offset in range(8150, 8200, 7):
+        splitter = LineSplitter(redactor)
+        data = ("x" * offset + secret + "y" * 9000).encode()
+        lines = splitter.feed(data[:4000]) + splitter.feed(data[4000:]) + splitter.flush()
+        shown = "".join(line.text for line in lines)
+        assert "SSSS" not in shown and "ghp_" not in shown
+        assert shown.count("***") == 1
+
+
+def test_a_character_cut_at_the_split_stays_whole() -> None:
+    splitter = LineSplitter(Redactor([]))
+    lines = splitter.feed(("é" * 5000).encode()) + splitter.feed(("ü" * 5000).encode())
+    lines += splitter.flush()
+    assert "\ufffd" not in "".join(line.text for line in lines)
+    assert "".join(line.text for line in lines) == "é" * 5000 + "ü" * 5000
+
+
+def test_huge_json_line_keeps_memory_bounded() -> None:
+    import tracemalloc
+
+    splitter = LineSplitter(Redactor([]))
+    tracemalloc.start()
+    try:
+        splitter.feed(b'{"type":"user","message":{"content":"')
+        for _ in range(20):
+            splitter.feed(b"a" * (1024 * 1024))
+        lines = splitter.feed(b'"}}\n')
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(lines) == 1 and lines[0].cut and lines[0].size > 20 * 1024 * 1024
+    assert peak < 8 * 1024 * 1024
+
+
+def test_symlinked_reflection_db_is_not_written_through(tmp_path: Path) -> None:
+    from chump_tui.monitor import DispatchOutcome
+    from chump_tui.reflections import DispatchReflection, SqliteReflectionWriter
+
+    target = tmp_path / "other.db"
+    target.write_bytes(b"not ours")
+    (tmp_path / "sessions").mkdir()
+    (tmp_path / "sessions" / "chump_memory.db").symlink_to(target)
+    writer = SqliteReflectionWriter.for_repo(tmp_path)
+    with pytest.raises(OSError, match="symbolic link"):
+        writer.write(DispatchReflection.build("A-1", "s", DispatchOutcome.shipped(1), 1, 0,
+                                              "claude", []))
+    assert target.read_bytes() == b"not ours"
