@@ -36,7 +36,6 @@ WRAP = 110
 
 @dataclass
 class Activity:
-    harness: str = ""
     session_id: str = ""
     model: str = ""
     doing: str = ""  # "Bash  cargo test -p core", "thinking…", "writing"

@@ -60,13 +60,13 @@ class OutputLog:
     """Bounded in-memory record of an agent's output, shared by the follower and viewers:
     the live tail, the signal ring for the reflection, and the agent's activity."""
 
-    def __init__(self, harness: str = "", clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
         self._tail: collections.deque[str] = collections.deque(maxlen=LIVE_TAIL_CAP)
         self._signals: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_CAP)
         self.lines_seen = 0
         self.clock = clock
-        self._activity = Activity(harness=harness)
+        self._activity = Activity()
 
     def add(self, line: str) -> None:
         """Record one line of our own (already redacted by the caller)."""

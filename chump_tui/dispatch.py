@@ -1,4 +1,4 @@
-"""Dispatching one gap: depth rule, id check, worktree, claim, prompt, spawn, in that order.
+"""Dispatching one gap: depth rule, id check, prompt, worktree, claim, spawn, in that order.
 
 A failing step raises DispatchError naming the step and the later steps are
 not run; the caller records it as a spawn failure for that gap.
@@ -27,6 +27,7 @@ class DispatchHandle:
     worktree: Path
     branch: str
     backend: str
+    harness: str
     process: AgentProcess | None
     started_at: float
     claim_note: str | None = None
@@ -64,6 +65,8 @@ def dispatch_gap_with(
     if unsafe:
         raise DispatchError(f"gap {gap.id!r}: {unsafe}")
     worktree, branch = dispatch_paths(repo_root, gap.id)
+    # Everything that can be checked is checked before anything is created.
+    prompt = build_prompt(gap.id, repo_root)
     try:
         spawner.create_worktree(worktree, branch, base_ref)
     except DispatchError as exc:
@@ -72,7 +75,6 @@ def dispatch_gap_with(
         note = spawner.claim_gap(worktree, gap.id)
     except DispatchError as exc:
         raise DispatchError(f"claiming {gap.id} in {worktree}: {exc}") from None
-    prompt = build_prompt(gap.id, repo_root)
     try:
         result = spawner.spawn_agent(worktree, gap.id, prompt, log_path, output, on_line)
     except DispatchError as exc:
@@ -82,6 +84,7 @@ def dispatch_gap_with(
         worktree=worktree,
         branch=branch,
         backend=result.backend,
+        harness=result.harness,
         process=result.process,
         started_at=clock(),
         claim_note=note,

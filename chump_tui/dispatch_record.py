@@ -45,6 +45,12 @@ class Dispatch:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique across sessions
     # Earlier attempts' merged/closed PRs on this branch: never this attempt's outcome.
     stale_prs: list[int] = field(default_factory=list)
+    harness: str = ""  # whose event stream the agent writes ('' : plain text)
+    turns: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None  # only where the harness reports it
+    agent_error: str = ""  # an error result or failed turn the agent reported
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,19 +116,22 @@ class Dispatch:
         if self.outcome is None:
             return self.kill_reason
         if self.outcome.kind == "killed":
+            if self.agent_error and self.outcome.reason.startswith("exit code"):
+                return f"{self.outcome.reason}: {self.agent_error}"
             return self.outcome.reason
         if self.outcome.kind == "stalled":
-            return "no PR within soft deadline"
+            said = f"; the agent said: {self.agent_error}" if self.agent_error else ""
+            return "no PR within soft deadline" + said
         return f"PR #{self.outcome.pr_number}"
 
 
 # ------------------------------------------------------------------ state-file shapes
 _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")
 _STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
-        "error", "note", "kill_reason", "log_path", "uid")
+        "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error")
 _NUMBER = ("started_at", "soft_deadline_s")
-_OPTIONAL_NUMBER = ("process_start", "ended_at", "kill_deadline")
-_OPTIONAL_INT = ("pid", "exit_code")
+_OPTIONAL_NUMBER = ("process_start", "ended_at", "kill_deadline", "cost_usd")
+_OPTIONAL_INT = ("pid", "exit_code", "turns", "tokens_in", "tokens_out")
 
 
 def _is_int(value: object) -> bool:

@@ -19,12 +19,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from chump_tui import watchdog
+from chump_tui.activity import Activity
 from chump_tui.agent_process import AgentProcess, OutputLog, read_log
 from chump_tui.backlog import Gap, done_ids
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.errors import DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice, OutputLine
+from chump_tui.harness import harness_named, stream_format
 from chump_tui.log_lines import redact
 from chump_tui.monitor import (
     DEFAULT_KILL_GRACE_S,
@@ -37,6 +40,7 @@ from chump_tui.monitor import (
     decide_tick,
     soft_deadline_seconds,
 )
+from chump_tui.outside_text import one_line
 from chump_tui.paths import dispatch_paths, slug, unsafe_id_reason
 from chump_tui.picker import pickable_gaps
 from chump_tui.pr_providers import PrProvider
@@ -44,8 +48,18 @@ from chump_tui.reflection_queue import ReflectionQueue
 from chump_tui.reflections import DispatchReflection, ReflectionWriter
 from chump_tui.session_store import SessionStore
 from chump_tui.spawners import Spawner
+from chump_tui.watchdog import (
+    DEFAULT_FIRST_OUTPUT_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    BusyProbe,
+    Kill,
+    Quiet,
+)
 
 Listener = Callable[[EngineEvent], None]
+
+EVALUATE_EVERY_S = 1.0
+"""The monitor thread decides at least this often (deadlines, watchdogs, exits)."""
 
 
 @dataclass
@@ -58,6 +72,8 @@ class EngineConfig:
     log_dir: Path | None = None
     environ: Mapping[str, str] | None = None  # None: no depth check (test spawners)
     continuous: bool = False
+    first_output_timeout_s: float = DEFAULT_FIRST_OUTPUT_TIMEOUT_S  # 0: off
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # 0: off
 
 
 @dataclass
@@ -71,6 +87,7 @@ class _Live:
     # Set by the exit watcher once the process ended AND its output is drained,
     # so the reflection sees the agent's last lines.
     exit_seen: int | None = None
+    busy_at: float | None = None  # when its descendants were last seen using CPU
 
 
 class Engine:
@@ -103,6 +120,9 @@ class Engine:
         self._order: list[str] = []
         self._listeners: list[Listener] = []
         self._wake = threading.Event()
+        self._poll_wake = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._busy = BusyProbe()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_poll_mono = 0.0
@@ -164,6 +184,27 @@ class Engine:
             live = self._live.get(key)
         return live.output.lines_seen if live else 0
 
+    def activity(self, key: str) -> Activity | None:
+        """What the agent of ``key`` is doing (a copy)."""
+        with self._lock:
+            live = self._live.get(key)
+        return live.output.activity() if live else None
+
+    def watchdog_state(self, key: str, now: float | None = None) -> Quiet | Kill | None:
+        """The watchdogs' view of one running agent (the card's QUIET badge)."""
+        with self._lock:
+            live = self._live.get(key)
+            if live is None or live.record.phase not in ("running", "stalled") \
+                    or live.process is None or live.exit_seen is not None:
+                return None
+            busy_at = live.busy_at
+            started = live.record.started_at
+        act = live.output.activity()
+        return watchdog.check(started, act.first_event_at, act.last_event_at,
+                              self.clock() if now is None else now,
+                              self.config.first_output_timeout_s, self.config.idle_timeout_s,
+                              busy_at)
+
     def active_count(self) -> int:
         with self._lock:
             return sum(1 for lv in self._live.values() if lv.record.active)
@@ -183,16 +224,17 @@ class Engine:
         re-read from the top, then followed); an active record without one is judged
         by its PR and deadlines as if its agent had exited cleanly.
         """
-        live = _Live(dataclasses.replace(record), OutputLog(), process=process)
+        live = _Live(dataclasses.replace(record), OutputLog(self.clock), process=process)
         key = record.key
         for line in lines:
             live.output.add(line)
         log_path = Path(record.log_path) if record.log_path else None
+        fmt = stream_format(record.harness)
         if process is not None and log_path is not None:
             process.follow(log_path, live.output,
-                           lambda lines: self._emit(OutputLine(key, tuple(lines))))
+                           lambda lines: self._emit(OutputLine(key, tuple(lines))), fmt=fmt)
         elif log_path is not None and log_path.exists():
-            read_log(log_path, live.output)
+            read_log(log_path, live.output, fmt)
         with self._lock:
             self._live[key] = live
             if key not in self._order:
@@ -203,7 +245,7 @@ class Engine:
                 elif record.phase in ("running", "stalled"):
                     live.exit_seen = record.exit_code if record.exit_code is not None else 0
             self._changed(live, "restored")
-        self._poll_requested = True
+        self._request_poll()
         self._wake.set()
 
     def resume(self, records: Iterable[Dispatch]) -> list[str]:
@@ -278,7 +320,7 @@ class Engine:
             soft_deadline_s=soft, log_path=log_path,
         )
         record.stale_prs = sorted(set(stale_prs))
-        live = _Live(record, OutputLog())
+        live = _Live(record, OutputLog(self.clock))
         with self._lock:
             self._live[key] = live
             self._order.append(key)
@@ -311,6 +353,7 @@ class Engine:
             rec = live.record
             rec.phase = "running"
             rec.backend = handle.backend
+            rec.harness = handle.harness
             rec.started_at = handle.started_at
             rec.note = handle.claim_note or ""
             live.process = handle.process
@@ -319,8 +362,7 @@ class Engine:
                 rec.process_start = handle.process.start_time
                 self._watch_exit(live, handle.process)
             self._changed(live, "dispatched")
-        self._poll_requested = True
-        self._wake.set()
+        self._request_poll()
 
     def _gap_for(self, record: Dispatch) -> Gap:
         for gap in self.backlog:
@@ -482,14 +524,22 @@ class Engine:
     # ----------------------------------------------------------- monitor loop
     def start(self) -> None:
         if self._thread is None:
+            # Two threads: a hanging `gh` holds up only the poller, never exits, deadlines,
+            # watchdogs or kills, which the monitor thread decides at least every second.
             self._thread = threading.Thread(target=self._run, name="monitor", daemon=True)
+            self._poller = threading.Thread(target=self._poll_loop, name="pr-poller",
+                                            daemon=True)
             self._thread.start()
+            self._poller.start()
 
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._poll_wake.set()
         if self._thread is not None:
             self._thread.join(10)
+        if self._poller is not None:
+            self._poller.join(2)  # a poll stuck in `gh` ends with its own timeout
         self.reflections.flush(10)
         self.reflections.close()
 
@@ -506,18 +556,28 @@ class Engine:
         return True
 
     def poll_now(self) -> None:
+        self._request_poll()
+
+    def _request_poll(self) -> None:
         self._poll_requested = True
-        self._wake.set()
+        self._poll_wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before deciding: a wake-up meanwhile is not lost
+            self._evaluate()
+            self._check_watchdogs()
+            self._wake.wait(EVALUATE_EVERY_S)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._poll_wake.clear()
             if self._poll_requested or time.monotonic() >= self._next_poll_mono:
                 self._poll_requested = False
                 self._poll_github()
                 self._next_poll_mono = time.monotonic() + self.config.tick_s
-            self._evaluate()
-            self._wake.wait(max(0.0, self._next_poll_mono - time.monotonic()))
-            self._wake.clear()
+                self._wake.set()  # decide with the fresh PR states
+            self._poll_wake.wait(max(0.0, self._next_poll_mono - time.monotonic()))
 
     def _poll_github(self) -> None:
         with self._lock:
@@ -571,9 +631,66 @@ class Engine:
                         rec.phase = "stalled"
                         self._changed(live, "stalled")
                 elif isinstance(decision, Done):
+                    if decision.outcome.kind == "killed" and code not in (None, 0):
+                        rec.agent_error = self._exit_detail(live)
                     self._finish(live, decision.outcome, in_flight)
                 elif isinstance(decision, KillThenDone):
                     self._start_kill(live, decision.reason, self.config.kill_grace_s)
+
+    def _check_watchdogs(self) -> None:
+        """Kill agents that went quiet, sparing those whose descendants are busy; copy a
+        finished run's cost and turns into its row as soon as the agent reports them."""
+        now = self.clock()
+        with self._lock:
+            watched = [lv for lv in self._live.values()
+                       if lv.record.phase in ("running", "stalled") and lv.process is not None
+                       and lv.exit_seen is None]
+        for live in watched:
+            act = live.output.activity()
+            if act.finished is not None and live.record.turns is None:
+                with self._lock:
+                    self._sync_activity(live, act)
+                    self._changed(live, "activity")
+            assert live.process is not None
+            verdict = watchdog.check(live.record.started_at, act.first_event_at,
+                                     act.last_event_at, now, self.config.first_output_timeout_s,
+                                     self.config.idle_timeout_s, live.busy_at)
+            if verdict is None:
+                self._busy.forget(live.process.pid)
+                continue
+            if self._busy.busy(live.process.pid):  # a build beneath it: working, not idle
+                live.busy_at = now
+                continue
+            if isinstance(verdict, Kill):
+                with self._lock:
+                    if live.record.phase in ("running", "stalled"):
+                        self._start_kill(live, verdict.reason, self.config.kill_grace_s)
+
+    def _sync_activity(self, live: _Live, act: Activity | None = None) -> None:
+        """Turns, tokens, cost and the agent's own error onto the row (kept in state.json)."""
+        act = act or live.output.activity()
+        rec = live.record
+        if act.events == 0 and act.finished is None:
+            return
+        rec.turns = act.turns
+        rec.tokens_in, rec.tokens_out = act.tokens_in, act.tokens_out
+        rec.cost_usd = act.cost_usd
+        if act.fatal_error:
+            rec.agent_error = redact(act.fatal_error)
+
+    def _exit_detail(self, live: _Live) -> str:
+        """Why an agent exited non-zero, as it or its harness said (the outcome keeps the
+        reference's ``exit code N``; this is shown after it)."""
+        act = live.output.activity()
+        if act.fatal_error:
+            return redact(act.fatal_error)
+        tail = live.output.tail(20)
+        harness = harness_named(live.record.harness)
+        hint = harness.hint_for(tail) if harness is not None else None
+        if hint:
+            return hint
+        last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+        return one_line(last, 200)
 
     def _finish(self, live: _Live, outcome: DispatchOutcome, in_flight: int | None = None) -> None:
         """Record a terminal outcome once, queue its reflection, refill if continuous."""
@@ -583,6 +700,7 @@ class Engine:
         now = self.clock()
         if in_flight is None:
             in_flight = sum(1 for lv in self._live.values() if lv.record.active)
+        self._sync_activity(live)
         rec.outcome = outcome
         rec.phase = "ended"
         rec.ended_at = now

@@ -19,7 +19,7 @@ class DispatchChanged:
 
     dispatch: Dispatch
     why: Literal["dispatching", "dispatched", "spawn_failed", "pr", "stalled", "killing",
-                 "outcome", "reflected", "exited", "restored"]
+                 "outcome", "reflected", "exited", "restored", "activity"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 from chump_tui.errors import ChumpError
@@ -79,6 +78,8 @@ def inside(path: Path, directory: Path) -> bool:
 
 def tracked_by_git(repo_root: Path, relative: str) -> bool:
     """Whether git tracks anything under ``relative`` (a repo that commits its sessions/)."""
+    import subprocess
+
     try:
         done = subprocess.run(["git", "-C", str(repo_root), "ls-files", "--", relative],
                               capture_output=True, timeout=10, check=False,
@@ -86,3 +87,39 @@ def tracked_by_git(repo_root: Path, relative: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0 and bool(done.stdout.strip())
+
+
+class NotReadable(OSError):
+    """A file that is not a regular file, or too big to read."""
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    A FIFO, a device (``/dev/zero``) or a directory is refused without blocking or
+    reading (its size would read 0 and slip past a size check); a bigger file is
+    refused after reading ``limit + 1`` bytes at most.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotReadable(f"not a regular file ({_kind(info.st_mode)})")
+        if info.st_size > limit:
+            raise NotReadable(f"{info.st_size // 1024} KiB; the limit is {limit // 1024} KiB")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise NotReadable(f"more than {limit // 1024} KiB; the limit is {limit // 1024} KiB")
+    return data
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"

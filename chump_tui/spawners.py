@@ -9,6 +9,7 @@ list (never a shell string) with a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import subprocess
@@ -19,6 +20,8 @@ from typing import Protocol
 
 from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
 from chump_tui.errors import DispatchError
+from chump_tui.harness import CLAUDE, MAX_PROMPT_ARG_BYTES
+from chump_tui.safe_fs import open_nofollow
 
 GIT_TIMEOUT_S = 120.0
 CLAIM_SCRIPTS = (Path("scripts/gap-claim.sh"), Path("scripts/coord/gap-claim.sh"))
@@ -109,6 +112,7 @@ class SpawnResult:
 
     process: AgentProcess | None
     backend: str
+    harness: str = ""  # whose event stream the output is ('' : plain text)
 
 
 class Spawner(Protocol):
@@ -179,19 +183,43 @@ class RealSpawner:
             return SpawnResult(spawn_fault_process(fault, worktree, log_path, output, on_line),
                                self.backend)
         env = agent_env(self.environ, self.backend)
+        harness = None
+        stdin_path = None
         if self.backend == "chump-local":
             argv = [resolve_chump_local_bin(worktree, self.environ), "--execute-gap", gap_id]
         else:
-            argv = [resolve_claude_bin(self.repo_root, self.environ), "-p", prompt,
-                    "--dangerously-skip-permissions"]
+            harness = CLAUDE
+            binary = resolve_claude_bin(self.repo_root, self.environ)
+            if len(prompt.encode("utf-8")) > MAX_PROMPT_ARG_BYTES:
+                stdin_path = write_prompt_file(log_path, prompt)
+                argv = harness.argv(binary, None)
+            else:
+                argv = harness.argv(binary, prompt)
         try:
-            process = AgentProcess.spawn(argv, worktree, env, log_path, output, on_line)
+            process = AgentProcess.spawn(argv, worktree, env, log_path, output, on_line,
+                                         harness.fmt if harness else None, stdin_path)
         except OSError as exc:
             target = exc.filename or argv[0]
             raise DispatchError(
                 f"cannot start {self.backend} agent ({target}): {exc.strerror or exc}"
             ) from None
-        return SpawnResult(process, self.backend)
+        return SpawnResult(process, self.backend, harness.name if harness else "")
+
+
+def write_prompt_file(log_path: Path, prompt: str) -> Path:
+    """The prompt beside the attempt's log, for a harness that reads it on stdin (the agent
+    outlives us, so no pipe of ours may feed it)."""
+    path = log_path.with_suffix(".prompt")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    try:
+        fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(prompt)
+    except OSError as exc:
+        raise DispatchError(f"cannot write the prompt file {path}: {exc.strerror or exc}") \
+            from None
+    return path
 
 
 def spawn_fault_process(

@@ -147,7 +147,9 @@ def test_real_spawner_creates_worktree_skips_claim_and_runs_claude(git_repo: Pat
     assert "claude/auto-7" in git(git_repo, "branch", "--list", "claude/*")
     argv = (wt / "argv.txt").read_text().splitlines()
     assert argv[0] == "-p" and "working on gap AUTO_7" in "\n".join(argv)
-    assert argv[-1] == "--dangerously-skip-permissions"
+    # The reference's argv, then stream-json so the live view has something to show.
+    assert argv[-4:] == ["--dangerously-skip-permissions", "--output-format", "stream-json",
+                         "--verbose"]
     env = dict(line.split("=", 1) for line in (wt / "env.txt").read_text().splitlines()
                if "=" in line)
     assert env["CHUMP_DISPATCH_DEPTH"] == "1"

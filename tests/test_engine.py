@@ -52,7 +52,10 @@ def make_engine(provider: ScriptedPrProvider, spawner: ScriptSpawner | None = No
                 backlog: list[Gap] | None = None, clock=time.time,  # type: ignore[no-untyped-def]
                 **config: object) -> tuple[Engine, MemoryReflectionWriter, list[EngineEvent]]:
     writer = MemoryReflectionWriter()
-    cfg = EngineConfig(tick_s=0.005, kill_grace_s=0.2)
+    # Watchdogs off unless a test turns them on: these tests jump a fake clock past
+    # deadlines with agents that print nothing.
+    cfg = EngineConfig(tick_s=0.005, kill_grace_s=0.2, first_output_timeout_s=0,
+                       idle_timeout_s=0)
     for k, v in config.items():
         setattr(cfg, k, v)
     engine = Engine(Path("/tmp/repo"), spawner or ScriptSpawner(), provider, writer, cfg,

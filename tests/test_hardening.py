@@ -341,7 +341,7 @@ def test_prompt_is_one_argv_element_and_ids_never_reach_a_shell(git_repo: Path,
     handle = dispatch_gap_with(RealSpawner(git_repo, env), gap("ARG-1"), git_repo, "origin/main",
                                tmp_path / "a.log", OutputLog())
     assert handle.process is not None and handle.process.wait(10) == 0
-    assert (handle.worktree / "argc.txt").read_text().strip() == "3"
+    assert (handle.worktree / "argc.txt").read_text().strip() == "6"  # -p PROMPT + 4 flags
     assert not (handle.worktree / "pwned").exists()
     for evil in ("x;touch pwned", "$(touch pwned)", "../../x", "a b"):
         with pytest.raises(DispatchError, match="not usable"):
