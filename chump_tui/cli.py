@@ -13,11 +13,14 @@ from pathlib import Path
 
 from chump_tui.errors import ChumpError
 from chump_tui.gc_pause import pause_for_startup, startup_done
+from chump_tui.options import Options
 
-# Kept here (equal to chump_tui.monitor's) so parsing flags imports nothing heavy;
-# a test checks they stay equal.
+# Kept here (equal to chump_tui.monitor's and chump_tui.watchdog's) so parsing flags
+# imports nothing heavy; a test checks they stay equal.
 DEFAULT_TICK_S = 30.0
 DEFAULT_KILL_GRACE_S = 30.0
+DEFAULT_FIRST_OUTPUT_TIMEOUT_S = 120.0
+DEFAULT_IDLE_TIMEOUT_S = 600.0
 
 # typing.TYPE_CHECKING without importing typing (see chump_tui.backlog).
 TYPE_CHECKING = False
@@ -30,51 +33,43 @@ if TYPE_CHECKING:
 PROG = "chump-tui"
 
 
-class Options:
-    """The parsed flags, one attribute each (a plain class: see chump_tui.backlog.Gap)."""
-
-    backlog: Path | None
-    max_parallel: int
-    dry_run: bool
-    watch: bool
-    no_reflect: bool
-    self_test: bool
-    repo_root: Path | None
-    base_ref: str
-    no_tui: bool
-    tick_s: float
-    kill_grace_s: float
-    soft_deadline_s: float | None
-    continuous: bool
-    demo: bool
-
-    def __init__(self, flags: argparse.Namespace) -> None:
-        vars(self).update(vars(flags))
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{PROG}: error: {message} (try --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+MAX_PARALLEL = 1000
+DAY_S = 86400.0
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(low: float, high: float, zero_ok: bool = True) -> Callable[[str], float]:
+    """Seconds in [low, high] (0 allowed when it means 'off'): every value the engine's
+    threads will sleep or add to a clock is bounded here, where a typo is one line."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if value == 0 and zero_ok:
+            return value
+        if not low <= value <= high:  # also false for nan
+            lowest = "0 (off) or " + f"{low:g}" if zero_ok else f"{low:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be from {lowest} to {high:g} seconds, got {text!r}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,12 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dispatch a backlog of gaps to parallel AI coding agents and watch them "
                     "until their pull requests land.",
         epilog="Without --no-tui and with a terminal, the console opens; otherwise plain mode "
-               "prints the reference's lines. See README.md for keys and files.",
+               "prints one line per event, in chump-orchestrator's format. See README.md for "
+               "keys and files.",
     )
     p.add_argument("--backlog", type=Path, metavar="PATH",
                    help="gaps.yaml or a docs/gaps/ registry dir (default: docs/gaps/ when it "
                         "holds *.yaml files, else docs/gaps.yaml)")
-    p.add_argument("--max-parallel", type=_positive_int, default=2, metavar="N",
+    p.add_argument("--max-parallel", type=_whole(1, MAX_PARALLEL), default=2, metavar="N",
                    help="agents at once (default 2)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=True,
@@ -111,22 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ref new worktrees branch from (default origin/main)")
     p.add_argument("--no-tui", action="store_true",
                    help="plain mode (also chosen when stdout is not a terminal)")
-    p.add_argument("--tick", dest="tick_s", type=_seconds, default=DEFAULT_TICK_S,
+    p.add_argument("--tick", dest="tick_s", type=_seconds(0.01, DAY_S, zero_ok=False),
+                   default=DEFAULT_TICK_S,
                    metavar="SECONDS", help=f"GitHub poll interval (default {DEFAULT_TICK_S:g})")
-    p.add_argument("--kill-grace", dest="kill_grace_s", type=_seconds,
+    p.add_argument("--kill-grace", dest="kill_grace_s", type=_seconds(0.01, 3600),
                    default=DEFAULT_KILL_GRACE_S, metavar="SECONDS",
                    help=f"SIGTERM-to-SIGKILL grace (default {DEFAULT_KILL_GRACE_S:g})")
-    p.add_argument("--soft-deadline", dest="soft_deadline_s", type=_seconds, default=None,
+    p.add_argument("--soft-deadline", dest="soft_deadline_s",
+                   type=_seconds(0.01, 7 * DAY_S, zero_ok=False), default=None,
                    metavar="SECONDS", help="soft deadline for every gap (overrides the "
                                            "effort table s=20m m=60m l=180m xl=360m)")
+    p.add_argument("--first-output-timeout", dest="first_output_timeout_s",
+                   type=_seconds(1, DAY_S), default=DEFAULT_FIRST_OUTPUT_TIMEOUT_S,
+                   metavar="SECONDS", help="kill an agent that prints nothing at all for this "
+                   f"long after it starts (default {DEFAULT_FIRST_OUTPUT_TIMEOUT_S:g}; 0: off)")
+    p.add_argument("--idle-timeout", dest="idle_timeout_s", type=_seconds(1, DAY_S),
+                   default=DEFAULT_IDLE_TIMEOUT_S, metavar="SECONDS",
+                   help="kill an agent with no new output for this long, unless a process "
+                        f"beneath it is busy (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0: off)")
     return p
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
-    ns = build_parser().parse_args(argv)
-    if ns.tick_s <= 0:
-        build_parser().error("--tick must be greater than 0")
-    return Options(ns)
+    return Options(**vars(build_parser().parse_args(argv)))
 
 
 def start_console(opts: Options, run_app: Callable[[ChumpApp], object] | None = None) -> int:

@@ -8,7 +8,6 @@ Killed("interrupted"), prints the summary and exits 130.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sys
@@ -25,11 +24,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see chum
 # The dry run needs only the loader and the picker; the engine and everything it
 # pulls in (subprocess management, psutil, SQLite) is imported on the execute path.
 if TYPE_CHECKING:
-    from chump_tui.cli import Options
     from chump_tui.dispatch_record import Dispatch
     from chump_tui.engine import Engine
     from chump_tui.events import EngineEvent
-    from chump_tui.reflections import ReflectionWriter
+    from chump_tui.options import Options
     from chump_tui.session_store import SessionStore
 
 
@@ -81,14 +79,6 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
     return lines
 
 
-def make_writer(opts: Options, repo_root: Path) -> ReflectionWriter:
-    from chump_tui.reflections import NoopReflectionWriter, SqliteReflectionWriter
-
-    if opts.no_reflect:
-        return NoopReflectionWriter()
-    return SqliteReflectionWriter.for_repo(repo_root)
-
-
 def run_plain(opts: Options) -> int:
     base = backlog_base(opts.repo_root)
     backlog = load_for(opts, base)
@@ -108,46 +98,9 @@ def run_plain(opts: Options) -> int:
     return 0
 
 
-def open_session(repo_root: Path) -> tuple[SessionStore, list[Dispatch], list[str]]:
-    """Lock the repo's session and load what must be resumed; a finished one is archived."""
-    from chump_tui.safe_fs import tracked_by_git
-    from chump_tui.session_store import SessionStore, needs_resume
-
-    store = SessionStore.for_repo(repo_root)
-    store.acquire()
-    records, notes = store.load()
-    if tracked_by_git(repo_root, "sessions"):
-        notes.append("sessions/ is tracked by git: its files came with the repository; "
-                     "chump-tui checks them but they are not its own (add sessions/ to "
-                     ".gitignore)")
-    if records and not needs_resume(records):
-        store.archive()
-        records = []
-    return store, records, notes
-
-
-def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
-                 store: SessionStore | None) -> Engine:
-    from chump_tui.engine import Engine, EngineConfig, default_log_dir
-    from chump_tui.pr_providers import GhPrProvider
-    from chump_tui.spawners import RealSpawner
-
-    spawner = RealSpawner(repo_root, os.environ)
-    if spawner.backend_warning:
-        _err(f"[dispatch] WARN {spawner.backend_warning}")
-    return Engine(
-        repo_root, spawner, GhPrProvider(repo_root), make_writer(opts, repo_root),
-        EngineConfig(base_ref=opts.base_ref, max_parallel=opts.max_parallel, tick_s=opts.tick_s,
-                     kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
-                     log_dir=default_log_dir(repo_root), environ=os.environ,
-                     continuous=opts.continuous),
-        backlog=backlog.gaps,
-        spawner_for_retry=RealSpawner(repo_root, os.environ, reuse_existing_worktree=True),
-        store=store,
-    )
-
-
 def _execute(opts: Options, backlog: Backlog) -> int:
+    from chump_tui.assembly import open_session
+
     repo_root = resolve_repo_root(opts.repo_root)
     store, records, notes = open_session(repo_root)
     try:
@@ -158,9 +111,10 @@ def _execute(opts: Options, backlog: Backlog) -> int:
 
 def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: SessionStore,
                     records: list[Dispatch], notes: list[str]) -> int:
+    from chump_tui.assembly import build_engine
     from chump_tui.session_store import needs_resume
 
-    engine = build_engine(opts, repo_root, backlog, store)
+    engine = build_engine(opts, repo_root, backlog, store, warn=_err)
     writer = engine.writer
     engine.subscribe(_print_event)
     for note in notes + engine.resume(records):

@@ -145,7 +145,8 @@ def test_gap_equality_hash_and_pickle_ignore_nothing_but_extra() -> None:
 
 
 def test_options_has_exactly_the_parsers_flags() -> None:
-    from chump_tui.cli import Options, build_parser, parse_args
+    from chump_tui.cli import build_parser, parse_args
+    from chump_tui.options import Options
 
     flags = set(vars(build_parser().parse_args([])))
     assert flags == set(Options.__annotations__)

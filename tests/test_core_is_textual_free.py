@@ -44,11 +44,13 @@ def test_plain_dry_run_does_not_import_textual(tmp_path) -> None:  # type: ignor
     assert "WOULD DISPATCH: A-1" in done.stdout
 
 
-def test_cli_defaults_match_the_monitor() -> None:
-    from chump_tui import cli, monitor
+def test_cli_defaults_match_the_monitor_and_watchdogs() -> None:
+    from chump_tui import cli, monitor, watchdog
 
     assert cli.DEFAULT_TICK_S == monitor.DEFAULT_TICK_S
     assert cli.DEFAULT_KILL_GRACE_S == monitor.DEFAULT_KILL_GRACE_S
+    assert cli.DEFAULT_FIRST_OUTPUT_TIMEOUT_S == watchdog.DEFAULT_FIRST_OUTPUT_TIMEOUT_S
+    assert cli.DEFAULT_IDLE_TIMEOUT_S == watchdog.DEFAULT_IDLE_TIMEOUT_S
 
 
 def test_plain_dry_run_imports_no_engine(tmp_path) -> None:  # type: ignore[no-untyped-def]

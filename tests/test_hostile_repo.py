@@ -257,3 +257,18 @@ def test_symlinked_reflection_db_is_not_written_through(tmp_path: Path) -> None:
         writer.write(DispatchReflection.build("A-1", "s", DispatchOutcome.shipped(1), 1, 0,
                                               "claude", []))
     assert target.read_bytes() == b"not ours"
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--tick", "1e10"), ("--tick", "0"), ("--tick", "nan"), ("--kill-grace", "1e10"),
+    ("--kill-grace", "inf"), ("--soft-deadline", "1e300"), ("--soft-deadline", "-5"),
+    ("--max-parallel", "99999999999"), ("--idle-timeout", "-1"),
+    ("--first-output-timeout", "1e10")])
+def test_numbers_out_of_range_are_one_line_and_exit_2(tmp_path: Path, flag: str,
+                                                      value: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", flag, value,
+                           "--backlog", str(tmp_path / "none.yaml")], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in done.stderr

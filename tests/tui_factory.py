@@ -10,12 +10,12 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from chump_tui.assembly import open_session
 from chump_tui.backlog import Backlog, load_backlog
 from chump_tui.demo import demo_backlog
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.engine import Engine, EngineConfig
 from chump_tui.monitor import DispatchOutcome
-from chump_tui.plain import open_session
 from chump_tui.pr_providers import GhPrProvider, PrStatus, ScriptedPrProvider
 from chump_tui.reflections import MemoryReflectionWriter, SqliteReflectionWriter
 from chump_tui.spawners import RealSpawner

@@ -6,16 +6,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chump_tui.assembly import build_engine, make_writer, open_session
 from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
 from chump_tui.outside_text import visible
-from chump_tui.plain import build_engine, make_writer, open_session
 from chump_tui.repo import backlog_base, git_toplevel, resolve_repo_root
 from chump_tui.tui.app import ChumpApp, ConsoleSetup
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from chump_tui.cli import Options
+    from chump_tui.options import Options
     from chump_tui.preload import BacklogPreload
     from chump_tui.session_store import SessionBusy
 

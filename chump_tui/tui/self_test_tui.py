@@ -24,7 +24,7 @@ from chump_tui.tui.app import ChumpApp, ConsoleSetup
 from chump_tui.tui.screens.summary import SummaryScreen
 
 if TYPE_CHECKING:
-    from chump_tui.cli import Options
+    from chump_tui.options import Options
 
 
 async def _drive(app: ChumpApp, expected_rows: int) -> list[str]:

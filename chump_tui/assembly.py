@@ -1,0 +1,74 @@
+"""Assembling the engine from options: the session, the spawner, GitHub, the reflections.
+
+Plain mode and the console both build their engine here, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chump_tui.backlog import Backlog
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.engine import Engine
+    from chump_tui.options import Options
+    from chump_tui.reflections import ReflectionWriter
+    from chump_tui.session_store import SessionStore
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def make_writer(opts: Options, repo_root: Path) -> ReflectionWriter:
+    from chump_tui.reflections import NoopReflectionWriter, SqliteReflectionWriter
+
+    if opts.no_reflect:
+        return NoopReflectionWriter()
+    return SqliteReflectionWriter.for_repo(repo_root)
+
+
+def open_session(repo_root: Path) -> tuple[SessionStore, list[Dispatch], list[str]]:
+    """Lock the repo's session and load what must be resumed; a finished one is archived."""
+    from chump_tui.safe_fs import tracked_by_git
+    from chump_tui.session_store import SessionStore, needs_resume
+
+    store = SessionStore.for_repo(repo_root)
+    store.acquire()
+    records, notes = store.load()
+    if tracked_by_git(repo_root, "sessions"):
+        notes.append("sessions/ is tracked by git: its files came with the repository; "
+                     "chump-tui checks them but they are not its own (add sessions/ to "
+                     ".gitignore)")
+    if records and not needs_resume(records):
+        store.archive()
+        records = []
+    return store, records, notes
+
+
+def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
+                 store: SessionStore | None,
+                 warn: Callable[[str], None] = _stderr) -> Engine:
+    from chump_tui.engine import Engine, EngineConfig, default_log_dir
+    from chump_tui.pr_providers import GhPrProvider
+    from chump_tui.spawners import RealSpawner
+
+    spawner = RealSpawner(repo_root, os.environ)
+    if spawner.backend_warning:
+        warn(f"[dispatch] WARN {spawner.backend_warning}")
+    return Engine(
+        repo_root, spawner, GhPrProvider(repo_root), make_writer(opts, repo_root),
+        EngineConfig(base_ref=opts.base_ref, max_parallel=opts.max_parallel, tick_s=opts.tick_s,
+                     kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
+                     log_dir=default_log_dir(repo_root), environ=os.environ,
+                     continuous=opts.continuous,
+                     first_output_timeout_s=opts.first_output_timeout_s,
+                     idle_timeout_s=opts.idle_timeout_s),
+        backlog=backlog.gaps,
+        spawner_for_retry=RealSpawner(repo_root, os.environ, reuse_existing_worktree=True),
+        store=store,
+    )

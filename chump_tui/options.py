@@ -1,0 +1,32 @@
+"""The options every front end runs with: one attribute per command-line flag.
+
+Parsed by ``chump_tui.cli``; read by plain mode, the console and the engine assembly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Options:
+    """The parsed flags, one attribute each (a test checks they match the parser)."""
+
+    backlog: Path | None
+    max_parallel: int
+    dry_run: bool
+    watch: bool
+    no_reflect: bool
+    self_test: bool
+    repo_root: Path | None
+    base_ref: str
+    no_tui: bool
+    tick_s: float
+    kill_grace_s: float
+    soft_deadline_s: float | None
+    first_output_timeout_s: float
+    idle_timeout_s: float
+    continuous: bool
+    demo: bool
+
+    def __init__(self, **values: object) -> None:
+        vars(self).update(values)
