@@ -181,3 +181,11 @@ def _checked(name: str, value: Any) -> Any:
 
 _PR_KEYS = {"number", "state", "merge_state_status"}
 _OUTCOME_KEYS = {"kind", "pr_number", "reason"}
+
+
+def fmt_duration(seconds: float) -> str:
+    """``05:07`` or ``1:02:03``: every duration the console, plain mode and exports show."""
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -22,6 +22,7 @@ from pathlib import Path
 from chump_tui import watchdog
 from chump_tui.activity import Activity
 from chump_tui.agent_process import AgentProcess, OutputLog, read_log
+from chump_tui.agent_streams.events import PlainLine
 from chump_tui.backlog import Gap, done_ids
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
@@ -226,8 +227,8 @@ class Engine:
         """
         live = _Live(dataclasses.replace(record), OutputLog(self.clock), process=process)
         key = record.key
-        for line in lines:
-            live.output.add(line)
+        if lines:
+            live.output.record([PlainLine(line) for line in lines])
         log_path = Path(record.log_path) if record.log_path else None
         fmt = stream_format(record.harness)
         if process is not None and log_path is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 from chump_tui.backlog import Backlog, default_backlog_path, done_ids, load_backlog
@@ -61,7 +62,8 @@ def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> 
 
 
 def summary_lines(rows: list[Dispatch]) -> list[str]:
-    from chump_tui.summary_export import totals_line
+    from chump_tui.activity import dollars, short_count
+    from chump_tui.summary_export import cost_line, totals_line
 
     ended = [r for r in rows if r.outcome is not None]
     lines = ["", f"=== monitor summary ({len(ended)} entries) ==="]
@@ -76,6 +78,16 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
         else:
             lines.append(f"  CI-FAILED {r.branch}  PR #{r.outcome.pr_number}")
     lines.append(totals_line(rows))
+    costs = cost_line(rows)
+    if costs:  # ours, after the reference's lines
+        lines += ["", "=== agents ==="]
+        for r in rows:
+            if r.turns is None and r.cost_usd is None:
+                continue
+            lines.append(f"  {r.branch} #{r.attempt}  {r.harness or r.backend}  "
+                         f"{r.turns or 0} turns  in {short_count(r.tokens_in or 0)} "
+                         f"out {short_count(r.tokens_out or 0)}  {dollars(r.cost_usd)}")
+        lines.append(costs)
     return lines
 
 
@@ -190,6 +202,11 @@ def _print_event(event: EngineEvent) -> None:
                  f"({int(d.soft_deadline_s)}s); still watching")
         elif event.why == "killing":
             _err(f"[monitor] {d.branch}: killing ({d.kill_reason})")
+        elif event.why == "exited":
+            until = time.strftime("%H:%M:%S", time.localtime(d.started_at + d.soft_deadline_s))
+            _err(f"[monitor] {d.gap_id} exited 0, no PR yet; waiting until {until}")
+        elif event.why == "outcome":
+            _err(f"[monitor] {d.branch}: {d.label()} {d.reason()}".rstrip())
     elif isinstance(event, GitHubPolled) and not event.ok:
         _err(f"[monitor] gh pr list failed: {event.error} (will retry)")
     elif isinstance(event, Notice):

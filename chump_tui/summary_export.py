@@ -9,7 +9,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from chump_tui.dispatch_record import Dispatch
+from chump_tui.activity import dollars, short_count
+from chump_tui.dispatch_record import Dispatch, fmt_duration
 from chump_tui.outside_text import visible
 from chump_tui.safe_fs import open_nofollow, real_dir
 
@@ -28,6 +29,25 @@ def totals_line(dispatches: Iterable[Dispatch]) -> str:
             f"spawn_failures={spawn_failures}")
 
 
+def cost_line(dispatches: Iterable[Dispatch]) -> str | None:
+    """``cost=$0.0412  turns=12  tokens_in=35.2k  tokens_out=2.1k`` over every attempt that
+    reported them (cost only from harnesses that report one); None when none did."""
+    rows = [d for d in dispatches if d.turns is not None or d.cost_usd is not None]
+    if not rows:
+        return None
+    costs = [d.cost_usd for d in rows if d.cost_usd is not None]
+    parts = [f"cost={dollars(sum(costs)) if costs else '-'}",
+             f"turns={sum(d.turns or 0 for d in rows)}",
+             f"tokens_in={short_count(sum(d.tokens_in or 0 for d in rows))}",
+             f"tokens_out={short_count(sum(d.tokens_out or 0 for d in rows))}"]
+    return "  ".join(parts)
+
+
+def fleet_cost(dispatches: Iterable[Dispatch]) -> float | None:
+    costs = [d.cost_usd for d in dispatches if d.cost_usd is not None]
+    return sum(costs) if costs else None
+
+
 def summary_rows(dispatches: Iterable[Dispatch], now: float) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for d in dispatches:
@@ -37,8 +57,10 @@ def summary_rows(dispatches: Iterable[Dispatch], now: float) -> list[dict[str, o
         rows.append({
             "key": d.key, "gap": d.gap_id, "attempt": d.attempt, "branch": d.branch,
             "outcome": d.label(), "pr": pr, "duration_s": int(d.duration_s(now)),
-            "reason": d.reason(), "backend": d.backend, "worktree": d.worktree,
-            "reflection_written": d.reflection_written,
+            "reason": d.reason(), "backend": d.backend, "harness": d.harness,
+            "worktree": d.worktree, "reflection_written": d.reflection_written,
+            "turns": d.turns, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
+            "cost_usd": d.cost_usd,
         })
     return rows
 
@@ -50,18 +72,28 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     rows = summary_rows(dispatches, now)
     totals = totals_line(dispatches)
+    costs = cost_line(dispatches)
     json_path = directory / f"chump-tui-summary-{stamp}.json"
     md_path = directory / f"chump-tui-summary-{stamp}.md"
-    _write(json_path, json.dumps({"generated_at": stamp, "totals": totals,
+    _write(json_path, json.dumps({"generated_at": stamp, "totals": totals, "costs": costs,
+                                  "cost_usd": fleet_cost(dispatches),
                                   "reflections": reflections_target, "rows": rows}, indent=2))
-    lines = [f"# chump-tui summary {stamp}", "", f"**{totals}**", "",
-             f"Reflections: {_md(reflections_target)}", "",
-             "| gap | # | branch | outcome | PR | duration | reason |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
+    lines = [f"# chump-tui summary {stamp}", "", f"**{totals}**", ""]
+    if costs:
+        lines += [f"**{costs}**", ""]
+    lines += [f"Reflections: {_md(reflections_target)}", "",
+              "| gap | # | branch | agent | outcome | PR | duration | turns | tokens in/out "
+              "| cost | reason |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r, d in zip(rows, dispatches, strict=True):
         pr = f"#{r['pr']}" if r["pr"] else "-"
+        tokens = (f"{short_count(d.tokens_in or 0)} / {short_count(d.tokens_out or 0)}"
+                  if d.turns is not None else "-")
         lines.append(f"| {_md(r['gap'])} | {r['attempt']} | {_md(r['branch'])} | "
-                     f"{_md(r['outcome'])} | {pr} | {r['duration_s']}s | {_md(r['reason'])} |")
+                     f"{_md(d.harness or d.backend or '-')} | {_md(r['outcome'])} | {pr} | "
+                     f"{fmt_duration(float(str(r['duration_s'])))} | "
+                     f"{d.turns if d.turns is not None else '-'} | {tokens} | "
+                     f"{dollars(d.cost_usd)} | {_md(r['reason'])} |")
     _write(md_path, "\n".join(lines) + "\n")
     return [json_path, md_path]
 

@@ -25,6 +25,7 @@ from chump_tui.tui.widgets.dispatch_card import DispatchCard
 from chump_tui.tui.widgets.output_view import OutputView
 from chump_tui.tui.widgets.status_line import StatusLine, status_text
 from chump_tui.tui.widgets.title_bar import TitleBar
+from chump_tui.watchdog import Quiet
 
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
@@ -108,7 +109,10 @@ class MonitorScreen(Screen[None]):
             fresh = tail_due or not card.drawn
             version = engine.output_lines_seen(key) if fresh else card.tail_version
             tail = engine.output_tail(key, 3) if version != card.tail_version else card.tail
-            card.show(record, now, tail, version)
+            act = engine.activity(key) if record.active else None
+            quiet = engine.watchdog_state(key, now) if record.active else None
+            card.show(record, now, tail, version, act,
+                      quiet if isinstance(quiet, Quiet) else None)
         if self.selected is not None:
             view = self.query_one(OutputView)
             seen = engine.output_lines_seen(self.selected)

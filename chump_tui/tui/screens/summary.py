@@ -11,16 +11,19 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from chump_tui.summary_export import export_summary, summary_rows, totals_line
+from chump_tui.activity import dollars
+from chump_tui.dispatch_record import fmt_duration
+from chump_tui.summary_export import cost_line, export_summary, summary_rows, totals_line
 from chump_tui.tui.text import assemble, line
-from chump_tui.tui.widgets.dispatch_card import STATE_STYLE, fmt_duration
+from chump_tui.tui.widgets.dispatch_card import STATE_STYLE
 from chump_tui.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
 
 COLUMNS = (("gap", "gap"), ("attempt", "#"), ("branch", "branch"), ("outcome", "outcome"),
-           ("pr", "PR"), ("duration", "duration"), ("reason", "reason"))
+           ("pr", "PR"), ("duration", "duration"), ("turns", "turns"), ("cost", "cost"),
+           ("reason", "reason"))
 
 
 class SummaryScreen(Screen[None]):
@@ -56,7 +59,8 @@ class SummaryScreen(Screen[None]):
         table = self.query_one(DataTable)
         now = app.setup.clock()
         with app.batch_update():
-            for row in summary_rows(app.dispatches.values(), now):
+            for row, d in zip(summary_rows(app.dispatches.values(), now),
+                              app.dispatches.values(), strict=True):
                 cells: dict[str, Text] = {
                     "gap": line(row["gap"]), "attempt": Text(str(row["attempt"])),
                     "branch": line(row["branch"]),
@@ -64,6 +68,8 @@ class SummaryScreen(Screen[None]):
                                     style=STATE_STYLE.get(str(row["outcome"]), "")),
                     "pr": Text(f"#{row['pr']}" if row["pr"] else "-"),
                     "duration": Text(fmt_duration(float(str(row["duration_s"])))),
+                    "turns": Text(str(d.turns) if d.turns is not None else "-"),
+                    "cost": Text(dollars(d.cost_usd)),
                     "reason": line(row["reason"]),
                 }
                 key = str(row["key"])
@@ -75,8 +81,10 @@ class SummaryScreen(Screen[None]):
                     table.add_row(*cells.values(), key=key)
         pending = app.engine.reflections.pending()
         where = app.setup.reflections_where()
+        costs = cost_line(app.dispatches.values())
         self.query_one("#totals", Static).update(Text("\n").join([
             Text(totals_line(app.dispatches.values()), style="bold"),
+            *([Text(costs, style="bold")] if costs else []),
             assemble("reflections: ", where,
                      (f"  ({pending} pending)" if pending else "", "yellow")),
             Text("e exports JSON + Markdown next to the reflections DB", style="dim")]))

@@ -1,4 +1,5 @@
-"""One card per dispatch attempt: identity, state, deadline bar, PR, last output lines."""
+"""One card per dispatch attempt: identity, state, deadline bar, PR, what the agent is
+doing now (or what its run cost), the last output lines."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from textual import events
 from textual.message import Message
 from textual.widget import Widget
 
-from chump_tui.dispatch_record import Dispatch
+from chump_tui.activity import Activity
+from chump_tui.dispatch_record import Dispatch, fmt_duration
 from chump_tui.outside_text import visible
+from chump_tui.watchdog import Quiet
 
-TAIL_LINES = 3
+TAIL_LINES = 2
 BAR_WIDTH = 24
 
 STATE_STYLE = {
@@ -26,13 +29,6 @@ STATE_STYLE = {
     "DISPATCHING": "bold black on grey70",
     "EXITED, NO PR": "bold black on grey70",
 }
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def state_class(label: str) -> str:
@@ -56,7 +52,51 @@ def deadline_bar(elapsed: float, soft: float) -> Text:
     return bar
 
 
-def render_card(d: Dispatch, now: float, tail: list[str]) -> Group:
+def activity_line(d: Dispatch, now: float, act: Activity | None) -> Text:
+    """``▶ Bash  cargo test · 3 turns · in 12.3k out 1.2k · 4s ago`` while it runs; the
+    run's turns, tokens and cost once it ended (from the row, so a resumed session has them)."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    if d.active and act is not None and act.events:
+        line.append("▶ ", style="bold green")
+        if d.harness:  # an event stream: what it does, turns, tokens
+            line.append(visible(act.doing or "working"), style="bold")
+            line.append(f" · {act.counters()}", style="dim")
+        else:  # plain text: only that it speaks
+            line.append("output", style="bold")
+        if act.last_event_at is not None:
+            line.append(f" · {fmt_ago(now - act.last_event_at)}", style="dim")
+        return line
+    if d.turns is not None or d.cost_usd is not None:
+        line.append("■ ", style="dim")
+        counts = Activity(turns=d.turns or 0, tokens_in=d.tokens_in or 0,
+                          tokens_out=d.tokens_out or 0, cost_usd=d.cost_usd).counters()
+        line.append(counts, style="")
+        return line
+    line.append("no agent output yet" if d.active else "", style="dim")
+    return line
+
+
+def fmt_ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    return f"{fmt_duration(seconds)} ago"
+
+
+def quiet_badge(quiet: Quiet | None) -> Text:
+    if quiet is None:
+        return Text()
+    what = " (no output yet)" if quiet.first else ""
+    return Text(f"  QUIET {fmt_quiet(quiet.seconds)}{what} ", style="bold black on yellow")
+
+
+def fmt_quiet(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def render_card(d: Dispatch, now: float, tail: list[str], act: Activity | None = None,
+                quiet: Quiet | None = None) -> Group:
     label = d.label()
     if d.phase == "killing" and d.kill_deadline is not None:
         label = f"KILLING · SIGKILL in {max(0, int(d.kill_deadline - now + 0.999))}s"
@@ -65,10 +105,11 @@ def render_card(d: Dispatch, now: float, tail: list[str]) -> Group:
     head.append(f" #{d.attempt}  ", style="dim")
     head.append(visible(d.title), style="italic")
     ident = Text(visible(d.branch), style="cyan", no_wrap=True, overflow="ellipsis")
-    ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {visible(d.backend or '-')}",
-                 style="dim")
+    who = d.harness or d.backend or "-"
+    ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {visible(who)}", style="dim")
     state = Text(no_wrap=True, overflow="ellipsis")
     state.append(f" {label} ", style=STATE_STYLE.get(d.label(), "bold white on blue"))
+    state.append_text(quiet_badge(quiet))
     reason = d.reason()
     if reason and d.phase in ("ended", "spawn_failed", "killing"):
         state.append(f"  {visible(reason)}", style="grey70")
@@ -84,7 +125,7 @@ def render_card(d: Dispatch, now: float, tail: list[str]) -> Group:
             pr.append("  DIRTY", style="bold yellow")
     else:
         pr = Text("no PR yet", style="dim")
-    lines: list[Text] = [head, ident, state, timing, pr]
+    lines: list[Text] = [head, ident, state, timing, pr, activity_line(d, now, act)]
     for line in tail[-TAIL_LINES:]:
         lines.append(Text(f"› {visible(line)}", style="grey70", no_wrap=True, overflow="ellipsis"))
     lines += [Text("")] * (TAIL_LINES - min(TAIL_LINES, len(tail)))
@@ -117,10 +158,12 @@ class DispatchCard(Widget):
     def on_click(self, event: events.Click) -> None:
         self.post_message(self.Chosen(self.key))
 
-    def show(self, d: Dispatch, now: float, tail: list[str], tail_version: int) -> None:
+    def show(self, d: Dispatch, now: float, tail: list[str], tail_version: int,
+             act: Activity | None = None, quiet: Quiet | None = None) -> None:
         """Redraw only when something visible changed."""
         second = int(now) if d.active else 0
-        signature = (d, second, tail_version)
+        signature = (d, second, tail_version, act.events if act else 0,
+                     act.doing if act else "", int(quiet.seconds) if quiet else -1)
         if signature == self._last:
             return
         self._last = signature
@@ -131,7 +174,7 @@ class DispatchCard(Widget):
                 self.remove_class(self._state_class)
             self.add_class(css)
             self._state_class = css
-        self._renderable = render_card(d, now, tail)
+        self._renderable = render_card(d, now, tail, act, quiet)
         self.refresh()
 
     def render(self) -> RenderableType:

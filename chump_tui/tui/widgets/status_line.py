@@ -8,7 +8,9 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import Static
 
+from chump_tui.activity import dollars
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.summary_export import fleet_cost
 from chump_tui.tui.text import assemble, line
 
 
@@ -24,6 +26,9 @@ def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error
     if running:
         parts.append(Text(f"next GitHub poll in {int(next_poll_s + 0.999)}s"))
     parts.append(assemble("continuous ", ("ON" if continuous else "off", "bold")))
+    spent = fleet_cost(rows)
+    if spent is not None:
+        parts.append(assemble(("spent ", ""), (dollars(spent), "bold")))
     if pending_reflections:
         parts.append(Text(f"{pending_reflections} reflection(s) pending", style="yellow"))
     if dry_run:
