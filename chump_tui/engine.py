@@ -378,9 +378,27 @@ class Engine:
             process.join_output(2.0)
             with self._lock:
                 live.exit_seen = code if code is not None else 0
+                if live.record.outcome is not None:
+                    # Its PR merged (or closed) while it was still finishing: its final
+                    # report (turns, cost) came after the outcome.
+                    self._sync_activity(live)
+                    self._changed(live, "activity")
+                self._idle.notify_all()
             self._wake.set()
 
         threading.Thread(target=wait_then_wake, name=f"exit-{process.pid}", daemon=True).start()
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait (bounded) for agents whose outcome came before their process ended."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while any(lv.process is not None and lv.exit_seen is None
+                      and lv.record.phase == "ended" for lv in self._live.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
 
     # ------------------------------------------------------------ retry & kill
     def retry(self, key: str) -> Dispatch | None:

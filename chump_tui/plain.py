@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from chump_tui.session_store import SessionStore
 
 
+AFTER_OUTCOME_WAIT_S = 15.0
+"""How long the summary waits for agents still finishing after their PR merged."""
+
 NOTHING_PICKABLE = ("note: no pickable gaps. Either backlog is exhausted or all open P0-P2 gaps "
                     "are XL or dependency-blocked.")
 
@@ -163,6 +166,7 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
             engine.stop_all("interrupted")
         finally:
             signal.signal(signal.SIGINT, previous)
+    engine.settle(AFTER_OUTCOME_WAIT_S)
     engine.close()
     rows = engine.snapshot()
     failures = _spawn_failures(engine)

@@ -29,7 +29,7 @@ from chump_tui.tui.text import assemble, block, line
 from chump_tui.tui.widgets.dispatch_card import render_card
 from chump_tui.tui.widgets.gap_table import row_cells
 from chump_tui.tui.widgets.status_line import status_text
-from tests.tui_factory import FROZEN_NOW, record
+from tests.tui_factory import FROZEN_NOW, record, screen_text
 
 HOSTILE = [
     "[/]", "[/i]", "[bold", "[link=https://evil.example]click[/link]", "[archive]",
@@ -115,11 +115,6 @@ def hostile_backlog() -> Backlog:
             for i, text in enumerate(HOSTILE)]
     gaps.append(Gap("[/]", "bad id", "P1", "s", "open"))
     return Backlog(Path("docs/[archive]/gaps-[/i].yaml"), gaps, ["warning [/] \x1b]0;x\x07"])
-
-
-def screen_text(app: Any) -> str:
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip if not seg.control) for strip in strips)
 
 
 async def test_console_survives_hostile_text_on_every_screen() -> None:

@@ -35,6 +35,12 @@ async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: flo
     raise AssertionError(f"timed out waiting for {what or condition}")
 
 
+def screen_text(app: Any) -> str:
+    """What the terminal would show: the text of every composited line of the screen."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip if not seg.control) for strip in strips)
+
+
 def frozen_backlog() -> Backlog:
     """The demo gaps under a fixed, machine-independent path."""
     return Backlog(path=Path("docs/gaps.yaml"), gaps=demo_backlog().gaps)

@@ -4,6 +4,8 @@
 STUB_GH_STATE: file of lines "<branch> <STATE> [mergeStateStatus]"; line i is PR 100+i.
 STUB_GH_LOG:   every invocation's argv is appended here (one line per call).
 STUB_GH_MODE:  "ok" (default) | "fail" (exit 1) | "garbage" (prints non-JSON) | "hang".
+`gh pr create` (what a real agent runs) adds "<current branch> <STUB_GH_CREATE_STATE>" to the
+state file (default MERGED: the merge queue is instant here) and prints the PR's URL.
 """
 import json
 import os
@@ -23,6 +25,18 @@ if mode == "garbage":
     sys.exit(0)
 if mode == "hang":
     time.sleep(3600)
+if sys.argv[1:3] == ["pr", "create"]:
+    import subprocess
+
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    state_file = os.environ["STUB_GH_STATE"]
+    with open(state_file, "a+") as fh:
+        fh.seek(0)
+        number = 100 + sum(1 for _ in fh)
+        fh.write(f"{branch} {os.environ.get('STUB_GH_CREATE_STATE', 'MERGED')}\n")
+    print(f"https://github.com/example/repo/pull/{number}")
+    sys.exit(0)
 if sys.argv[1:3] != ["pr", "list"]:
     print(f"stub gh: unsupported {sys.argv[1:]}", file=sys.stderr)
     sys.exit(2)
