@@ -108,10 +108,10 @@ class Activity:
             self.turns = event.turns
         if event.cost_usd is not None:
             self.cost_usd = event.cost_usd
-        if event.tokens_in is not None:
-            self.tokens_in = max(self.tokens_in, event.tokens_in)
+        if event.tokens_in is not None:  # the run's own totals win over our running sum
+            self.tokens_in = event.tokens_in
         if event.tokens_out is not None:
-            self.tokens_out = max(self.tokens_out, event.tokens_out)
+            self.tokens_out = event.tokens_out
         self.doing = "done" if event.ok else "failed"
         if not event.ok:
             self.fatal_error = first_line(event.text or event.subtype or "failed", 300)
@@ -162,7 +162,8 @@ def render(event: AgentEvent) -> list[str]:
             return [f"  ✓{name} {human_bytes(event.size)}  {event.preview}".rstrip()]
         return [f"  ✗{name} tool error, {human_bytes(event.size)}  {event.preview}".rstrip()]
     if isinstance(event, Finished):
-        word = "done" if event.ok else f"FAILED ({event.subtype or 'error'})"
+        detail = event.subtype if event.subtype not in ("", "success") else ""
+        word = "done" if event.ok else ("FAILED" + (f" ({detail})" if detail else ""))
         facts = []
         if event.turns is not None:
             facts.append(f"{event.turns} turns")

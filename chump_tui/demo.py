@@ -1,13 +1,16 @@
 """``--demo``: a bundled backlog, simulated agents (real subprocesses) and a simulated GitHub.
 
-Nothing here needs git, claude or gh. Each demo gap carries a ``demo:`` field
-(scenario and seconds) that tells its simulated agent how to end, so a
-newcomer sees every outcome within a couple of minutes.
+The demo runs in a throwaway git repository, so every worktree is a real ``git worktree``
+and every key works on it (diff, shell, remove worktree); it needs no claude and no gh.
+Each demo gap carries a ``demo:`` field (scenario and seconds) that tells its simulated
+agent how its run goes, so a newcomer sees every state within a couple of minutes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -17,12 +20,16 @@ from pathlib import Path
 
 from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
 from chump_tui.backlog import Backlog, Gap, load_backlog
-from chump_tui.pr_providers import PrStatus, match_branches
-from chump_tui.spawners import SpawnResult
+from chump_tui.errors import ChumpError
+from chump_tui.harness import CLAUDE
+from chump_tui.pr_providers import PrStatus
+from chump_tui.spawners import DISPATCH_IDENTITY, RealSpawner, SpawnResult
 
 DEMO_TICK_S = 2.0
 DEMO_SOFT_DEADLINE_S = 40.0
 DEMO_KILL_GRACE_S = 5.0
+DEMO_IDLE_TIMEOUT_S = 20.0
+DEMO_PREFIX = "chump-tui-demo-"
 
 
 def demo_backlog() -> Backlog:
@@ -30,11 +37,36 @@ def demo_backlog() -> Backlog:
 
 
 def make_demo_root() -> Path:
-    return Path(tempfile.mkdtemp(prefix="chump-tui-demo-")).resolve()
+    """A fresh git repository in a temp directory, with ``origin/main`` to branch from."""
+    root = Path(tempfile.mkdtemp(prefix=DEMO_PREFIX)).resolve()
+    identity = ["-c", "user.name=chump-tui demo", "-c", "user.email=demo@chump.invalid"]
+    (root / "README.md").write_text("A throwaway repository for chump-tui --demo.\n")
+    (root / ".gitignore").write_text("sessions/\n.claude/\ngithub-state.txt\n")
+    steps = [["init", "-q", "-b", "main"], ["add", "README.md", ".gitignore"],
+             [*identity, "commit", "-qm", "demo repository"],
+             ["update-ref", "refs/remotes/origin/main", "HEAD"]]
+    for step in steps:
+        try:
+            subprocess.run(["git", "-C", str(root), *step], capture_output=True, check=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as exc:
+            shutil.rmtree(root, ignore_errors=True)
+            raise ChumpError(f"--demo needs git to make its throwaway repository ({exc})") \
+                from None
+    return root
+
+
+def remove_demo_root(root: Path) -> None:
+    """Delete a demo's repository (only ever one we made: its name says so)."""
+    if root.name.startswith(DEMO_PREFIX) and root.parent == Path(tempfile.gettempdir()).resolve():
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class SimulatedGitHub:
-    """Reads the PR lines demo agents append to a state file; one read per poll."""
+    """Reads the PR lines demo agents append to a state file; one read per poll.
+
+    A branch's PR number is fixed by its first line; its state is its latest line.
+    """
 
     def __init__(self, state_file: Path) -> None:
         self.state_file = state_file
@@ -48,25 +80,28 @@ class SimulatedGitHub:
             lines = self.state_file.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             lines = []
-        prs = []
-        for i, line in enumerate(lines):
+        numbers: dict[str, int] = {}
+        latest: dict[str, PrStatus] = {}
+        for line in lines:
             parts = line.split()
-            if len(parts) >= 2:
-                prs.append((parts[0], PrStatus(2000 + i, parts[1], parts[2] if len(parts) > 2
-                                               else "CLEAN")))
-        return match_branches(prs, branches)
+            if len(parts) < 2:
+                continue
+            number = numbers.setdefault(parts[0], 2001 + len(numbers))
+            latest[parts[0]] = PrStatus(number, parts[1], parts[2] if len(parts) > 2 else "")
+        return {b: latest.get(b) for b in branches}
 
 
 class DemoSpawner:
-    """Makes a plain directory as the 'worktree' and starts ``chump_tui.demo_agent``."""
+    """Real worktrees of the demo's repository; ``chump_tui.demo_agent`` as the agent."""
 
-    def __init__(self, backlog: list[Gap], state_file: Path) -> None:
+    def __init__(self, root: Path, backlog: list[Gap], state_file: Path) -> None:
+        self.git = RealSpawner(root, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
         self.by_id = {g.id: g for g in backlog}
         self.state_file = state_file
         self.attempts: dict[str, int] = {}
 
     def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
-        worktree.mkdir(parents=True, exist_ok=True)
+        self.git.create_worktree(worktree, branch, base_ref)
 
     def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
         return "demo: no claim script; claim skipped"
@@ -85,8 +120,9 @@ class DemoSpawner:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_package_parent()),
                                                           env.get("PYTHONPATH", "")]))
-        return SpawnResult(AgentProcess.spawn(argv, worktree, env, log_path, output, on_line),
-                           "demo")
+        env.update(DISPATCH_IDENTITY)
+        process = AgentProcess.spawn(argv, worktree, env, log_path, output, on_line, CLAUDE.fmt)
+        return SpawnResult(process, "demo", CLAUDE.name)
 
 
 def _package_parent() -> Path:

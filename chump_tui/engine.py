@@ -336,15 +336,18 @@ class Engine:
             self._emit(OutputLine(key, tuple(lines)))
 
         try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)  # the session checked its parents
             handle = dispatch_gap_with(
                 spawner, gap, self.repo_root, self.config.base_ref, Path(live.record.log_path),
                 live.output, on_line,
                 environ=self.config.environ, clock=self.clock,
             )
-        except DispatchError as exc:
+        except Exception as exc:  # any failure is this gap's spawn failure, never a lost row
+            error = str(exc) if isinstance(exc, DispatchError) else \
+                f"dispatching {gap.id}: {type(exc).__name__}: {exc}"
             with self._lock:
                 live.record.phase = "spawn_failed"
-                live.record.error = redact(str(exc))
+                live.record.error = redact(error)
                 live.record.ended_at = self.clock()
                 self._changed(live, "spawn_failed")
                 self._idle.notify_all()

@@ -77,6 +77,7 @@ class ConsoleSetup:
     extra_notes: list[str] = field(default_factory=list)
     store: SessionStore | None = None  # the session this console holds (and releases)
     watch_state: SessionStore | None = None  # read-only view: another console's session
+    demo_root: Path | None = None  # --demo: its throwaway repository, removed at exit
     _engine: Engine | None = field(default=None, init=False, repr=False)
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 def demo_setup(opts: Options) -> ConsoleSetup:
     from chump_tui.demo import (
+        DEMO_IDLE_TIMEOUT_S,
         DEMO_KILL_GRACE_S,
         DEMO_SOFT_DEADLINE_S,
         DEMO_TICK_S,
@@ -34,21 +35,22 @@ def demo_setup(opts: Options) -> ConsoleSetup:
 
     root = make_demo_root()
     backlog = demo_backlog()
-    spawner = DemoSpawner(backlog.gaps, root / "github-state.txt")
+    state = root / "github-state.txt"
     writer = make_writer(opts, root)
     engine = Engine(
-        root, spawner, SimulatedGitHub(root / "github-state.txt"), writer,
+        root, DemoSpawner(root, backlog.gaps, state), SimulatedGitHub(state), writer,
         EngineConfig(max_parallel=opts.max_parallel if opts.max_parallel != 2 else 4,
                      tick_s=DEMO_TICK_S, kill_grace_s=DEMO_KILL_GRACE_S,
                      soft_deadline_s=opts.soft_deadline_s or DEMO_SOFT_DEADLINE_S,
-                     log_dir=default_log_dir(root)),
+                     idle_timeout_s=DEMO_IDLE_TIMEOUT_S, log_dir=default_log_dir(root)),
         backlog=backlog.gaps,
     )
     return ConsoleSetup(lambda: engine, backlog, root, dry_run=False, mode_label="DEMO",
                         max_parallel=engine.config.max_parallel,
                         reflections_target=writer.describe(), export_dir=root / "sessions",
-                        banner="Demo: simulated agents and GitHub in " + str(root)
-                               + ". Press a then d to dispatch, ? for keys.")
+                        banner="Demo: simulated agents and GitHub in a throwaway repository "
+                               "(removed when you quit). Press a then d to dispatch, ? for keys.",
+                        demo_root=root)
 
 
 def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleSetup:
@@ -144,9 +146,15 @@ def run_console(opts: Options, preload: BacklogPreload | None = None,
         code = app.run() if run_app is None else run_app(app)
     finally:
         if setup.engine_built:
+            if setup.demo_root is not None:  # simulations: nothing of the demo outlives it
+                setup.engine.stop_all("demo ended", grace_s=1.0)
             setup.engine.close()
         if setup.store is not None:
             setup.store.release()
+        if setup.demo_root is not None:
+            from chump_tui.demo import remove_demo_root
+
+            remove_demo_root(setup.demo_root)
     if app.crash_line is not None:
         print(app.crash_line, file=sys.stderr)
         return 1
