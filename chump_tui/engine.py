@@ -22,7 +22,7 @@ from pathlib import Path
 from chump_tui import watchdog
 from chump_tui.activity import Activity
 from chump_tui.agent_process import AgentProcess, OutputLog, read_log
-from chump_tui.agent_streams.events import PlainLine
+from chump_tui.agent_streams.events import AgentEvent, PlainLine
 from chump_tui.backlog import Gap, done_ids
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
@@ -217,18 +217,20 @@ class Engine:
         with self._lock:
             return {lv.record.gap_id for lv in self._live.values()}
 
-    def restore(self, record: Dispatch, lines: Iterable[str] = (),
+    def restore(self, record: Dispatch, output: Iterable[str | AgentEvent] = (),
                 process: AgentProcess | None = None) -> None:
         """Put a dispatch known from elsewhere (the session file, a test) into the table.
 
-        An active record with a live ``process`` is watched again (its log file is
-        re-read from the top, then followed); an active record without one is judged
-        by its PR and deadlines as if its agent had exited cleanly.
+        ``output`` is what it printed already (lines, or events of its harness). An active
+        record with a live ``process`` is watched again (its log file is re-read from the
+        top, then followed); an active record without one is judged by its PR and
+        deadlines as if its agent had exited cleanly.
         """
         live = _Live(dataclasses.replace(record), OutputLog(self.clock), process=process)
         key = record.key
-        if lines:
-            live.output.record([PlainLine(line) for line in lines])
+        events = [PlainLine(item) if isinstance(item, str) else item for item in output]
+        if events:
+            live.output.record(events)
         log_path = Path(record.log_path) if record.log_path else None
         fmt = stream_format(record.harness)
         if process is not None and log_path is not None:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
+from chump_tui.monitor import DispatchOutcome
+from chump_tui.pr_providers import PrStatus
 from chump_tui.tui.screens.confirm_kill import ConfirmKill
 from chump_tui.tui.screens.quit_dialog import QuitDialog
-from tests.tui_factory import every_state, frozen_app
+from tests.tui_factory import (
+    claude_events,
+    every_state,
+    frozen_app,
+    record,
+    stop_idle_children,
+)
 
 SIZE = (140, 44)
 MONITOR_SIZE = (160, 50)
@@ -76,3 +86,35 @@ def test_quit_dialog(snap_compare: Any) -> None:
         await pilot.app.push_screen(QuitDialog(4, 30))
 
     assert snap_compare(frozen_app(every_state()), run_before=run_before, terminal_size=SIZE)
+
+
+@pytest.fixture
+def no_idle_children() -> Iterator[None]:
+    yield
+    stop_idle_children()
+
+
+def test_monitor_live_activity(snap_compare: Any) -> None:
+    running = record("DEMO-001", "running", elapsed=95, harness="claude")
+    assert snap_compare(frozen_app([(running, claude_events())]), press=["m"],
+                        terminal_size=SIZE)
+
+
+def test_monitor_quiet_card(snap_compare: Any, no_idle_children: None) -> None:
+    quiet = record("DEMO-005", "running", elapsed=200, harness="claude")
+    app = frozen_app(quiet=(quiet, claude_events(1), 75))
+    assert snap_compare(app, press=["m"], terminal_size=SIZE)
+
+
+def test_summary_with_costs(snap_compare: Any) -> None:
+    rows = [
+        (record("DEMO-001", "ended", elapsed=400, harness="claude", turns=7, tokens_in=58_200,
+                tokens_out=1_800, cost_usd=0.2022, outcome=DispatchOutcome.shipped(2001),
+                pr=PrStatus(2001, "MERGED")), []),
+        (record("DEMO-003", "ended", elapsed=60, harness="claude", turns=4, tokens_in=23_600,
+                tokens_out=1_000, cost_usd=0.086, agent_error="cannot build the workspace",
+                outcome=DispatchOutcome.killed("exit code 1")), []),
+        (record("DEMO-005", "ended", elapsed=700, harness="claude", turns=4, tokens_in=24_000,
+                tokens_out=1_300, outcome=DispatchOutcome.killed("no output for 600s")), []),
+    ]
+    assert snap_compare(frozen_app(rows), press=["s"], terminal_size=SIZE)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,15 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from chump_tui.agent_process import AgentProcess, OutputLog
+from chump_tui.agent_streams.events import (
+    AgentEvent,
+    AssistantText,
+    MessageUsage,
+    SessionStarted,
+    ToolCall,
+    ToolFinished,
+)
 from chump_tui.assembly import open_session
 from chump_tui.backlog import Backlog, load_backlog
 from chump_tui.demo import demo_backlog
@@ -46,15 +57,30 @@ def frozen_backlog() -> Backlog:
     return Backlog(path=Path("docs/gaps.yaml"), gaps=demo_backlog().gaps)
 
 
-def frozen_app(records: list[tuple[Dispatch, list[str]]] = (),  # type: ignore[assignment]
-               dry_run: bool = False) -> ChumpApp:
-    """Deterministic app: frozen clock, engine never started, no blink, no animation."""
+Output = list[str | AgentEvent]
+
+
+def frozen_app(records: list[tuple[Dispatch, Output]] = (),  # type: ignore[assignment]
+               dry_run: bool = False, quiet: tuple[Dispatch, Output, float] | None = None,
+               ) -> ChumpApp:
+    """Deterministic app: frozen clock, engine never started, no blink, no animation.
+
+    ``quiet``: one running agent (a real idle child process) whose last event was that many
+    seconds before the frozen now, with a 120 s idle watchdog.
+    """
     backlog = frozen_backlog()
+    now = [FROZEN_NOW]
     engine = Engine(Path("/repo"), RealSpawner(Path("/repo"), {}), ScriptedPrProvider({}),
-                    MemoryReflectionWriter(), EngineConfig(tick_s=30, kill_grace_s=30),
-                    backlog=backlog.gaps, clock=lambda: FROZEN_NOW)
-    for record, lines in records:
-        engine.restore(record, lines)
+                    MemoryReflectionWriter(),
+                    EngineConfig(tick_s=30, kill_grace_s=30, idle_timeout_s=120),
+                    backlog=backlog.gaps, clock=lambda: now[0])
+    for record, output in records:
+        engine.restore(record, output)
+    if quiet is not None:
+        record, output, seconds = quiet
+        now[0] = FROZEN_NOW - seconds
+        engine.restore(record, output, process=idle_child())
+        now[0] = FROZEN_NOW
     setup = ConsoleSetup(lambda: engine, backlog, Path("/repo"), dry_run=dry_run,
                          mode_label="DRY-RUN" if dry_run else "EXECUTE", max_parallel=2,
                          reflections_target="/repo/sessions/chump_memory.db",
@@ -103,6 +129,35 @@ def every_state() -> list[tuple[Dispatch, list[str]]]:
                 kill_deadline=FROZEN_NOW + 27), ["got SIGTERM; finishing"]),
         (record("DEMO-012", "running", elapsed=60, exit_code=0), ["exited without a PR"]),
     ]
+
+
+_CHILDREN: list[AgentProcess] = []
+
+
+def idle_child() -> AgentProcess:
+    """A real process that only sleeps (killed by ``stop_idle_children``)."""
+    log = Path(tempfile.mkdtemp(prefix="chump-test-")) / "idle.log"
+    child = AgentProcess.spawn(["sleep", "600"], Path("/"), {"PATH": os.environ["PATH"]}, log,
+                               OutputLog())
+    _CHILDREN.append(child)
+    return child
+
+
+def stop_idle_children() -> None:
+    while _CHILDREN:
+        _CHILDREN.pop().signal_group(signal.SIGKILL)
+
+
+def claude_events(turns: int = 2) -> list[str | AgentEvent]:
+    """What a claude agent running ``cargo test -p core`` has said so far."""
+    events: list[str | AgentEvent] = [SessionStarted("8378261a-6798", "claude-sonnet-4")]
+    for turn in range(1, turns):
+        events += [ToolCall(f"t{turn}", "Read", "src/lib.rs"),
+                   ToolFinished(f"t{turn}", True, 4200, "pub mod dispatch;"),
+                   MessageUsage(f"m{turn}", 1600 * turn, 70)]
+    events += [AssistantText("The tests should pass now; running them."),
+               ToolCall("tz", "Bash", "cargo test -p core"), MessageUsage("mz", 3200, 140)]
+    return events
 
 
 def live_app(repo: Path, backlog_path: Path, *, kill_grace_s: float = 0.5,
