@@ -4,6 +4,10 @@
   flood N RATE SECONDS  N real agents writing RATE lines/s each, console headless
   gh COUNTS             gh invocations per poll for 1, 10, 100 branches (stub gh)
   kill OTHERS SECONDS   kill one agent with a SECONDS grace while OTHERS keep writing
+  stream N RATE SECONDS N agents writing claude stream-json, RATE events/s each (4 KB tool
+                        results, a 1 MB line now and then)
+  soak GAPS PAR SECONDS continuous mode over GAPS short-lived stream-json agents, PAR at
+                        once, for SECONDS: the RSS curve and key latency over time
 
 The console is the real ChumpApp run headless by Textual's Pilot; agents are real
 processes; GitHub is a stub `gh` or the demo's simulated GitHub.
@@ -20,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ from chump_tui.backlog import Backlog, Gap  # noqa: E402
 from chump_tui.demo import SimulatedGitHub  # noqa: E402
 from chump_tui.engine import Engine, EngineConfig  # noqa: E402
 from chump_tui.events import EngineEvent, OutputLine  # noqa: E402
+from chump_tui.harness import CLAUDE  # noqa: E402
 from chump_tui.pr_providers import GhPrProvider, ScriptedPrProvider  # noqa: E402
 from chump_tui.reflections import MemoryReflectionWriter, SqliteReflectionWriter  # noqa: E402
 from chump_tui.spawners import SpawnResult  # noqa: E402
@@ -67,6 +73,43 @@ signal.signal(signal.SIGTERM, lambda *a: sys.stderr.write("ignoring SIGTERM\n"))
 sys.stderr.write("stubborn agent up\n"); sys.stderr.flush()
 while True:
     time.sleep(0.5)
+"""
+
+# claude-shaped stream-json: RATE events/s in bursts every 100 ms (a tool call, then its
+# 4 KB result), a 1 MB tool result every BIG seconds, a final result, then "merges".
+STREAM_AGENT = r"""
+import json, sys, time
+branch, rate, seconds, state, big = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]),
+                                     sys.argv[4], float(sys.argv[5]))
+out = sys.stdout
+def emit(obj): out.write(json.dumps(obj) + "\n")
+emit({"type": "system", "subtype": "init", "session_id": branch, "model": "bench"})
+per_burst = max(1, rate // 10)
+result = "x" * 4000
+end = time.time() + seconds
+next_big = time.time() + big
+i = 0
+while time.time() < end:
+    for _ in range(per_burst // 2 or 1):
+        i += 1
+        emit({"type": "assistant", "message": {"id": f"m{i}", "content": [
+            {"type": "tool_use", "id": f"t{i}", "name": "Bash",
+             "input": {"command": f"cargo test -p crate-{i % 40}"}}],
+            "usage": {"input_tokens": 1000 + i, "output_tokens": 50}}})
+        content = result
+        if time.time() >= next_big:
+            content, next_big = "y" * (1024 * 1024), next_big + big
+        emit({"type": "user", "message": {"content": [
+            {"type": "tool_result", "tool_use_id": f"t{i}", "content": content,
+             "is_error": False}]}})
+    out.flush()
+    time.sleep(0.1)
+emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": i,
+      "total_cost_usd": 0.01 * i / 100, "result": "done", "duration_ms": 1000,
+      "usage": {"input_tokens": 1000 * i, "output_tokens": 50 * i}})
+out.flush()
+with open(state, "a") as fh:
+    fh.write(f"{branch} MERGED\n")
 """
 
 TICKER_AGENT = r"""
@@ -103,6 +146,17 @@ class ScriptSpawner:
         proc = AgentProcess.spawn([PY, "-c", script, *args], worktree, dict(os.environ),
                                   log_path, output, on_line)
         return SpawnResult(proc, "bench")
+
+
+class StreamSpawner(ScriptSpawner):
+    """Like ScriptSpawner, but the agent's output is read as claude's stream-json."""
+
+    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
+                    output: OutputLog, on_line: LineCallback | None) -> SpawnResult:
+        script, args = self.scripts[gap_id]
+        proc = AgentProcess.spawn([PY, "-c", script, *args], worktree, dict(os.environ),
+                                  log_path, output, on_line, CLAUDE.fmt)
+        return SpawnResult(proc, "bench", CLAUDE.name)
 
 
 class NoProcessSpawner(ScriptSpawner):
@@ -157,7 +211,10 @@ async def key_to_frame(app: Any, clock: FrameClock, key: str, character: str | N
     effect = time.perf_counter()
     while not clock.frames or clock.frames[-1] < effect:
         if time.perf_counter() - started > timeout:
-            raise RuntimeError(f"no frame after key {key!r} within {timeout}s")
+            screen = app.screen
+            raise RuntimeError(f"no frame after key {key!r} within {timeout}s "
+                               f"(screen {screen}, frames {len(clock.frames)}, "
+                               f"selected {getattr(screen, 'selected', None)})")
         await asyncio.sleep(0.001)
     return (clock.frames[-1] - started) * 1000
 
@@ -205,16 +262,22 @@ async def figure_filter(n: int) -> dict[str, object]:
 
 
 # ------------------------------------------------------------------- flood
-async def figure_flood(n: int, rate: int, seconds: float) -> dict[str, object]:
+async def figure_flood(n: int, rate: int, seconds: float,
+                       stream: bool = False) -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     state = root / "github-state.txt"
     backlog = gaps(n, "FLOOD")
     backlog = [Gap(id=g.id, title=g.title, priority="P1", effort="s", status="open")
                for g in backlog]
-    scripts = {g.id: (FLOOD_AGENT, [f"claude/{g.id.lower()}", str(rate), str(seconds),
-                                    str(state)]) for g in backlog}
+    if stream:
+        spawner: ScriptSpawner = StreamSpawner({g.id: (STREAM_AGENT, [
+            f"claude/{g.id.lower()}", str(rate), str(seconds), str(state), "10"])
+            for g in backlog})
+    else:
+        spawner = ScriptSpawner({g.id: (FLOOD_AGENT, [
+            f"claude/{g.id.lower()}", str(rate), str(seconds), str(state)]) for g in backlog})
     writer = SqliteReflectionWriter(root / "sessions" / "chump_memory.db")
-    engine = Engine(root, ScriptSpawner(scripts), SimulatedGitHub(state), writer,
+    engine = Engine(root, spawner, SimulatedGitHub(state), writer,
                     EngineConfig(max_parallel=n, tick_s=2.0, soft_deadline_s=3600,
                                  log_dir=root / "logs"), backlog=backlog)
     app = ChumpApp(setup_for(engine, backlog, root))
@@ -254,12 +317,92 @@ async def figure_flood(n: int, rate: int, seconds: float) -> dict[str, object]:
     import sqlite3
     reflections = sqlite3.connect(root / "sessions" / "chump_memory.db").execute(
         "SELECT COUNT(*) FROM chump_reflections").fetchone()[0]
+    costs = sum(1 for d in engine.snapshot() if d.cost_usd is not None)
     return {"agents": n, "lines_per_s": rate, "seconds": seconds, "wall_s": wall,
+            "costs_recorded": costs,
             "key_p95_ms": pct(latencies, 0.95), "key_median_ms": statistics.median(latencies),
             "key_max_ms": max(latencies), "presses": len(latencies),
             "steady_from_s": steady_from,
             "cpu_cores": cpu / wall, "rss_mb": rss_max / 2**20, "shipped": shipped,
             "reflections": reflections, "lines": lines}
+
+
+# -------------------------------------------------------------------- soak
+async def figure_soak(n: int, parallel: int, seconds: float) -> dict[str, object]:
+    """Continuous mode, short-lived stream-json agents (about 2 s each), for ``seconds``:
+    the console's RSS and key latency over time, compressed hours of a fleet."""
+    root = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    state = root / "github-state.txt"
+    backlog = [Gap(id=f"SOAK-{i:05d}", title=f"generated gap {i}", priority="P1", effort="s",
+                   status="open") for i in range(n)]
+    spawner = StreamSpawner({g.id: (STREAM_AGENT, [f"claude/{g.id.lower()}", "20", "2",
+                                                   str(state), "1000"]) for g in backlog})
+    writer = SqliteReflectionWriter(root / "sessions" / "chump_memory.db")
+    from chump_tui.session_store import SessionStore
+
+    store = SessionStore(root / "sessions" / "chump-tui", root)
+    store.acquire()
+    engine = Engine(root, spawner, SimulatedGitHub(state), writer,
+                    EngineConfig(max_parallel=parallel, tick_s=1.0, soft_deadline_s=3600,
+                                 log_dir=root / "sessions" / "chump-tui" / "logs"),
+                    backlog=backlog, store=store)
+    app = ChumpApp(setup_for(engine, backlog, root))
+    me = psutil.Process()
+    curve: list[tuple[float, float, int]] = []  # (seconds, RSS MB, attempts ended)
+    latencies: list[tuple[float, float]] = []
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("m")
+        clock = FrameClock(app)
+        monitor = app.screen
+        t0 = time.perf_counter()
+        engine.set_continuous(True)
+        next_sample = 0.0
+        trace = os.environ.get("BENCH_OBJECTS") == "1"
+        first: tuple[Counter[str], int] | None = None
+        while time.perf_counter() - t0 < seconds:
+            await asyncio.sleep(0.5)
+            now = time.perf_counter() - t0
+            if now >= next_sample:
+                curve.append((now, me.memory_info().rss / 2**20, ended_count(app)))
+                next_sample += 10
+                if trace and now > seconds / 3 and first is None:
+                    first = (object_counts(), ended_count(app))
+            if len(monitor._cards) > 1:  # type: ignore[attr-defined]
+                before = monitor.selected  # type: ignore[attr-defined]
+                key = "left" if len(latencies) % 2 else "right"
+                latencies.append((now, await key_to_frame(
+                    app, clock, key, None, lambda b=before: monitor.selected != b)))  # type: ignore[attr-defined]
+        if trace and first is not None:  # what each attempt leaves behind, to stderr
+            grown = object_counts() - first[0]
+            attempts = ended_count(app) - first[1]
+            for name, count in grown.most_common(40):
+                print(f"{count / attempts:8.2f} per attempt  {name}", file=sys.stderr)
+        engine.set_continuous(False)
+        app.quit_with("stop_keep")
+        while app.is_running:
+            await asyncio.sleep(0.1)
+    engine.reflections.flush(30)
+    engine.close()
+    store.release()
+    # Warm-up is the first quarter; growth compares the last quarter with the second (the
+    # median of each: single samples move by a few MB with the allocator).
+    second = [mb for t, mb, _ in curve if seconds / 4 <= t < seconds / 2]
+    last = [mb for t, mb, _ in curve if t >= 3 * seconds / 4]
+    early = [ms for t, ms in latencies if t < seconds / 2]
+    late = [ms for t, ms in latencies if t >= seconds / 2]
+    return {"gaps": n, "parallel": parallel, "seconds": seconds,
+            "attempts": ended_count(app), "curve": curve,
+            "rss_warm_mb": statistics.median(second), "rss_end_mb": statistics.median(last),
+            "rss_growth": statistics.median(last) / statistics.median(second) - 1,
+            "key_p95_first_half_ms": pct(early, 0.95) if early else None,
+            "key_p95_second_half_ms": pct(late, 0.95) if late else None}
+
+
+def object_counts() -> Counter[str]:
+    import gc
+
+    gc.collect()
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
 
 
 def ended_count(app: Any) -> int:
@@ -369,6 +512,12 @@ def main() -> None:
     elif which == "flood":
         result = asyncio.run(figure_flood(int(sys.argv[2]), int(sys.argv[3]),
                                           float(sys.argv[4])))
+    elif which == "stream":
+        result = asyncio.run(figure_flood(int(sys.argv[2]), int(sys.argv[3]),
+                                          float(sys.argv[4]), stream=True))
+    elif which == "soak":
+        result = asyncio.run(figure_soak(int(sys.argv[2]), int(sys.argv[3]),
+                                         float(sys.argv[4])))
     elif which == "gh":
         result = figure_gh([int(x) for x in sys.argv[2].split(",")])
     elif which == "kill":

@@ -170,6 +170,34 @@ def bench_flood(seconds: str) -> Row:
                "p95 ≤ 150 ms; ≤ 1 core; ≤ 300 MB; no outcome lost", ok, r)
 
 
+def bench_stream(seconds: str) -> Row:
+    r = in_child("stream", "100", "20", seconds, timeout=600)
+    ok = (float(str(r["key_p95_ms"])) <= 150 and float(str(r["cpu_cores"])) <= 0.6
+          and float(str(r["rss_mb"])) <= 300 and r["shipped"] == r["agents"]
+          and r["costs_recorded"] == r["agents"])
+    return Row(f"{r['agents']} agents × {r['lines_per_s']} stream-json events/s (4 KB tool "
+               f"results, 1 MB lines) for {r['seconds']} s",
+               f"key→redraw p95 {r['key_p95_ms']:.0f} ms; CPU {r['cpu_cores']:.2f} core; "
+               f"RSS {r['rss_mb']:.0f} MB; {r['shipped']}/{r['agents']} shipped, "
+               f"{r['costs_recorded']} costs recorded", "-",
+               "p95 ≤ 150 ms; ≤ 0.6 core; ≤ 300 MB; every cost", ok, r)
+
+
+def bench_soak(seconds: str) -> Row:
+    r = in_child("soak", "2000", "25", seconds, timeout=int(float(seconds)) + 600)
+    early, late = r["key_p95_first_half_ms"], r["key_p95_second_half_ms"]
+    ok = (float(str(r["rss_growth"])) <= 0.10 and early is not None and late is not None
+          and float(str(early)) <= 150 and float(str(late)) <= 150)
+    curve = r["curve"]
+    assert isinstance(curve, list)
+    points = ", ".join(f"{int(t)}s {mb:.0f} MB" for t, mb, _n in curve[::3])
+    return Row(f"continuous mode, 2,000-gap backlog, short stream-json agents, {r['seconds']} s",
+               f"{r['attempts']} attempts; RSS {r['rss_warm_mb']:.0f} → {r['rss_end_mb']:.0f} "
+               f"MB ({100 * float(str(r['rss_growth'])):+.0f}% after warm-up); key→redraw p95 "
+               f"{float(str(early)):.0f} / {float(str(late)):.0f} ms (first / second half); "
+               f"curve: {points}", "-", "RSS growth ≤ 10%; p95 ≤ 150 ms throughout", ok, r)
+
+
 def bench_gh_calls(runs: int) -> Row:
     r = in_child("gh", "1,10,100")
     per_poll = r["calls_per_poll"]
@@ -196,6 +224,8 @@ FIGURES: dict[str, Callable[[argparse.Namespace], Row]] = {
     "first_frame": lambda a: bench_first_frame(a.runs),
     "filter": lambda a: bench_filter(a.runs),
     "flood": lambda a: bench_flood("8" if a.quick else "30"),
+    "stream": lambda a: bench_stream("8" if a.quick else "30"),
+    "soak": lambda a: bench_soak("60" if a.quick else "300"),
     "gh": lambda a: bench_gh_calls(a.runs),
     "kill": lambda a: bench_kill("5" if a.quick else "30"),
 }

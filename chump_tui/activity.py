@@ -116,6 +116,12 @@ class Activity:
         if not event.ok:
             self.fatal_error = first_line(event.text or event.subtype or "failed", 300)
 
+    def forget_details(self) -> None:
+        """Drop what only a running agent needs (per-message usage, running tools)."""
+        self._base_in, self._base_out = self.tokens_in, self.tokens_out
+        self._by_message.clear()
+        self._tools.clear()
+
     def copy(self) -> Activity:
         return dataclasses.replace(self, _by_message={}, _tools={})
 

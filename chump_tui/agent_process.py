@@ -92,6 +92,15 @@ class OutputLog:
             self._signals.extend(signals)
         return lines
 
+    def compact(self, keep: int) -> None:
+        """Keep only the last ``keep`` lines of an attempt that is over (its log file has
+        them all): hours of continuous mode must not hold every attempt's tail."""
+        with self._lock:
+            if len(self._tail) > keep:
+                self._tail = collections.deque(list(self._tail)[-keep:], maxlen=LIVE_TAIL_CAP)
+            self._signals.clear()  # written into the reflection already
+            self._activity.forget_details()
+
     def activity(self) -> Activity:
         """A consistent copy of what the agent is doing."""
         with self._lock:
@@ -373,8 +382,9 @@ class AgentProcess:
 
     def join_output(self, timeout: float = 2.0) -> None:
         """Let the follower read what the process wrote before it ended."""
-        if self.follower is not None:
-            self.follower.join(timeout)
+        follower = self.follower
+        if follower is not None and follower.join(timeout):
+            self.follower = None  # done: nothing of it is needed any more
 
     def signal_group(self, sig: int) -> None:
         """Signal the whole process group, falling back to the single pid."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from chump_tui.monitor import OUTCOME_KINDS, DispatchOutcome
@@ -16,7 +16,7 @@ PHASES: tuple[Phase, ...] = ("dispatching", "running", "stalled", "killing", "en
 ACTIVE_PHASES: tuple[Phase, ...] = ("dispatching", "running", "stalled", "killing")
 
 
-@dataclass
+@dataclass(slots=True)  # thousands of rows after hours of continuous mode: no __dict__ each
 class Dispatch:
     key: str  # "<gap id>#<attempt>"
     gap_id: str
@@ -53,7 +53,12 @@ class Dispatch:
     agent_error: str = ""  # an error result or failed turn the agent reported
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies every field and was most of a save.
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        data["pr"] = vars(self.pr).copy() if self.pr is not None else None
+        data["outcome"] = vars(self.outcome).copy() if self.outcome is not None else None
+        data["stale_prs"] = list(self.stale_prs)
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> Dispatch:
@@ -124,6 +129,8 @@ class Dispatch:
             return "no PR within soft deadline" + said
         return f"PR #{self.outcome.pr_number}"
 
+
+_FIELD_NAMES = tuple(f.name for f in fields(Dispatch))
 
 # ------------------------------------------------------------------ state-file shapes
 _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")

@@ -10,6 +10,7 @@ Everything it learns is reported to subscribers as events.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import subprocess
 import tempfile
@@ -59,6 +60,13 @@ from chump_tui.watchdog import (
 
 Listener = Callable[[EngineEvent], None]
 
+ENDED_TAIL_LINES = 20
+"""Output lines kept in memory for an attempt that is over and reflected."""
+
+KEEP_OUTPUT_OF_ENDED = 100
+"""Reflected attempts that keep even those lines; older ones keep only their row (their log
+files keep everything): memory stays flat over hours of continuous mode."""
+
 EVALUATE_EVERY_S = 1.0
 """The monitor thread decides at least this often (deadlines, watchdogs, exits)."""
 
@@ -89,6 +97,10 @@ class _Live:
     # so the reflection sees the agent's last lines.
     exit_seen: int | None = None
     busy_at: float | None = None  # when its descendants were last seen using CPU
+
+
+_NOTHING_KEPT = OutputLog()
+"""The output of every long-finished attempt: nothing (its log file keeps it all)."""
 
 
 class Engine:
@@ -131,6 +143,7 @@ class Engine:
         self.last_github_error: str | None = None
         self.gh_polls = 0
         self._launchers: list[threading.Thread] = []
+        self._reflected: collections.deque[str] = collections.deque()
         self.reflections = ReflectionQueue(writer, self._reflection_written,
                                            self._reflection_failed)
 
@@ -148,15 +161,18 @@ class Engine:
 
     def _changed(self, live: _Live, why: str, save: bool = True) -> None:
         if save:
-            self._save_state()
+            self._save_state(live.record.key)
         self._emit(DispatchChanged(dataclasses.replace(live.record), why))  # type: ignore[arg-type]
 
-    def _save_state(self) -> None:
-        """Persist the whole table (caller holds the lock); a failure is reported, not fatal."""
+    def _save_state(self, changed: str) -> None:
+        """Persist the whole table (caller holds the lock); a failure is reported, not fatal.
+
+        ``changed`` names the row that changed: the store re-encodes only that one.
+        """
         if self.store is None:
             return
         try:
-            self.store.save([self._live[k].record for k in self._order])
+            self.store.save([self._live[k].record for k in self._order], changed)
         except OSError as exc:
             message = f"cannot save {self.store.state_path}: {exc.strerror or exc}"
             if message != self.state_error:
@@ -175,31 +191,30 @@ class Engine:
             live = self._live.get(key)
             return dataclasses.replace(live.record) if live else None
 
+    # The per-key reads the console makes ten times a second take no engine lock: the
+    # engine holds it while it saves the table (an fsync), and rows are only ever added
+    # to _live, so a lookup without it is safe; OutputLog has a lock of its own.
     def output_tail(self, key: str, n: int = 400) -> list[str]:
-        with self._lock:
-            live = self._live.get(key)
+        live = self._live.get(key)
         return live.output.tail(n) if live else []
 
     def output_lines_seen(self, key: str) -> int:
-        with self._lock:
-            live = self._live.get(key)
+        live = self._live.get(key)
         return live.output.lines_seen if live else 0
 
     def activity(self, key: str) -> Activity | None:
         """What the agent of ``key`` is doing (a copy)."""
-        with self._lock:
-            live = self._live.get(key)
+        live = self._live.get(key)
         return live.output.activity() if live else None
 
     def watchdog_state(self, key: str, now: float | None = None) -> Quiet | Kill | None:
         """The watchdogs' view of one running agent (the card's QUIET badge)."""
-        with self._lock:
-            live = self._live.get(key)
-            if live is None or live.record.phase not in ("running", "stalled") \
-                    or live.process is None or live.exit_seen is not None:
-                return None
-            busy_at = live.busy_at
-            started = live.record.started_at
+        live = self._live.get(key)
+        if live is None or live.record.phase not in ("running", "stalled") \
+                or live.process is None or live.exit_seen is not None:
+            return None
+        busy_at = live.busy_at
+        started = live.record.started_at
         act = live.output.activity()
         return watchdog.check(started, act.first_event_at, act.last_event_at,
                               self.clock() if now is None else now,
@@ -731,7 +746,7 @@ class Engine:
         rec.kill_deadline = None
         # The outcome is on disk before its reflection may be written: a crash in
         # between leaves an unwritten reflection to retry, never a lost outcome.
-        self._save_state()
+        self._save_state(rec.key)
         self._queue_reflection(live, outcome, in_flight)
         # Refill before reporting the outcome, so a listener never sees a moment
         # with nothing active while continuous mode is about to dispatch more.
@@ -751,6 +766,13 @@ class Engine:
             live = self._live.get(key)
             if live is not None:
                 live.record.reflection_written = True
+                live.output.compact(ENDED_TAIL_LINES)
+                self._reflected.append(key)
+                while len(self._reflected) > KEEP_OUTPUT_OF_ENDED:
+                    old = self._live[self._reflected.popleft()]
+                    if old.exit_seen is not None or old.process is None:
+                        old.output = _NOTHING_KEPT  # its row keeps turns and cost
+                        old.process = None
                 self._changed(live, "reflected")
 
     def _reflection_failed(self, key: str, error: str) -> None:

@@ -44,6 +44,7 @@ class SessionStore:
         self.lock_path = directory / "lock"
         self.log_dir = directory / "logs"
         self._lock_fd: int | None = None
+        self._encoded: dict[str, str] = {}  # row key -> its JSON, as last saved
         self.saves = 0
 
     @classmethod
@@ -85,16 +86,33 @@ class SessionStore:
         for directory in (self.directory.parent, self.directory, self.log_dir):
             real_dir(directory)
 
-    def save(self, records: list[Dispatch]) -> None:
+    def save(self, records: list[Dispatch], changed: str | None = None) -> None:
+        """Write every row; only ``changed`` (a key) is encoded anew (None: all of them).
+
+        Each row's JSON is kept between saves: hours of continuous mode make thousands of
+        rows, and encoding them all on every change starved the console (bench/ soak).
+        """
         self._ensure_dirs()
-        payload = {"version": STATE_VERSION, "saved_at": time.time(), "pid": os.getpid(),
-                   "dispatches": [r.to_json() for r in records]}
+        if changed is None:
+            self._encoded.clear()
+        else:
+            self._encoded.pop(changed, None)
+        rows = []
+        for record in records:
+            encoded = self._encoded.get(record.key)
+            if encoded is None:
+                encoded = self._encoded[record.key] = json.dumps(record.to_json(),
+                                                                 separators=(",", ":"))
+            rows.append(encoded)
+        head = json.dumps({"version": STATE_VERSION, "saved_at": time.time(),
+                           "pid": os.getpid()}, separators=(",", ":"))
+        text = f'{head[:-1]},"dispatches":[{",".join(rows)}]}}'
         tmp = self.state_path.with_name(f".state.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # a leftover (or a planted link): never written through
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.state_path)  # replaces a link itself, never its target

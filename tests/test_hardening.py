@@ -240,7 +240,7 @@ def test_invalid_utf8_and_closed_output_and_no_newline(tmp_path: Path) -> None:
 
 def test_read_only_sessions_dir_does_not_stop_the_fleet(tmp_path: Path) -> None:
     class FullDisk(SessionStore):
-        def save(self, records: list[object]) -> None:  # type: ignore[override]
+        def save(self, records: list[object], changed: str | None = None) -> None:  # type: ignore[override]
             raise OSError(errno.ENOSPC, "No space left on device")
 
     engine = Engine(tmp_path, ScriptSpawner(), ScriptedPrProvider({"claude/f-1": [

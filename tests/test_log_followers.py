@@ -23,8 +23,10 @@ def test_twenty_agents_are_followed_by_one_thread_and_every_line_arrives(tmp_pat
     assert not [t for t in threading.enumerate() if t.name.startswith("follow-")]
     for agent in agents:
         assert agent.wait(30) == 0
+        follower = agent.follower
         agent.join_output(10)
-        assert agent.follower is not None and agent.follower.done.is_set()
+        assert follower is not None and follower.done.is_set()
+        assert agent.follower is None  # released once it read everything
     for n, out in enumerate(outputs):
         assert out.lines_seen == 300
         assert out.tail(1) == [f"agent{n} line 299"]

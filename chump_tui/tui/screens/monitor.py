@@ -31,6 +31,17 @@ if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
 
 CARD_MIN_WIDTH = 52
+MAX_ENDED_CARDS = 24
+"""Ended attempts keep a card up to this many (the most recent); every attempt stays in the
+summary. A grid of thousands of cards (hours of continuous mode) would make every layout,
+and so every key press, slower."""
+
+
+def cards_to_show(dispatches: dict[str, Dispatch]) -> list[str]:
+    """Every active dispatch and the most recent ended ones, in dispatch order."""
+    ended = [key for key, d in dispatches.items() if not d.active]
+    keep = set(ended[-MAX_ENDED_CARDS:])
+    return [key for key, d in dispatches.items() if d.active or key in keep]
 TAIL_REFRESH_S = 0.25
 GIT_TIMEOUT_S = 30
 
@@ -55,6 +66,8 @@ class MonitorScreen(Screen[None]):
         self.selected: str | None = None
         self._seen_version = -1
         self._cards: dict[str, DispatchCard] = {}
+        self.hidden = 0  # older ended attempts without a card (in the summary)
+        self._status_key: tuple[object, ...] | None = None
         self._columns = 2
         self._last_tails = 0.0
 
@@ -88,14 +101,29 @@ class MonitorScreen(Screen[None]):
         grid = self.query_one("#cards", Grid)
         if app.version != self._seen_version:
             self._seen_version = app.version
-            new_cards = [DispatchCard(key) for key in app.dispatches if key not in self._cards]
-            for card in new_cards:
-                self._cards[card.key] = card
+            shown = cards_to_show(app.dispatches)
+            gone = [key for key in self._cards if key not in shown]
+            spare = [self._cards.pop(key) for key in gone]
+            new_cards = []
+            for key in shown:
+                if key in self._cards:
+                    continue
+                if spare:  # reuse a card that left: no widget churn over hours of attempts
+                    card = spare.pop()
+                    card.rebind(key)
+                    grid.move_child(card, after=len(grid.children) - 1)
+                else:
+                    card = DispatchCard(key)
+                    new_cards.append(card)
+                self._cards[key] = card
+            for card in spare:
+                card.remove()
             if new_cards:
                 grid.mount_all(new_cards)
+            self.hidden = len(app.dispatches) - len(self._cards)
             self.query_one("#empty").display = not self._cards
-            if self.selected is None and self._cards:
-                self.select(next(iter(self._cards)))
+            if (self.selected is None or self.selected in gone) and self._cards:
+                self.select(next(reversed(self._cards)) if gone else next(iter(self._cards)))
         # Only cards in view are redrawn: with a hundred agents flooding output, drawing
         # the ones nobody can see is most of the work. Others catch up when scrolled in.
         viewport = self.query_one("#cards-scroll").region
@@ -118,9 +146,15 @@ class MonitorScreen(Screen[None]):
             seen = engine.output_lines_seen(self.selected)
             if self.selected != view.shown_key or seen != view.shown_seen:
                 view.follow(self.selected, seen, engine.output_tail(self.selected))
-        self.query_one(StatusLine).set_text(status_text(
-            app.dispatches.values(), engine.next_poll_in_s(), app.github_error,
-            engine.config.continuous, engine.reflections.pending(), app.setup.dry_run))
+        # The line counts every attempt (thousands after hours of continuous mode): redrawn
+        # when something changed, else once a second for the poll countdown.
+        status_key = (app.version, int(time.monotonic()), app.github_error)
+        if status_key != self._status_key:
+            self._status_key = status_key
+            self.query_one(StatusLine).set_text(status_text(
+                app.dispatches.values(), engine.next_poll_in_s(), app.github_error,
+                engine.config.continuous, engine.reflections.pending(), app.setup.dry_run,
+                self.hidden))
 
     def select(self, key: str) -> None:
         previous = self._cards.get(self.selected) if self.selected else None

@@ -151,6 +151,13 @@ class DispatchCard(Widget):
         self.tail: list[str] = []
         self.tail_version = 0
 
+    def rebind(self, key: str) -> None:
+        """Show another dispatch in this card (the monitor recycles cards of old attempts)."""
+        self.key = key
+        self._last = None
+        self.tail, self.tail_version = [], 0
+        self.remove_class("-selected")
+
     @property
     def drawn(self) -> bool:
         return self._last is not None

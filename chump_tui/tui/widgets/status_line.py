@@ -15,7 +15,8 @@ from chump_tui.tui.text import assemble, line
 
 
 def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error: str | None,
-                continuous: bool, pending_reflections: int, dry_run: bool) -> Text:
+                continuous: bool, pending_reflections: int, dry_run: bool,
+                hidden: int = 0) -> Text:
     rows = list(dispatches)
     running = sum(1 for d in rows if d.active)
     ended = Counter(d.label() for d in rows if not d.active)
@@ -23,6 +24,8 @@ def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error
                          assemble((str(sum(ended.values())), "bold"), " ended")]
     if ended:
         parts.append(Text(" ".join(f"{k.lower()} {v}" for k, v in sorted(ended.items()))))
+    if hidden:
+        parts.append(Text(f"{hidden} older in the summary (s)", style="dim"))
     if running:
         parts.append(Text(f"next GitHub poll in {int(next_poll_s + 0.999)}s"))
     parts.append(assemble("continuous ", ("ON" if continuous else "off", "bold")))
