@@ -8,11 +8,13 @@ so no YAML tag can construct objects or run code.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from chump_tui.errors import BacklogError
 from chump_tui.gc_pause import gc_paused
+from chump_tui.safe_fs import inside, read_regular_file
 
 # typing.TYPE_CHECKING without importing typing: plain dry-run imports only what it
 # runs (mypy treats any TYPE_CHECKING name as true).
@@ -21,7 +23,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-    import yaml
 
 KNOWN_FIELDS = ("id", "title", "priority", "effort", "status", "depends_on")
 
@@ -32,6 +33,9 @@ MAX_EXTRA_NODES = 5000
 """Budget of YAML nodes kept per extra field; bigger values (alias bombs) are dropped."""
 
 TOO_LARGE = "<value too large to keep>"
+
+MAX_EXTRA_DEPTH = 64
+"""Nesting kept in an extra field; deeper values are dropped (rendering them would recurse)."""
 
 PARALLEL_MIN_FILES = 400
 """A registry this big is parsed on two cores."""
@@ -50,11 +54,12 @@ class Gap:
     was 15 ms of a 250 ms plain dry-run (bench/).
     """
 
-    __slots__ = ("depends_on", "effort", "extra", "id", "priority", "source", "status", "title")
+    __slots__ = ("depends_on", "effort", "extra", "id", "line", "priority", "source", "status",
+                 "title")
 
     def __init__(self, id: str, title: str = "", priority: str = "", effort: str = "",
                  status: str = "", depends_on: tuple[str, ...] = (),
-                 extra: dict[str, Any] | None = None, source: str = "") -> None:
+                 extra: dict[str, Any] | None = None, source: str = "", line: int = 0) -> None:
         # Final: mypy refuses any later assignment, as frozen=True did, at no run-time cost.
         self.id: Final = id
         self.title: Final = title
@@ -64,6 +69,7 @@ class Gap:
         self.depends_on: Final = depends_on
         self.extra: Final[dict[str, Any]] = {} if extra is None else extra
         self.source: Final = source
+        self.line: Final = line  # of its id in a monolithic file (0: unknown)
 
     def _identity(self) -> tuple[str, str, str, str, str, tuple[str, ...], str]:
         return (self.id, self.title, self.priority, self.effort, self.status,
@@ -99,22 +105,69 @@ class Backlog:
         self.path = path
         self.gaps = gaps
         self.warnings: list[str] = [] if warnings is None else warnings
+        self.unusable = unusable_ids(gaps)
+        """Ids never dispatched (duplicates, ids sharing a worktree), with the reason."""
 
     def by_id(self) -> dict[str, Gap]:
         return {g.id: g for g in self.gaps}
 
 
 def done_ids(gaps: Iterable[Gap]) -> set[str]:
-    """Ids whose status is exactly ``done`` (the reference's rule)."""
-    return {g.id for g in gaps if g.status == "done"}
+    """Ids whose status is exactly ``done`` (the reference's rule); a duplicated id counts
+    only when every copy is done."""
+    done: set[str] = set()
+    not_done: set[str] = set()
+    for g in gaps:
+        (done if g.status == "done" else not_done).add(g.id)
+    return done - not_done
+
+
+def unusable_ids(gaps: Iterable[Gap]) -> dict[str, str]:
+    """Ids that must never be dispatched, with why: an id given twice (upstream backlogs have
+    had them), or ids that become the same worktree and branch (``X_1`` and ``x-1``)."""
+    from chump_tui.paths import slug
+
+    copies: dict[str, list[Gap]] = {}
+    for g in gaps:
+        copies.setdefault(g.id, []).append(g)
+    out = {gap_id: f"duplicate id ({_where(found)})"
+           for gap_id, found in copies.items() if len(found) > 1}
+    by_slug: dict[str, list[str]] = {}
+    for gap_id in copies:
+        by_slug.setdefault(slug(gap_id), []).append(gap_id)
+    for ids in by_slug.values():
+        if len(ids) > 1:
+            for gap_id in ids:
+                others = ", ".join(i for i in ids if i != gap_id)
+                out.setdefault(gap_id, f"same worktree and branch as {others} "
+                                       f"({_where([copies[i][0] for i in ids])})")
+    return out
+
+
+def _where(gaps: list[Gap]) -> str:
+    """``lines 514, 773`` in one file, else the files (a registry dir)."""
+    if len({g.source for g in gaps}) == 1 and all(g.line for g in gaps):
+        return "lines " + ", ".join(str(g.line) for g in gaps)
+    return " and ".join(Path(g.source).name or "?" for g in gaps)
+
+
+def duplicate_warnings(unusable: dict[str, str]) -> list[str]:
+    return [f"gap {gap_id}: {why}; it is never dispatched" for gap_id, why in unusable.items()]
 
 
 def default_backlog_path(base: Path) -> Path:
-    """``docs/gaps/`` when it holds ``*.yaml`` files, else ``docs/gaps.yaml``."""
+    """``docs/gaps/`` when it holds ``*.yaml`` files, else ``docs/gaps.yaml``.
+
+    The repository's own backlog may not be a link out of it (pass --backlog to read one
+    on purpose): BacklogError otherwise.
+    """
     registry = base / "docs" / "gaps"
-    if registry.is_dir() and any(registry.glob("*.yaml")):
-        return registry
-    return base / "docs" / "gaps.yaml"
+    path = registry if registry.is_dir() and any(registry.glob("*.yaml")) else \
+        base / "docs" / "gaps.yaml"
+    if os.path.lexists(path) and not inside(path, base):
+        raise BacklogError(f"{path}: links out of the repository; not read "
+                           "(pass --backlog PATH to use it on purpose)")
+    return path
 
 
 def load_backlog(path: Path) -> Backlog:
@@ -126,9 +179,7 @@ def load_backlog(path: Path) -> Backlog:
 def _load_backlog(path: Path) -> Backlog:
     if path.is_dir():
         return _load_registry(path)
-    if not path.exists():
-        raise BacklogError(f"{path}: backlog not found (pass --backlog PATH)")
-    data = _parse_yaml(path)
+    data, text, notes = _parse_yaml(path)
     if data is None:
         raise BacklogError(f"{path}: file is empty (expected a mapping with a 'gaps:' list)")
     if not isinstance(data, dict):
@@ -140,9 +191,12 @@ def _load_backlog(path: Path) -> Backlog:
         raw_gaps = []
     if not isinstance(raw_gaps, list):
         raise BacklogError(f"{path}: 'gaps' is a {_kind(raw_gaps)}, expected a list")
-    gaps = [_to_gap(item, path, f"gaps[{i}]") for i, item in enumerate(raw_gaps)]
-    _check_unique(gaps)
-    return Backlog(path=path, gaps=gaps, warnings=dependency_warnings(gaps))
+    lines = id_lines(text)
+    gaps = [_to_gap(item, path, f"gaps[{i}]", lines) for i, item in enumerate(raw_gaps)]
+    backlog = Backlog(path=path, gaps=gaps)
+    backlog.warnings = (notes + duplicate_warnings(backlog.unusable)
+                        + dependency_warnings(gaps))
+    return backlog
 
 
 def _load_registry(directory: Path) -> Backlog:
@@ -162,8 +216,10 @@ def _load_registry(directory: Path) -> Backlog:
         warnings += more_warnings
     else:
         gaps, warnings = _parse_files(files)
-    _check_unique(gaps)
-    return Backlog(path=directory, gaps=gaps, warnings=warnings + dependency_warnings(gaps))
+    backlog = Backlog(path=directory, gaps=gaps)
+    backlog.warnings = (warnings + duplicate_warnings(backlog.unusable)
+                        + dependency_warnings(gaps))
+    return backlog
 
 
 def _parse_files(files: list[Path]) -> tuple[list[Gap], list[str]]:
@@ -171,39 +227,67 @@ def _parse_files(files: list[Path]) -> tuple[list[Gap], list[str]]:
     warnings: list[str] = []
     for file in files:
         try:
-            if not file.is_file():
-                raise BacklogError(f"{file}: not a regular file")
-            data = _parse_yaml(file)
+            if not inside(file, file.parent):
+                raise BacklogError(f"{file}: links out of {file.parent}; not read")
+            data, _text, notes = _parse_yaml(file)
+            warnings += notes
             if data is None:
                 continue
             items = data if isinstance(data, list) else [data]
             for i, item in enumerate(items):
                 gaps.append(_to_gap(item, file, f"item {i}"))
-        except (BacklogError, OSError) as exc:
-            warnings.append(f"skipped {exc}")
+        except (BacklogError, OSError, RecursionError) as exc:
+            warnings.append(f"skipped {exc}" if not isinstance(exc, RecursionError)
+                            else f"skipped {file}: nested too deeply")
     return gaps, warnings
 
 
-def _safe_loader() -> type[yaml.SafeLoader]:
-    # PyYAML is imported here, not at the top: the console parses the backlog in a
-    # forked child, and the parent (busy importing Textual) never needs it.
+def _loader_class() -> type[Any]:
+    """PyYAML's safe loader (the C one when built), noting keys given twice in a mapping.
+
+    PyYAML is imported here, not at the top: the console parses the backlog in a forked
+    child, and the parent (busy importing Textual) never needs it.
+    """
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
     import yaml
 
-    try:  # the C loader is ~10x faster on the 543-gap file
-        return yaml.CSafeLoader  # type: ignore[return-value]
-    except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-        return yaml.SafeLoader
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster
+
+    class Loader(base):  # type: ignore[valid-type,misc]
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.repeated: list[str] = []
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[str, int] = {}
+            for key_node, _value in node.value:
+                key = getattr(key_node, "value", None)
+                if isinstance(key, str) and key != "<<":
+                    line = key_node.start_mark.line + 1
+                    if key in seen:
+                        self.repeated.append(f"line {line}: key {key!r} given twice in one "
+                                             f"mapping (lines {seen[key]} and {line}); the "
+                                             "last one is used")
+                    seen.setdefault(key, line)
+            return super().construct_mapping(node, deep)
+
+    _LOADER = Loader
+    return Loader
 
 
-def _parse_yaml(path: Path) -> Any:
+_LOADER: type[Any] | None = None
+
+
+def _parse_yaml(path: Path) -> tuple[Any, str, list[str]]:
+    """(the document, its text, notes naming keys given twice) or BacklogError."""
     import yaml
 
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise BacklogError(f"{path}: file is {size // (1024 * 1024)} MiB; the limit is "
-                               f"{MAX_FILE_BYTES // (1024 * 1024)} MiB")
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise BacklogError(f"{path}: backlog not found (pass --backlog PATH)") from None
     except OSError as exc:
         raise BacklogError(f"{path}: cannot read ({exc.strerror or exc})") from None
     _check_flow_depth(path, raw)
@@ -212,8 +296,9 @@ def _parse_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise BacklogError(f"{path}: line {line}: not valid UTF-8 (byte {exc.start})") from None
+    loader = _loader_class()(text)
     try:
-        return yaml.load(text, Loader=_safe_loader())
+        data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -223,6 +308,20 @@ def _parse_yaml(path: Path) -> Any:
         raise BacklogError(f"{path}: YAML error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise BacklogError(f"{path}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+    return data, text, [f"{path}: {note}" for note in loader.repeated]
+
+
+_ID_LINE = re.compile(r"""^[ \t]*(?:-[ \t]*)?\{?[ \t]*id:[ \t]*["']?([^"',}#\s]+)""", re.M)
+
+
+def id_lines(text: str) -> dict[str, list[int]]:
+    """Line numbers of ``id:`` keys by value, in order (to name a duplicate's copies)."""
+    found: dict[str, list[int]] = {}
+    for match in _ID_LINE.finditer(text):
+        found.setdefault(match.group(1), []).append(text.count("\n", 0, match.start()) + 1)
+    return found
 
 
 def _check_flow_depth(path: Path, raw: bytes) -> None:
@@ -236,7 +335,8 @@ def _check_flow_depth(path: Path, raw: bytes) -> None:
             raise BacklogError(f"{path}: nested more than {MAX_FLOW_DEPTH} levels deep")
 
 
-def _to_gap(item: Any, path: Path, where: str) -> Gap:
+def _to_gap(item: Any, path: Path, where: str,
+            lines: dict[str, list[int]] | None = None) -> Gap:
     if not isinstance(item, dict):
         raise BacklogError(f"{path}: {where} is a {_kind(item)}, expected a mapping")
     raw_id = item.get("id")
@@ -260,33 +360,36 @@ def _to_gap(item: Any, path: Path, where: str) -> Gap:
         depends_on=tuple(_scalar(d) for d in deps if d is not None),
         extra={str(k): _bounded(v) for k, v in item.items() if k not in KNOWN_FIELDS},
         source=os.fspath(path),
+        line=lines[raw_id].pop(0) if lines and lines.get(raw_id) else 0,
     )
 
 
 def _bounded(value: Any) -> Any:
-    """The value itself, or a marker when walking it would visit too many nodes.
+    """The value itself, or a marker when walking it would visit too many nodes or go too deep.
 
     Aliases make a YAML document a graph: a few lines can name 10^9 nodes. We count
-    visits, not objects, so such a value is caught before anything renders it.
+    visits, not objects, so such a value is caught before anything renders it. The walk
+    is a loop, not recursion: a value nested hundreds deep is refused, never a crash.
     """
     if not isinstance(value, dict | list):
         return value
     if isinstance(value, list) and len(value) < MAX_EXTRA_NODES and all(
             isinstance(v, str) for v in value):
         return value  # the common case (acceptance criteria): nothing to expand
-    budget = [MAX_EXTRA_NODES]
-
-    def fits(node: Any) -> bool:
-        budget[0] -= 1
-        if budget[0] < 0:
-            return False
+    budget = MAX_EXTRA_NODES
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > MAX_EXTRA_DEPTH:
+            return TOO_LARGE
         if isinstance(node, dict):
-            return all(fits(k) and fits(v) for k, v in node.items())
-        if isinstance(node, list):
-            return all(fits(v) for v in node)
-        return True
-
-    return value if fits(value) else TOO_LARGE
+            for k, v in node.items():
+                stack.append((k, depth + 1))
+                stack.append((v, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return value
 
 
 def dependency_warnings(gaps: list[Gap]) -> list[str]:
@@ -330,18 +433,6 @@ def _scalar(value: Any) -> str:
     if isinstance(value, bool | int | float):
         return str(value)
     return ""
-
-
-def _check_unique(gaps: list[Gap]) -> None:
-    seen: dict[str, Gap] = {}
-    for gap in gaps:
-        first = seen.get(gap.id)
-        if first is not None:
-            where = first.source
-            if first.source != gap.source:
-                where = f"{first.source} and {gap.source}"
-            raise BacklogError(f"{where}: duplicate gap id {gap.id!r}")
-        seen[gap.id] = gap
 
 
 def _kind(value: Any) -> str:

@@ -104,13 +104,17 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fh.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise NotReadable(f"not a regular file ({_kind(info.st_mode)})")
+            raise NotReadable(f"is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
-            raise NotReadable(f"{info.st_size // 1024} KiB; the limit is {limit // 1024} KiB")
+            raise NotReadable(f"is {_size(info.st_size)}; the limit is {_size(limit)}")
         data = fh.read(limit + 1)
     if len(data) > limit:
-        raise NotReadable(f"more than {limit // 1024} KiB; the limit is {limit // 1024} KiB")
+        raise NotReadable(f"is over {_size(limit)}, the limit")
     return data
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n // 1024} KiB"
 
 
 def _kind(mode: int) -> str:

@@ -90,7 +90,6 @@ BAD = [
     ("gap-scalar.yaml", "gaps: [A-1]\n", "gaps[0] is a string, expected a mapping"),
     ("no-id.yaml", "gaps:\n  - title: x\n", "gaps[0] has no 'id'"),
     ("num-id.yaml", "gaps:\n  - id: 12\n", "'id' is a number"),
-    ("dup.yaml", "gaps:\n  - id: A\n  - id: A\n", "duplicate gap id 'A'"),
     ("deps-str.yaml", "gaps:\n  - id: A\n    depends_on: B\n", "'depends_on' is a string"),
     ("deps-num.yaml", "gaps:\n  - id: A\n    depends_on: 3\n", "'depends_on' is a number"),
     ("latin1.yaml", b"gaps:\n  - id: A\n    title: caf\xe9\n", "line 3: not valid UTF-8"),

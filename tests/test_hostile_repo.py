@@ -4,6 +4,7 @@ recorded is lost, bad state is a warning and never a crash (issue: hostile repo)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -272,3 +273,116 @@ def test_numbers_out_of_range_are_one_line_and_exit_2(tmp_path: Path, flag: str,
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in done.stderr
+
+
+# -------------------------------------------------------------- special files, rules
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_special_files_as_the_backlog_are_refused_at_once(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "gaps.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--backlog", str(path)],
+                          capture_output=True, text=True, timeout=20, check=False)
+    assert done.returncode == 2
+    assert "not a regular file" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_backlog_linking_out_of_the_repo_is_not_read_by_default(git_repo: Path,
+                                                                   tmp_path: Path) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("gaps:\n  - {id: S-1, title: from outside, priority: P1, status: open}\n")
+    (git_repo / "docs").mkdir()
+    (git_repo / "docs" / "gaps.yaml").symlink_to(secret)
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui"], cwd=git_repo,
+                          capture_output=True, text=True, timeout=20, check=False)
+    assert done.returncode == 2 and "links out of the repository" in done.stderr
+    assert "from outside" not in done.stdout
+
+
+@pytest.mark.parametrize("rules", ["dev-zero", "outside", "fifo"])
+def test_unusable_rules_file_fails_the_dispatch_before_anything_is_made(
+        git_repo: Path, stub_env: dict[str, str], tmp_path: Path, rules: str) -> None:
+    docs = git_repo / "docs"
+    docs.mkdir()
+    target = docs / "CHUMP_DISPATCH_RULES.md"
+    if rules == "dev-zero":
+        target.symlink_to("/dev/zero")
+    elif rules == "fifo":
+        os.mkfifo(target)
+    else:
+        (tmp_path / "id_rsa").write_text("PRIVATE KEY\n")
+        target.symlink_to(tmp_path / "id_rsa")
+    (git_repo / "gaps.yaml").write_text(
+        "gaps:\n  - {id: R-1, priority: P1, effort: s, status: open}\n")
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--execute",
+                           "--backlog", "gaps.yaml"], cwd=git_repo, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    failed = [ln for ln in done.stderr.splitlines() if ln.startswith("DISPATCH-FAILED: R-1")]
+    assert failed and "CHUMP_DISPATCH_RULES.md" in failed[0]
+    assert not (git_repo / ".claude" / "worktrees" / "r-1").exists()
+    assert "claude/r-1" not in git(git_repo, "branch", "--list")
+
+
+def test_a_big_rules_file_reaches_claude_on_stdin(git_repo: Path, stub_env: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    agent = tmp_path / "stdin-agent.sh"
+    agent.write_text('#!/bin/sh\necho "argc=$#"\necho "stdin=$(wc -c)"\n')
+    agent.chmod(0o755)
+    (git_repo / "docs").mkdir()
+    (git_repo / "docs" / "CHUMP_DISPATCH_RULES.md").write_text("rule\n" * 40_000)  # 200 KB
+    (git_repo / "gaps.yaml").write_text(
+        "gaps:\n  - {id: BIG-1, priority: P1, effort: s, status: open}\n")
+    env = {**os.environ, **stub_env, "CHUMP_CLAUDE_BIN": str(agent)}
+    done = subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--execute",
+                           "--watch", "--backlog", "gaps.yaml", "--soft-deadline", "2",
+                           "--tick", "0.2"], cwd=git_repo, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert "DISPATCHED: BIG-1" in done.stdout, done.stderr
+    log = (git_repo / "sessions/chump-tui/logs/big-1-attempt1.log").read_text()
+    assert "argc=5" in log  # -p and the four flags, no prompt in argv
+    stdin_bytes = int(log.split("stdin=")[1].split()[0])
+    assert stdin_bytes > 200_000
+
+
+# ------------------------------------------------------------------ duplicate ids
+def test_duplicates_and_colliding_ids_are_never_dispatched_others_pick_as_before() -> None:
+    from chump_tui.backlog import Gap, done_ids
+    from chump_tui.picker import pickable_gaps
+
+    gaps = [Gap("A-1", "", "P1", "s", "partial"), Gap("A-1", "", "P1", "s", "open"),
+            Gap("X_1", "", "P0", "s", "open"), Gap("x-1", "", "P0", "s", "open"),
+            Gap("B-1", "", "P1", "s", "open"), Gap("C-1", "", "P2", "s", "open", ("A-1",)),
+            Gap("D-1", "", "P1", "s", "done"), Gap("D-1", "", "P1", "s", "done"),
+            Gap("E-1", "", "P1", "s", "open", ("D-1",))]
+    done = done_ids(gaps)
+    assert done == {"D-1"}  # a dependency on A-1 (one copy partial) is not met
+    # E-1 needs D-1: both copies done, so it counts; C-1 needs A-1: one copy is partial.
+    assert [g.id for g in pickable_gaps(gaps, 10, done)] == ["B-1", "E-1"]
+
+
+def test_engine_never_dispatches_a_duplicated_id_in_continuous_mode(tmp_path: Path) -> None:
+    from chump_tui.backlog import Gap
+
+    gaps = [Gap("A-1", "", "P1", "s", "open"), Gap("A-1", "", "P1", "s", "open"),
+            Gap("B-1", "", "P1", "s", "open")]
+    engine = Engine(tmp_path, ScriptSpawner(), ScriptedPrProvider({}), MemoryReflectionWriter(),
+                    EngineConfig(max_parallel=5), backlog=gaps)
+    assert [g.id for g in engine.pickable_now(5)] == ["B-1"]
+
+
+async def test_console_shows_why_a_duplicate_is_not_dispatched(tmp_path: Path) -> None:
+    from chump_tui.backlog import load_backlog
+    from tests.tui_factory import frozen_app, screen_text
+
+    path = tmp_path / "gaps.yaml"
+    path.write_text("gaps:\n  - {id: A-1, title: first, priority: P1, effort: s, status: open}\n"
+                    "  - {id: A-1, title: second, priority: P1, effort: s, status: partial}\n")
+    app = frozen_app()
+    app.setup.backlog = load_backlog(path)
+    app.by_id = app.setup.backlog.by_id()
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.pause()
+        assert "duplicate id (lines 2, 3)" in screen_text(app)

@@ -300,7 +300,7 @@ class ChumpApp(App[int]):
         latest = self.latest_by_gap.get(gap.id)
         if latest is not None:
             return f"dispatched: {latest.label()}"
-        return pick_reason(gap, done, self.by_id)
+        return pick_reason(gap, done, self.by_id, self.setup.backlog.unusable)
 
     # ---------------------------------------------------------------- actions
     def action_help(self) -> None:
