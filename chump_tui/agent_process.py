@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from chump_tui.activity import Activity, render
 from chump_tui.agent_streams.decoder import StreamFormat, decode
@@ -39,6 +39,10 @@ LIVE_TAIL_CAP = 400
 
 LOG_CAP_BYTES = 16 * 1024 * 1024
 """Per-attempt log file cap on disk."""
+
+AGENT_MARKER = "CHUMP_TUI_AGENT"
+"""Set in every agent's environment to its log path: a process that left the agent's group
+(setsid) is still found, and ended with it."""
 
 POLL_MIN_S = 0.1
 POLL_MAX_S = 0.4
@@ -306,8 +310,9 @@ class AgentProcess:
     """A running agent we started, or one re-attached by pid + start time."""
 
     def __init__(self, popen: subprocess.Popen[bytes] | None, pid: int,
-                 start_time: float | None) -> None:
+                 start_time: float | None, marker: str = "") -> None:
         self._popen = popen
+        self.marker = marker  # AGENT_MARKER's value in the agent's environment
         self.pid = pid
         self.start_time = start_time
         self._exit_code: int | None = None
@@ -324,25 +329,26 @@ class AgentProcess:
             offset = os.fstat(fd).st_size
             stdin = (open_nofollow(stdin_path, os.O_RDONLY) if stdin_path is not None
                      else subprocess.DEVNULL)
+            env = {**env, AGENT_MARKER: str(log_path)}  # finds it again if it leaves the group
             try:
-                popen = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=stdin,
+                popen = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=stdin,
                                          stdout=fd, stderr=fd, start_new_session=True)
             finally:
                 if stdin_path is not None:
                     os.close(stdin)
         finally:
             os.close(fd)
-        proc = cls(popen, popen.pid, _process_start_time(popen.pid))
+        proc = cls(popen, popen.pid, _process_start_time(popen.pid), str(log_path))
         proc.follow(log_path, output, on_line, offset, fmt)
         return proc
 
     @classmethod
-    def attach(cls, pid: int, start_time: float) -> AgentProcess | None:
+    def attach(cls, pid: int, start_time: float, marker: str = "") -> AgentProcess | None:
         """Re-attach to a live agent only if pid AND start time match: a reused pid is not ours."""
         actual = _process_start_time(pid)
         if actual is None or abs(actual - start_time) > 1.0:
             return None
-        proc = cls(None, pid, actual)
+        proc = cls(None, pid, actual, marker)
         return proc if proc._same_process_alive() else None
 
     def follow(self, log_path: Path, output: OutputLog, on_line: LineCallback | None,
@@ -410,21 +416,57 @@ class AgentProcess:
         return group_has_live_member(self.pid)
 
     def terminate_group(self, grace_s: float) -> int | None:
-        """SIGTERM the group, wait up to ``grace_s``, then SIGKILL. Blocks the caller only."""
+        """SIGTERM the group and its strays, wait up to ``grace_s``, then SIGKILL.
+
+        Strays are processes that left the group (``setsid``: a build daemon, a detached
+        helper) but carry this agent's marker or descend from it. Blocks the caller only.
+        """
+        strays = self.strays()
         self.signal_group(signal.SIGTERM)
+        _signal_all(strays, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             left = max(0.0, deadline - time.monotonic())
-            if self.wait(min(0.05, left)) is not None and not self.group_alive():
+            if self.wait(min(0.05, left)) is not None and not self.group_alive() \
+                    and not _alive(strays):
                 break
         if self.group_alive():
             self.signal_group(signal.SIGKILL)
+        _signal_all(strays + self.strays(), signal.SIGKILL)
         code = self.wait(5.0)
         gone_by = time.monotonic() + 5.0
-        while self.group_alive() and time.monotonic() < gone_by:
+        while (self.group_alive() or _alive(strays)) and time.monotonic() < gone_by:
             time.sleep(0.02)
         self.join_output(1.0)
         return code
+
+    def strays(self) -> list[Any]:
+        """Processes of this agent outside its process group: its descendants now, and any
+        process carrying its marker in the environment (a daemon that reparented to init)."""
+        import psutil
+
+        found: dict[int, Any] = {}
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.pid).children(recursive=True):
+                found[child.pid] = child
+        if self.marker:
+            me = os.getpid()
+            for proc in psutil.process_iter(["pid"]):
+                if proc.pid in found or proc.pid in (me, self.pid):
+                    continue
+                try:
+                    if proc.environ().get(AGENT_MARKER) == self.marker:
+                        found[proc.pid] = proc
+                except (psutil.Error, OSError):
+                    continue
+        out = []
+        for proc in found.values():
+            try:
+                if os.getpgid(proc.pid) != self.pid:
+                    out.append(proc)
+            except OSError:
+                continue
+        return out
 
     def _same_process_alive(self) -> bool:
         actual = _process_start_time(self.pid)
@@ -451,6 +493,26 @@ def read_log(path: Path, output: OutputLog, fmt: StreamFormat | None = None) -> 
     except OSError:
         return
     LogFollower(path, output, None, lambda: True, max(0, size - READ_LOG_TAIL), fmt=fmt).drain()
+
+
+def _signal_all(procs: list[Any], sig: int) -> None:
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.Error, OSError):
+            proc.send_signal(sig)  # psutil refuses a pid reused since it was found
+
+
+def _alive(procs: list[Any]) -> bool:
+    import psutil
+
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 def _process_start_time(pid: int) -> float | None:

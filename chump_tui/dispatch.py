@@ -56,7 +56,14 @@ def dispatch_gap_with(
     on_line: LineCallback | None = None,
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> DispatchHandle:
+    """Run the steps; ``stopping()`` true between two steps ends it (the console quits)."""
+
+    def check_stopping(before: str) -> None:
+        if stopping():
+            raise DispatchError(f"stopped before {before} (chump-tui is quitting)")
+
     if environ is not None:
         refusal = depth_refusal(environ)
         if refusal:
@@ -67,14 +74,17 @@ def dispatch_gap_with(
     worktree, branch = dispatch_paths(repo_root, gap.id)
     # Everything that can be checked is checked before anything is created.
     prompt = build_prompt(gap.id, repo_root)
+    check_stopping("the worktree was made")
     try:
         spawner.create_worktree(worktree, branch, base_ref)
     except DispatchError as exc:
         raise DispatchError(f"creating worktree {worktree} for {gap.id}: {exc}") from None
+    check_stopping("the claim")
     try:
         note = spawner.claim_gap(worktree, gap.id)
     except DispatchError as exc:
         raise DispatchError(f"claiming {gap.id} in {worktree}: {exc}") from None
+    check_stopping("the agent started")
     try:
         result = spawner.spawn_agent(worktree, gap.id, prompt, log_path, output, on_line)
     except DispatchError as exc:

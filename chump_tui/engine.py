@@ -137,6 +137,7 @@ class Engine:
         self._poller: threading.Thread | None = None
         self._busy = BusyProbe()
         self._stop = threading.Event()
+        self._stopping = threading.Event()  # stop_all ran: no new agent may start
         self._thread: threading.Thread | None = None
         self._next_poll_mono = 0.0
         self._poll_requested = True
@@ -281,7 +282,7 @@ class Engine:
             process = None
             if rec.phase in ("running", "stalled", "killing") and rec.pid is not None:
                 if rec.process_start is not None:
-                    process = AgentProcess.attach(rec.pid, rec.process_start)
+                    process = AgentProcess.attach(rec.pid, rec.process_start, rec.log_path)
                 notes.append(f"{rec.key}: pid {rec.pid} "
                              + ("re-attached" if process else "is gone; judged by its PR"))
             self.restore(rec, process=process)
@@ -308,6 +309,8 @@ class Engine:
         """
         out: list[Dispatch] = []
         for gap in gaps:
+            if self._stopping.is_set():
+                break
             with self._lock:  # check and reserve at once: continuous refills race us
                 previous = [lv for lv in self._live.values() if lv.record.gap_id == gap.id]
                 live = None if previous else self._reserve(gap, attempt=1)
@@ -357,7 +360,7 @@ class Engine:
             handle = dispatch_gap_with(
                 spawner, gap, self.repo_root, self.config.base_ref, Path(live.record.log_path),
                 live.output, on_line,
-                environ=self.config.environ, clock=self.clock,
+                environ=self.config.environ, clock=self.clock, stopping=self._stopping.is_set,
             )
         except Exception as exc:  # any failure is this gap's spawn failure, never a lost row
             error = str(exc) if isinstance(exc, DispatchError) else \
@@ -425,7 +428,7 @@ class Engine:
         """Dispatch an ended, unshipped attempt again as attempt N+1 (blocking)."""
         with self._lock:
             old = self._live.get(key)
-            if old is None or not old.record.retryable:
+            if old is None or not old.record.retryable or self._stopping.is_set():
                 return None
             latest = max(lv.record.attempt for lv in self._live.values()
                          if lv.record.gap_id == old.record.gap_id)
@@ -470,9 +473,24 @@ class Engine:
 
     def stop_all(self, reason: str = "interrupted", grace_s: float | None = None,
                  remove_worktrees: bool = False) -> None:
-        """Kill every active agent in parallel and wait for all of them (blocking)."""
+        """Kill every active agent in parallel and wait for all of them (blocking).
+
+        A dispatch still in its steps (a slow claim script) is ended first: its step's
+        process group is killed and it never starts its agent.
+        """
         self.config.continuous = False
+        self._stopping.set()
+        for spawner in {id(self.spawner): self.spawner,
+                        id(self.spawner_for_retry): self.spawner_for_retry}.values():
+            cancel = getattr(spawner, "cancel", None)  # test spawners have nothing to end
+            if cancel is not None:
+                cancel()
         grace = self.config.kill_grace_s if grace_s is None else grace_s
+        with self._idle:  # dispatches in their steps end promptly now
+            deadline = time.monotonic() + 10
+            while any(lv.record.phase == "dispatching" for lv in self._live.values()) \
+                    and time.monotonic() < deadline:
+                self._idle.wait(0.05)
         with self._lock:
             for live in self._live.values():
                 if live.record.phase in ("running", "stalled"):
@@ -542,7 +560,7 @@ class Engine:
         return pickable_gaps(candidates, n, done)
 
     def _refill_soon(self) -> None:
-        if not self.config.continuous or self._stop.is_set():
+        if not self.config.continuous or self._stop.is_set() or self._stopping.is_set():
             return
         with self._lock:
             slots = self.config.max_parallel - self.active_count()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from chump_tui.errors import ChumpError
+from chump_tui.steps import StepRunner, StepTimeout
 
 GH_TIMEOUT_S = 60.0
 
@@ -47,6 +47,7 @@ class GhPrProvider:
         self.gh = gh
         self.environ = dict(environ) if environ is not None else None
         self.timeout_s = timeout_s
+        self._steps = StepRunner()
 
     def poll(self, branches: Sequence[str]) -> dict[str, PrStatus | None]:
         if not branches:
@@ -56,10 +57,8 @@ class GhPrProvider:
         argv = [self.gh, "pr", "list", "--state", "all", "--json",
                 "number,state,mergeStateStatus,headRefName", "--limit", str(limit)]
         try:
-            done = subprocess.run(argv, cwd=self.repo_root, env=self.environ,
-                                  stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=self.timeout_s, check=False)
-        except subprocess.TimeoutExpired:
+            done = self._steps.run(argv, self.repo_root, self.environ, self.timeout_s)
+        except StepTimeout:  # its whole process group is gone too
             raise PrProviderError(f"gh pr list timed out after {self.timeout_s:.0f}s") from None
         except OSError as exc:
             raise PrProviderError(f"cannot run {self.gh}: {exc.strerror or exc}") from None

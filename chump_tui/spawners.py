@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
 from chump_tui.errors import DispatchError
 from chump_tui.harness import CLAUDE, MAX_PROMPT_ARG_BYTES
 from chump_tui.safe_fs import open_nofollow
+from chump_tui.steps import StepCancelled, StepRunner, StepTimeout
 
 GIT_TIMEOUT_S = 120.0
 CLAIM_SCRIPTS = (Path("scripts/gap-claim.sh"), Path("scripts/coord/gap-claim.sh"))
@@ -148,26 +148,42 @@ class RealSpawner:
         self.environ = dict(environ)
         self.reuse_existing_worktree = reuse_existing_worktree
         self.backend, self.backend_warning = resolve_backend(self.environ)
+        self.steps = StepRunner()
+
+    def cancel(self) -> None:
+        """End a running git or claim step and refuse new ones (the console is quitting)."""
+        self.steps.cancel()
 
     def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
         if self.reuse_existing_worktree and (worktree / ".git").exists():
             return
         worktree.parent.mkdir(parents=True, exist_ok=True)
-        _run_step(
+        self._run_step(
             ["git", "-C", str(self.repo_root), "worktree", "add", str(worktree), "-b", branch,
              base_ref],
             cwd=self.repo_root,
             what=f"git worktree add {worktree}",
-            environ=self.environ,
         )
 
     def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
         script = next((worktree / s for s in CLAIM_SCRIPTS if (worktree / s).is_file()), None)
         if script is None:
             return "no claim script (scripts/gap-claim.sh); claim skipped"
-        _run_step(["bash", str(script), gap_id], cwd=worktree,
-                  what=f"{script.name} {gap_id}", environ=self.environ)
+        self._run_step(["bash", str(script), gap_id], cwd=worktree, what=f"{script.name} {gap_id}")
         return None
+
+    def _run_step(self, argv: list[str], cwd: Path, what: str) -> None:
+        try:
+            done = self.steps.run(argv, cwd, self.environ, GIT_TIMEOUT_S)
+        except StepTimeout:
+            raise DispatchError(f"{what}: timed out after {GIT_TIMEOUT_S:.0f}s") from None
+        except StepCancelled:
+            raise DispatchError(f"{what}: stopped (chump-tui is quitting)") from None
+        except OSError as exc:
+            raise DispatchError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
+        if done.returncode != 0:
+            detail = _last_line(done.stderr) or _last_line(done.stdout) or "no output"
+            raise DispatchError(f"{what} failed (exit {done.returncode}): {detail}")
 
     def spawn_agent(
         self,
@@ -235,21 +251,6 @@ def spawn_fault_process(
                                   output, on_line)
     except OSError as exc:
         raise DispatchError(f"[fault-inject] {fault.value}: spawning sh: {exc}") from None
-
-
-def _run_step(argv: list[str], cwd: Path, what: str, environ: Mapping[str, str]) -> None:
-    try:
-        done = subprocess.run(
-            argv, cwd=cwd, env=dict(environ), stdin=subprocess.DEVNULL,
-            capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise DispatchError(f"{what}: timed out after {GIT_TIMEOUT_S:.0f}s") from None
-    except OSError as exc:
-        raise DispatchError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
-    if done.returncode != 0:
-        detail = _last_line(done.stderr) or _last_line(done.stdout) or "no output"
-        raise DispatchError(f"{what} failed (exit {done.returncode}): {detail}")
 
 
 def _last_line(data: bytes) -> str:

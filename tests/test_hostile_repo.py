@@ -14,6 +14,7 @@ import pytest
 
 from chump_tui.agent_process import OutputLog, read_log
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.monitor import DispatchOutcome
 from chump_tui.engine import Engine, EngineConfig
 from chump_tui.log_lines import LineSplitter, Redactor
 from chump_tui.pr_providers import ScriptedPrProvider
@@ -386,3 +387,114 @@ async def test_console_shows_why_a_duplicate_is_not_dispatched(tmp_path: Path) -
     async with app.run_test(size=(140, 30)) as pilot:
         await pilot.pause()
         assert "duplicate id (lines 2, 3)" in screen_text(app)
+
+
+# ------------------------------------------------------------ stray processes, slow steps
+def test_a_daemon_that_left_the_group_is_ended_with_the_agent(tmp_path: Path) -> None:
+    import psutil
+
+    from chump_tui.agent_process import AgentProcess
+
+    pidfile = tmp_path / "daemon.pid"
+    script = (f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 1000' & "
+              "echo started; sleep 1000")
+    agent = AgentProcess.spawn(["sh", "-c", script], tmp_path, {"PATH": os.environ["PATH"]},
+                               tmp_path / "a.log", OutputLog())
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the daemon")
+    daemon = psutil.Process(int(pidfile.read_text()))
+    assert os.getpgid(daemon.pid) != agent.pid  # it really left the agent's group
+    agent.terminate_group(1.0)
+    wait_for(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE, 10,
+             "the daemon to be gone")
+
+
+def test_a_daemon_orphaned_before_the_kill_is_found_by_its_marker(tmp_path: Path) -> None:
+    import psutil
+
+    from chump_tui.agent_process import AgentProcess
+
+    pidfile = tmp_path / "daemon.pid"
+    # The agent's shell starts the daemon in a new session, then exits its own child:
+    # the daemon is reparented to init before anyone kills anything.
+    script = (f"(setsid sh -c 'echo $$ > {pidfile}; exec sleep 1000' &) ; sleep 1000")
+    agent = AgentProcess.spawn(["sh", "-c", script], tmp_path, {"PATH": os.environ["PATH"]},
+                               tmp_path / "a.log", OutputLog())
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the daemon")
+    daemon = psutil.Process(int(pidfile.read_text()))
+    wait_for(lambda: daemon.ppid() != agent.pid, 10, "the daemon orphaned")
+    agent.terminate_group(1.0)
+    wait_for(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE, 10,
+             "the orphaned daemon to be gone")
+
+
+def test_quit_during_a_slow_claim_ends_it_and_starts_no_agent(git_repo: Path,
+                                                              stub_env: dict[str, str]) -> None:
+    import threading
+
+    import psutil
+
+    from chump_tui.backlog import Gap
+    from chump_tui.spawners import RealSpawner
+
+    scripts = git_repo / "scripts"
+    scripts.mkdir()
+    (scripts / "gap-claim.sh").write_text("#!/bin/sh\necho claiming >&2\nsleep 120\n")
+    git(git_repo, "add", "scripts")
+    git(git_repo, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "claim")
+    git(git_repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    environ = dict(os.environ)
+    engine = Engine(git_repo, RealSpawner(git_repo, environ), ScriptedPrProvider({}),
+                    MemoryReflectionWriter(), EngineConfig(kill_grace_s=0.5, environ=environ),
+                    backlog=[Gap("SLOW-1", "", "P1", "s", "open")])
+    engine.start()
+    worker = threading.Thread(target=engine.dispatch, args=([Gap("SLOW-1", "", "P1", "s",
+                                                                   "open")],))
+    worker.start()
+    wait_for(lambda: any("sleep 120" in " ".join(p.info["cmdline"] or [])
+                         for p in psutil.process_iter(["cmdline"])), 20,
+             "the claim script running")
+    started = time.monotonic()
+    engine.stop_all("stopped at quit", grace_s=0.5)
+    worker.join(10)
+    engine.close()
+    assert time.monotonic() - started < 10
+    (row,) = engine.snapshot()
+    assert row.phase == "spawn_failed" and "quitting" in row.error and row.pid is None
+    assert not any("sleep 120" in " ".join(p.info["cmdline"] or [])
+                   for p in psutil.process_iter(["cmdline"]))
+
+
+def test_a_hanging_gh_holds_up_no_exit_or_deadline(tmp_path: Path, stub_env: dict[str, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from chump_tui.pr_providers import GhPrProvider
+
+    monkeypatch.setenv("STUB_GH_MODE", "hang")
+    engine = Engine(tmp_path, ScriptSpawner({"H-1": "exit 4"}),
+                    GhPrProvider(tmp_path, environ=dict(os.environ), timeout_s=60),
+                    MemoryReflectionWriter(), EngineConfig(tick_s=0.1, kill_grace_s=0.2),
+                    backlog=[gap("H-1")])
+    engine.start()
+    started = time.monotonic()
+    try:
+        engine.dispatch([gap("H-1")])
+        wait_for(lambda: engine.snapshot()[0].outcome is not None, 10, "the exit recorded")
+        assert time.monotonic() - started < 5  # not after gh's 60 s timeout
+        assert engine.snapshot()[0].outcome == DispatchOutcome.killed("exit code 4")
+    finally:
+        engine.close()
+
+
+def test_a_timed_out_gh_leaves_no_process_behind(tmp_path: Path) -> None:
+    import psutil
+
+    from chump_tui.pr_providers import GhPrProvider, PrProviderError
+
+    gh = tmp_path / "gh"
+    gh.write_text("#!/bin/sh\nsleep 300 &\nsleep 300\n")
+    gh.chmod(0o755)
+    provider = GhPrProvider(tmp_path, gh=str(gh), timeout_s=0.5)
+    with pytest.raises(PrProviderError, match="timed out"):
+        provider.poll(["claude/x"])
+    wait_for(lambda: not [p for p in psutil.process_iter(["cmdline"])
+                          if (p.info["cmdline"] or [])[-2:] == ["sleep", "300"]], 5,
+             "gh's children gone")
