@@ -14,9 +14,9 @@ import pytest
 
 from chump_tui.agent_process import OutputLog, read_log
 from chump_tui.dispatch_record import Dispatch
-from chump_tui.monitor import DispatchOutcome
 from chump_tui.engine import Engine, EngineConfig
 from chump_tui.log_lines import LineSplitter, Redactor
+from chump_tui.monitor import DispatchOutcome
 from chump_tui.pr_providers import ScriptedPrProvider
 from chump_tui.reflections import MemoryReflectionWriter
 from chump_tui.session_store import SessionStore
