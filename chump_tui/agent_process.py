@@ -440,6 +440,11 @@ class AgentProcess:
         self.join_output(1.0)
         return code
 
+    def kill_now(self) -> None:
+        """SIGKILL the group and its strays at once (a kill whose grace the operator cut)."""
+        self.signal_group(signal.SIGKILL)
+        _signal_all(self.strays(), signal.SIGKILL)
+
     def strays(self) -> list[Any]:
         """Processes of this agent outside its process group: its descendants now, and any
         process carrying its marker in the environment (a daemon that reparented to init)."""

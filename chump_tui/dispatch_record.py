@@ -87,8 +87,13 @@ class Dispatch:
         return self.phase in ACTIVE_PHASES
 
     @property
+    def waiting_for_pr(self) -> bool:
+        """Its agent exited cleanly without a PR yet: watched until its deadline, no slot."""
+        return self.phase in ("running", "stalled") and self.exit_code == 0
+
+    @property
     def retryable(self) -> bool:
-        if self.phase == "spawn_failed":
+        if self.phase == "spawn_failed" or self.waiting_for_pr:
             return True
         return self.phase == "ended" and (self.outcome is None or self.outcome.kind != "shipped")
 
@@ -126,7 +131,8 @@ class Dispatch:
             return self.outcome.reason
         if self.outcome.kind == "stalled":
             said = f"; the agent said: {self.agent_error}" if self.agent_error else ""
-            return "no PR within soft deadline" + said
+            what = "exited without a PR" if self.exit_code == 0 else "no PR within soft deadline"
+            return what + said
         return f"PR #{self.outcome.pr_number}"
 
 

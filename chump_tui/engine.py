@@ -24,7 +24,7 @@ from chump_tui import watchdog
 from chump_tui.activity import Activity
 from chump_tui.agent_process import AgentProcess, OutputLog, read_log
 from chump_tui.agent_streams.events import AgentEvent, PlainLine
-from chump_tui.backlog import Gap, done_ids
+from chump_tui.backlog import Gap, done_ids, unusable_ids
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.errors import DispatchError
@@ -145,6 +145,8 @@ class Engine:
         self.gh_polls = 0
         self._launchers: list[threading.Thread] = []
         self._reflected: collections.deque[str] = collections.deque()
+        self._queued: list[Gap] = []  # waiting for a free slot, in order
+        self.unusable = unusable_ids(self.backlog)
         self.reflections = ReflectionQueue(writer, self._reflection_written,
                                            self._reflection_failed)
 
@@ -221,6 +223,22 @@ class Engine:
                               self.clock() if now is None else now,
                               self.config.first_output_timeout_s, self.config.idle_timeout_s,
                               busy_at)
+
+    def running_count(self) -> int:
+        """Active dispatches whose agent still runs (one that exited waits only for a PR)."""
+        with self._lock:
+            return sum(1 for lv in self._live.values()
+                       if lv.record.active and not lv.record.waiting_for_pr)
+
+    def force_kill(self, key: str) -> bool:
+        """SIGKILL an agent being killed now, instead of waiting out its grace."""
+        with self._lock:
+            live = self._live.get(key)
+            if live is None or live.record.phase != "killing" or live.process is None:
+                return False
+            process = live.process
+        process.kill_now()
+        return True
 
     def active_count(self) -> int:
         with self._lock:
@@ -301,16 +319,29 @@ class Engine:
         return notes
 
     # ---------------------------------------------------------------- dispatch
-    def dispatch(self, gaps: Iterable[Gap]) -> list[Dispatch]:
+    def dispatch(self, gaps: Iterable[Gap], queue: bool = False) -> list[Dispatch]:
         """Run the dispatch steps for each gap in turn (blocking: call off the UI thread).
 
         A gap this session already dispatched is retried as its next attempt in the
-        same worktree, or skipped while an attempt is active or has shipped.
+        same worktree, or skipped while an attempt is active or has shipped. An id the
+        backlog gives twice (or that shares a worktree) is never dispatched. ``queue``:
+        only as many as max-parallel allows start now; the rest start as slots free.
         """
+        gaps = list(gaps)
+        if queue:
+            with self._lock:
+                slots = max(0, self.config.max_parallel - self.active_count())
+                waiting = {g.id for g in self._queued}
+                self._queued += [g for g in gaps[slots:] if g.id not in waiting]
+            gaps = gaps[:slots]
         out: list[Dispatch] = []
         for gap in gaps:
             if self._stopping.is_set():
                 break
+            if gap.id in self.unusable:
+                self._emit(Notice("warning", f"{gap.id} is not dispatched: "
+                                             f"{self.unusable[gap.id]}"))
+                continue
             with self._lock:  # check and reserve at once: continuous refills race us
                 previous = [lv for lv in self._live.values() if lv.record.gap_id == gap.id]
                 live = None if previous else self._reserve(gap, attempt=1)
@@ -323,6 +354,11 @@ class Engine:
             self._launch(live, self.spawner)
             out.append(dataclasses.replace(live.record))
         return out
+
+    def queued(self) -> list[str]:
+        """Ids waiting for a free slot (a selection bigger than max-parallel)."""
+        with self._lock:
+            return [g.id for g in self._queued]
 
     def _reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = ()) -> _Live:
         # An id that cannot be a path never becomes one, not even on a failed row.
@@ -432,6 +468,8 @@ class Engine:
                 return None
             latest = max(lv.record.attempt for lv in self._live.values()
                          if lv.record.gap_id == old.record.gap_id)
+            if old.record.waiting_for_pr:  # exited without a PR: no need to wait it out
+                self._finish(old, DispatchOutcome.stalled())
             if any(lv.record.active for lv in self._live.values()
                    if lv.record.gap_id == old.record.gap_id):
                 return None
@@ -480,6 +518,8 @@ class Engine:
         """
         self.config.continuous = False
         self._stopping.set()
+        with self._lock:
+            self._queued.clear()
         for spawner in {id(self.spawner): self.spawner,
                         id(self.spawner_for_retry): self.spawner_for_retry}.values():
             cancel = getattr(spawner, "cancel", None)  # test spawners have nothing to end
@@ -560,21 +600,28 @@ class Engine:
         return pickable_gaps(candidates, n, done)
 
     def _refill_soon(self) -> None:
-        if not self.config.continuous or self._stop.is_set() or self._stopping.is_set():
+        """Fill free slots: queued gaps first, then (continuous mode) the next pickable."""
+        if self._stop.is_set() or self._stopping.is_set():
             return
         with self._lock:
-            slots = self.config.max_parallel - self.active_count()
-            if slots <= 0:
+            slots = self.config.max_parallel - self.running_count()
+            if slots <= 0 or not (self._queued or self.config.continuous):
                 return
-            lives = [self._reserve(g, 1) for g in self.pickable_now(slots)]
-        if not lives:
+            queued = self._queued[:slots]
+            del self._queued[:slots]
+            picked = (self.pickable_now(slots - len(queued)) if self.config.continuous
+                      and slots > len(queued) else [])
+            picked = [g for g in picked if g.id not in {q.id for q in queued}]
+            lives = [self._reserve(g, 1) for g in picked]  # reserved now: nobody races them
+        if not lives and not queued:
             return
 
         def launch_all() -> None:
+            self.dispatch(queued)
             for live in lives:
                 self._launch(live, self.spawner)
 
-        thread = threading.Thread(target=launch_all, name="continuous-dispatch", daemon=True)
+        thread = threading.Thread(target=launch_all, name="refill-dispatch", daemon=True)
         self._launchers = [t for t in self._launchers if t.is_alive()] + [thread]
         thread.start()
 

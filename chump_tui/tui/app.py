@@ -314,8 +314,10 @@ class ChumpApp(App[int]):
             return
         from chump_tui.tui.screens.quit_dialog import QuitDialog
 
-        active = self.engine.active_count()
-        if active == 0 or self.setup.read_only:
+        if isinstance(self.screen, QuitDialog):
+            return
+        running = self.engine.running_count()
+        if running == 0 or self.setup.read_only:
             self.exit(0)
             return
 
@@ -323,7 +325,12 @@ class ChumpApp(App[int]):
             if choice is not None:
                 self.quit_with(choice)
 
-        self.push_screen(QuitDialog(active, self.engine.config.kill_grace_s), chosen)
+        self.push_screen(QuitDialog(running, self.engine.config.kill_grace_s,
+                                    demo=self.setup.demo_root is not None), chosen)
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        """Every way out (ctrl+q, the palette's Quit) asks as q does when agents run."""
+        self.action_request_quit()
 
     def quit_with(self, choice: QuitChoice) -> None:
         self.quit_choice = choice
@@ -331,7 +338,7 @@ class ChumpApp(App[int]):
             self.exit(0)
             return
         self.stopping = True
-        self.notify(f"stopping {self.engine.active_count()} agent(s); "
+        self.notify(f"stopping {self.engine.running_count()} agent(s); "
                     f"SIGKILL after {self.engine.config.kill_grace_s:g}s grace …",
                     title="Quitting", timeout=30)
         self._stop_then_exit(choice == "stop_remove")
@@ -348,7 +355,7 @@ class ChumpApp(App[int]):
 
     @work(thread=True, group="dispatch", exit_on_error=False)
     def _dispatch_on_a_worker(self, engine: Engine, gaps: list[Gap]) -> None:
-        engine.dispatch(gaps)
+        engine.dispatch(gaps, queue=True)  # beyond max-parallel: started as slots free
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """The palette offers every key binding of the app and the current screen."""
@@ -358,7 +365,8 @@ class ChumpApp(App[int]):
             for binding in getattr(source, "BINDINGS", []):
                 if not isinstance(binding, Binding) or not binding.description:
                     continue
-                if binding.action in seen or binding.action == "help_quit":
+                # Textual lists its own Quit (ours: action_quit asks first) and help_quit.
+                if binding.action in seen or binding.action in ("help_quit", "request_quit"):
                     continue
                 seen.add(binding.action)
                 action = binding.action

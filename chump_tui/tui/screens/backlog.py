@@ -12,7 +12,7 @@ from textual.widgets import Footer, Input, Static
 
 from chump_tui.backlog import Gap
 from chump_tui.outside_text import visible
-from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
+from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch, DispatchPlan
 from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.gap_detail import GapDetail
 from chump_tui.tui.widgets.gap_table import GapTable, header_text
@@ -186,14 +186,17 @@ class BacklogScreen(Screen[None]):
         gaps = [self.chump.by_id[i] for i in ids]
         reasons = {g.id: self.chump.gap_reason(g, done) for g in gaps}
 
-        def confirmed(ok: bool | None) -> None:
-            if ok and not self.chump.setup.dry_run:
+        def confirmed(plan: DispatchPlan | None) -> None:
+            if plan is not None and not self.chump.setup.dry_run:
                 self.selected = []
-                self.chump.dispatch_gaps(gaps)
+                self.chump.dispatch_gaps(plan.gaps)
                 self.app.switch_mode("monitor")
 
-        self.app.push_screen(ConfirmDispatch(gaps, reasons, self.chump.setup.repo_root,
-                                             self.chump.setup.dry_run), confirmed)
+        setup = self.chump.setup
+        active = sum(1 for d in self.chump.dispatches.values() if d.active)
+        self.app.push_screen(ConfirmDispatch(gaps, reasons, setup.repo_root, setup.dry_run,
+                                             setup.max_parallel - active, setup.max_parallel,
+                                             setup.backlog.unusable), confirmed)
 
     def action_warnings(self) -> None:
         warnings = self.chump.setup.backlog.warnings

@@ -1,8 +1,13 @@
-"""Dispatch confirmation: each gap with its worktree and branch; WOULD DISPATCH in dry-run."""
+"""Dispatch confirmation: each gap with its worktree and branch, which go now and which wait
+for a free slot (max-parallel), and which are not pickable (skipped unless overridden).
+
+Enter dispatches (nothing is destroyed); in dry-run it says WOULD DISPATCH and only closes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -10,47 +15,50 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from chump_tui.backlog import Gap
 from chump_tui.outside_text import visible
 from chump_tui.paths import dispatch_paths
+from chump_tui.tui.screens.dialog import Dialog
 from chump_tui.tui.text import line
 
 
-class ConfirmDispatch(ModalScreen[bool]):
+@dataclass(frozen=True)
+class DispatchPlan:
+    gaps: list[Gap]  # in order: the first `slots` start now, the rest wait for a free slot
+
+
+class ConfirmDispatch(Dialog[DispatchPlan | None]):
     BINDINGS = [
-        Binding("escape,n", "cancel", "Cancel"),
+        Binding("n", "cancel", "Cancel"),
         Binding("y", "confirm", "Dispatch"),
+        Binding("o", "override", "Dispatch the unpickable too"),
     ]
 
     def __init__(self, gaps: list[Gap], reasons: Mapping[str, str | None], repo_root: Path,
-                 dry_run: bool) -> None:
+                 dry_run: bool, slots: int, max_parallel: int,
+                 never: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.gaps = gaps
         self.reasons = reasons
         self.repo_root = repo_root
         self.dry_run = dry_run
+        self.slots = max(0, slots)
+        self.max_parallel = max_parallel
+        self.never = never or {}  # duplicated ids: not even an override dispatches them
+        self.override = False
+        self.DEFAULT_BUTTON = "cancel" if dry_run else "confirm"
+
+    def chosen(self) -> list[Gap]:
+        return [g for g in self.gaps if g.id not in self.never
+                and (self.override or not self.reasons.get(g.id))]
 
     def compose(self) -> ComposeResult:
-        verb = "WOULD DISPATCH" if self.dry_run else "DISPATCH"
-        table = Table(box=None, expand=True, pad_edge=False)
-        table.add_column("gap", style="bold", no_wrap=True)
-        table.add_column("branch", no_wrap=True)
-        table.add_column("worktree", overflow="fold")
-        for gap in self.gaps:
-            wt, branch = dispatch_paths(self.repo_root, gap.id)
-            table.add_row(line(gap.id), line(branch), line(wt.relative_to(self.repo_root)))
-            reason = self.reasons.get(gap.id)
-            if reason:
-                table.add_row("", line(f"⚠ not pickable: {reason}", "yellow"), "")
         with Vertical(id="dialog"):
-            yield Static(Text.assemble((f"{verb}: {len(self.gaps)} gap(s)", "bold"),
-                                       (f"\nworktrees under {visible(self.repo_root)}", "dim")),
-                         id="dialog-title")
+            yield Static(id="dialog-title")
             with VerticalScroll(id="dialog-body"):
-                yield Static(table)
+                yield Static(id="dispatch-table")
             if self.dry_run:
                 yield Static(Text("dry-run: nothing will be created or spawned. Start with "
                                   "--execute to dispatch for real.", style="italic"))
@@ -58,12 +66,66 @@ class ConfirmDispatch(ModalScreen[bool]):
                 if not self.dry_run:
                     yield Button("Dispatch (y)", variant="primary", id="confirm")
                 yield Button("Close (esc)" if self.dry_run else "Cancel (esc)", id="cancel")
+            yield self.hint()
+
+    def on_mount(self) -> None:
+        self.redraw()
+        super().on_mount()
+
+    def redraw(self) -> None:
+        chosen = self.chosen()
+        now, later = chosen[: self.slots], chosen[self.slots:]
+        verb = "WOULD DISPATCH" if self.dry_run else "DISPATCH"
+        title = Text.assemble((f"{verb}: {len(chosen)} gap(s)", "bold"))
+        if later:
+            title.append(f" — {len(now)} now, {len(later)} when a slot frees "
+                         f"(max-parallel {self.max_parallel})", style="yellow")
+        title.append(f"\nworktrees under {visible(self.repo_root)}", style="dim")
+        self.query_one("#dialog-title", Static).update(title)
+        table = Table(box=None, expand=True, pad_edge=False, show_header=False)
+        table.add_column("gap", style="bold", no_wrap=True)
+        table.add_column("when", no_wrap=True)
+        table.add_column("branch and worktree", overflow="fold", ratio=1)
+        for gap in chosen:
+            wt, branch = dispatch_paths(self.repo_root, gap.id)
+            when = Text("now", style="green") if gap in now else Text("queued", style="yellow")
+            where = line(f"{branch}  {wt.relative_to(self.repo_root)}")
+            table.add_row(line(gap.id), when, where)
+            reason = self.reasons.get(gap.id)
+            if reason:
+                table.add_row("", Text("anyway", style="red"), line(f"not pickable: {reason}",
+                                                                    "yellow"))
+        skipped = [g for g in self.gaps if g not in chosen]
+        if skipped:
+            table.add_row("", "", "")
+            hint = "" if not any(g.id not in self.never for g in skipped) else \
+                "   (o: dispatch them anyway)"
+            table.add_row(Text(f"skipped {len(skipped)}", style="bold yellow"), "",
+                          Text(f"not pickable{hint}", style="yellow"))
+            for gap in skipped:
+                why = self.never.get(gap.id) or self.reasons.get(gap.id) or ""
+                table.add_row(line(gap.id), "", line(why, "yellow"))
+        self.query_one("#dispatch-table", Static).update(table)
+        for button in self.query("#confirm"):
+            if isinstance(button, Button):
+                button.disabled = not chosen
+
+    def cancel_value(self) -> DispatchPlan | None:
+        return None
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm")
+        if event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.action_cancel()
 
     def action_confirm(self) -> None:
-        self.dismiss(not self.dry_run)
+        chosen = self.chosen()
+        if self.dry_run or not chosen:
+            self.dismiss(None)
+            return
+        self.dismiss(DispatchPlan(chosen))
 
-    def action_cancel(self) -> None:
-        self.dismiss(False)
+    def action_override(self) -> None:
+        self.override = not self.override
+        self.redraw()

@@ -54,10 +54,12 @@ class MonitorScreen(Screen[None]):
         Binding("g", "diff", "Diff"),
         Binding("o", "shell", "Shell"),
         Binding("x", "remove_worktree", "Rm worktree"),
-        Binding("left,h", "move(-1)", "Prev card", show=False),
-        Binding("right,l", "move(1)", "Next card", show=False),
-        Binding("up", "move_row(-1)", "Card above", show=False),
-        Binding("down", "move_row(1)", "Card below", show=False),
+        # Priority: arrows select cards whatever has focus (the output pane scrolls with
+        # PageUp/PageDown/Home/End and the wheel).
+        Binding("left,h", "move(-1)", "Prev card", show=False, priority=True),
+        Binding("right,l", "move(1)", "Next card", show=False, priority=True),
+        Binding("up", "move_row(-1)", "Card above", show=False, priority=True),
+        Binding("down", "move_row(1)", "Card below", show=False, priority=True),
     ]
 
     def __init__(self) -> None:
@@ -68,6 +70,7 @@ class MonitorScreen(Screen[None]):
         self._cards: dict[str, DispatchCard] = {}
         self.hidden = 0  # older ended attempts without a card (in the summary)
         self._status_key: tuple[object, ...] | None = None
+        self.follow_next_attempt: str | None = None  # gap id whose next attempt to select
         self._columns = 2
         self._last_tails = 0.0
 
@@ -77,7 +80,7 @@ class MonitorScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
-        with VerticalScroll(id="cards-scroll"):
+        with VerticalScroll(id="cards-scroll", can_focus=False):
             yield Static("No dispatches yet. Go to the backlog (b), select gaps (space or a) "
                          "and dispatch (d).", id="empty")
             yield Grid(id="cards")
@@ -121,6 +124,12 @@ class MonitorScreen(Screen[None]):
             if new_cards:
                 grid.mount_all(new_cards)
             self.hidden = len(app.dispatches) - len(self._cards)
+            if self.follow_next_attempt is not None:  # a retry: its new card is selected
+                latest = app.latest_by_gap.get(self.follow_next_attempt)
+                if latest is not None and latest.key in self._cards and latest.key != \
+                        self.selected:
+                    self.follow_next_attempt = None
+                    self.select(latest.key)
             self.query_one("#empty").display = not self._cards
             if (self.selected is None or self.selected in gone) and self._cards:
                 self.select(next(reversed(self._cards)) if gone else next(iter(self._cards)))
@@ -194,11 +203,19 @@ class MonitorScreen(Screen[None]):
         d = self.selected_dispatch()
         if d is None:
             return
+        engine = self.chump.engine
+        if d.phase == "killing":
+            self.app.push_screen(ConfirmKill(d, engine.config.kill_grace_s,
+                                             lambda: engine.force_kill(d.key), force=True))
+            return
+        if d.waiting_for_pr:
+            self.notify(f"{d.gap_id} #{d.attempt} exited already: nothing to kill (r retries "
+                        "it now).", severity="warning")
+            return
         if d.phase not in ("running", "stalled"):
             self.notify(f"{d.gap_id} #{d.attempt} is {d.label()}: nothing to kill.",
                         severity="warning")
             return
-        engine = self.chump.engine
         self.app.push_screen(ConfirmKill(d, engine.config.kill_grace_s,
                                          lambda: engine.kill(d.key)))
 
@@ -210,12 +227,15 @@ class MonitorScreen(Screen[None]):
             return
         if not d.retryable:
             self.notify(f"{d.gap_id} #{d.attempt} is {d.label()}: only an ended, unshipped "
-                        "attempt can be retried.", severity="warning")
+                        "attempt (or one that exited without a PR) can be retried.",
+                        severity="warning")
             return
-        if any(o.active for o in self.chump.dispatches.values() if o.gap_id == d.gap_id):
+        if any(o.active and not o.waiting_for_pr for o in self.chump.dispatches.values()
+               if o.gap_id == d.gap_id):
             self.notify(f"{d.gap_id} already has an attempt running.", severity="warning")
             return
         self.notify(f"retrying {d.gap_id} as attempt {d.attempt + 1}")
+        self.follow_next_attempt = d.gap_id
         self._retry(d.key)
 
     @work(thread=True, group="dispatch", exit_on_error=False)

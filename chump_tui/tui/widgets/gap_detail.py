@@ -6,15 +6,28 @@ from collections.abc import Mapping, Set
 
 from rich.console import Group
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import Static
 
 from chump_tui.backlog import Gap
 from chump_tui.tui.text import block, line
 
-MAX_FIELD_CHARS = 1500
+MAX_FIELD_CHARS = 64 * 1024
+"""A field longer than this (a hostile backlog's megabyte title) is cut, saying so."""
 
 
-class GapDetail(Static):
+class GapDetail(Static, can_focus=True):
+    """Tab focuses it; the keys below scroll a long description."""
+
+    BINDINGS = [
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "scroll_home", "Top", show=False),
+        Binding("end", "scroll_end", "Bottom", show=False),
+        Binding("up", "scroll_up", "Up", show=False),
+        Binding("down", "scroll_down", "Down", show=False),
+    ]
+
     def show(self, gap: Gap | None, reason: str | None, done: Set[str],
              by_id: Mapping[str, Gap]) -> None:
         if gap is None:
@@ -33,7 +46,8 @@ class GapDetail(Static):
             body = gap.text(key)
             if body:
                 if len(body) > MAX_FIELD_CHARS:
-                    body = body[:MAX_FIELD_CHARS] + " …"
+                    body = (body[:MAX_FIELD_CHARS] + f" … ({len(body) - MAX_FIELD_CHARS} more "
+                            "characters in the backlog file)")
                 parts += [Text(""), Text(label, style="bold underline"), block(body)]
         if gap.depends_on:
             parts += [Text(""), Text("Depends on", style="bold underline")]

@@ -16,6 +16,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.text import Text
 from textual import events
+from textual.binding import Binding
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -32,8 +33,16 @@ def printable(line: str) -> str:
     return visible(line.expandtabs() if "\t" in line else line)
 
 
-class OutputView(Widget, can_focus=False):
-    """Not focusable: the monitor's arrow keys move between cards (the wheel scrolls)."""
+class OutputView(Widget, can_focus=True):
+    """Focus it with Tab: PageUp/PageDown/Home scroll back, End follows the tail again (the
+    monitor's arrow keys keep selecting cards; the wheel scrolls too)."""
+
+    BINDINGS = [
+        Binding("pageup", "page(1)", "Page up", show=False),
+        Binding("pagedown", "page(-1)", "Page down", show=False),
+        Binding("home", "oldest", "Oldest line", show=False),
+        Binding("end", "follow", "Follow the tail", show=False),
+    ]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -68,8 +77,20 @@ class OutputView(Widget, can_focus=False):
     def _set_back(self, back: int) -> None:
         most = max(0, len(self._lines) - self.size.height)
         self.back = max(0, min(back, most))
-        self.border_subtitle = (f"↑ {self.back} line(s) back · wheel down to follow"
+        self.border_subtitle = (f"↑ {self.back} line(s) back · End follows again"
                                 if self.back else "")
+
+    def action_page(self, pages: int) -> None:
+        self._set_back(self.back + pages * max(1, self.size.height - 1))
+        self.refresh()
+
+    def action_oldest(self) -> None:
+        self._set_back(len(self._lines))
+        self.refresh()
+
+    def action_follow(self) -> None:
+        self._set_back(0)
+        self.refresh()
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         event.stop()
