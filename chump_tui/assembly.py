@@ -69,6 +69,5 @@ def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
                      first_output_timeout_s=opts.first_output_timeout_s,
                      idle_timeout_s=opts.idle_timeout_s),
         backlog=backlog.gaps,
-        spawner_for_retry=RealSpawner(repo_root, os.environ, reuse_existing_worktree=True),
         store=store,
     )

@@ -191,7 +191,10 @@ def _load_backlog(path: Path) -> Backlog:
         raw_gaps = []
     if not isinstance(raw_gaps, list):
         raise BacklogError(f"{path}: 'gaps' is a {_kind(raw_gaps)}, expected a list")
-    lines = id_lines(text)
+    # Line numbers name a duplicate's copies; found only when some id could collide.
+    ids = [item.get("id") for item in raw_gaps if isinstance(item, dict)]
+    slugs = {str(i).lower().replace("_", "-") for i in ids}
+    lines = id_lines(text) if len(slugs) != len(ids) else None
     gaps = [_to_gap(item, path, f"gaps[{i}]", lines) for i, item in enumerate(raw_gaps)]
     backlog = Backlog(path=path, gaps=gaps)
     backlog.warnings = (notes + duplicate_warnings(backlog.unusable)
@@ -261,6 +264,12 @@ def _loader_class() -> type[Any]:
             self.repeated: list[str] = []
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            keys = [k.value for k, _v in node.value]
+            if len(set(map(str, keys))) != len(keys):  # rare: only then look closer
+                self.note_repeated(node)
+            return super().construct_mapping(node, deep)
+
+        def note_repeated(self, node: Any) -> None:
             seen: dict[str, int] = {}
             for key_node, _value in node.value:
                 key = getattr(key_node, "value", None)
@@ -271,7 +280,6 @@ def _loader_class() -> type[Any]:
                                              f"mapping (lines {seen[key]} and {line}); the "
                                              "last one is used")
                     seen.setdefault(key, line)
-            return super().construct_mapping(node, deep)
 
     _LOADER = Loader
     return Loader
@@ -319,8 +327,11 @@ _ID_LINE = re.compile(r"""^[ \t]*(?:-[ \t]*)?\{?[ \t]*id:[ \t]*["']?([^"',}#\s]+
 def id_lines(text: str) -> dict[str, list[int]]:
     """Line numbers of ``id:`` keys by value, in order (to name a duplicate's copies)."""
     found: dict[str, list[int]] = {}
+    line, counted = 1, 0
     for match in _ID_LINE.finditer(text):
-        found.setdefault(match.group(1), []).append(text.count("\n", 0, match.start()) + 1)
+        line += text.count("\n", counted, match.start())  # only since the previous match
+        counted = match.start()
+        found.setdefault(match.group(1), []).append(line)
     return found
 
 

@@ -110,6 +110,9 @@ class Dispatch:
         if self.phase == "killing":
             return "KILLING"
         if self.phase == "ended" and self.outcome is not None:
+            if self.outcome.kind == "killed" and self.outcome.reason.startswith("exit code "):
+                # Killed("exit code N") in the reference's words, but nobody killed it.
+                return "EXITED " + self.outcome.reason.removeprefix("exit code ")
             return {"shipped": "SHIPPED", "ci_failed": "CI-FAILED", "stalled": "STALLED",
                     "killed": "KILLED"}[self.outcome.kind]
         if self.phase == "stalled":

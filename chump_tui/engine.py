@@ -30,6 +30,8 @@ from chump_tui.dispatch_record import Dispatch
 from chump_tui.errors import DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice, OutputLine
 from chump_tui.harness import harness_named, stream_format
+from chump_tui.leftovers import Leftover
+from chump_tui.leftovers import scan as scan_leftovers
 from chump_tui.log_lines import redact
 from chump_tui.monitor import (
     DEFAULT_KILL_GRACE_S,
@@ -146,6 +148,7 @@ class Engine:
         self._launchers: list[threading.Thread] = []
         self._reflected: collections.deque[str] = collections.deque()
         self._queued: list[Gap] = []  # waiting for a free slot, in order
+        self.leftovers: dict[str, Leftover] = {}  # branches earlier runs left, by gap id
         self.unusable = unusable_ids(self.backlog)
         self.reflections = ReflectionQueue(writer, self._reflection_written,
                                            self._reflection_failed)
@@ -596,8 +599,17 @@ class Engine:
                 if lv.record.outcome is not None and lv.record.outcome.kind == "shipped"
             }
             taken = {lv.record.gap_id for lv in self._live.values()}
-        candidates = [g for g in self.backlog if g.id not in taken]
+            blocked = {gid for gid, left in self.leftovers.items() if left.reason()}
+        candidates = [g for g in self.backlog if g.id not in taken and g.id not in blocked]
         return pickable_gaps(candidates, n, done)
+
+    def scan_leftovers(self) -> str | None:
+        """Look for branches earlier runs left for the backlog's gaps (blocking: git, and one
+        gh call when there are any). Returns GitHub's error when it could not be asked."""
+        found, error = scan_leftovers(self.repo_root, self.backlog, lambda: self.provider)
+        with self._lock:
+            self.leftovers = found
+        return error
 
     def _refill_soon(self) -> None:
         """Fill free slots: queued gaps first, then (continuous mode) the next pickable."""

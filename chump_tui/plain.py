@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from chump_tui.dispatch_record import Dispatch
     from chump_tui.engine import Engine
     from chump_tui.events import EngineEvent
+    from chump_tui.leftovers import Leftover
     from chump_tui.options import Options
+    from chump_tui.pr_providers import PrProvider
     from chump_tui.session_store import SessionStore
 
 
@@ -97,7 +99,10 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
 def run_plain(opts: Options) -> int:
     base = backlog_base(opts.repo_root)
     backlog = load_for(opts, base)
-    picked = pickable_gaps(backlog.gaps, opts.max_parallel, done_ids(backlog.gaps))
+    left = _leftovers(base, backlog) if opts.dry_run else {}
+    blocked = {gid for gid, leftover in left.items() if leftover.reason()}
+    candidates = [g for g in backlog.gaps if g.id not in blocked]
+    picked = pickable_gaps(candidates, opts.max_parallel, done_ids(backlog.gaps))
     mode = "dry-run" if opts.dry_run else ("execute+watch" if opts.watch else "execute")
     _out(header_line(mode, backlog, len(picked), opts.max_parallel))
     if not opts.dry_run:
@@ -110,7 +115,32 @@ def run_plain(opts: Options) -> int:
         wt, _branch = dispatch_paths(root, gap.id)
         _out(f"WOULD DISPATCH: {gap.id} (prio={gap.priority} effort={gap.effort}) in {wt}"
              f"  -- {gap.title}")
+        if gap.id in left:
+            _err(f"[dispatch] {gap.id} {left[gap.id].note()}")
     return 0
+
+
+def _leftovers(base: Path, backlog: Backlog) -> dict[str, Leftover]:
+    """Branches earlier runs left (a git repository only: a dry run needs none). Blocked
+    gaps are said on stderr; the reference's lines stay as they are."""
+    root = base.resolve()
+    if not (root / ".git").exists():
+        return {}
+    from chump_tui.leftovers import scan
+
+    def github() -> PrProvider:
+        from chump_tui.pr_providers import GhPrProvider
+
+        return GhPrProvider(root)
+
+    found, error = scan(root, backlog.gaps, github)
+    if error:
+        _err(f"[dispatch] could not ask GitHub about leftover branches: {error}")
+    for gap_id, leftover in found.items():
+        reason = leftover.reason()
+        if reason:
+            _err(f"[dispatch] {gap_id} not dispatched: {reason}")
+    return found
 
 
 def _execute(opts: Options, backlog: Backlog) -> int:
@@ -131,9 +161,17 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
 
     engine = build_engine(opts, repo_root, backlog, store, warn=_err)
     writer = engine.writer
-    engine.subscribe(_print_event)
+    printer = EventPrinter()
+    engine.subscribe(printer)
     for note in notes + engine.resume(records):
         _err(f"[chump-tui] {note}")
+    error = engine.scan_leftovers()
+    if error:
+        _err(f"[dispatch] could not ask GitHub about leftover branches: {error}")
+    for gap_id, leftover in engine.leftovers.items():
+        reason = leftover.reason()
+        _err(f"[dispatch] {gap_id} " + (f"not dispatched: {reason}" if reason
+                                        else leftover.note()))
     slots = max(0, opts.max_parallel - engine.active_count())
     picked = engine.pickable_now(slots)
     if not picked and not engine.snapshot():
@@ -168,6 +206,7 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
             signal.signal(signal.SIGINT, previous)
     engine.settle(AFTER_OUTCOME_WAIT_S)
     engine.close()
+    printer.flush()
     rows = engine.snapshot()
     failures = _spawn_failures(engine)
     for line in summary_lines(rows):
@@ -189,32 +228,59 @@ def _spawn_failures(engine: Engine) -> int:
     return sum(1 for r in engine.snapshot() if r.phase == "spawn_failed")
 
 
-def _print_event(event: EngineEvent) -> None:
-    from chump_tui.events import DispatchChanged, GitHubPolled, Notice
+class EventPrinter:
+    """Plain mode's lines for engine events. A GitHub error that repeats every tick is
+    printed once, then once more with a count when it changes or clears."""
 
-    if isinstance(event, DispatchChanged):
-        d = event.dispatch
-        if event.why == "dispatched":
+    def __init__(self) -> None:
+        self.gh_error: str | None = None
+        self.gh_repeats = 0
+
+    def __call__(self, event: EngineEvent) -> None:
+        from chump_tui.events import DispatchChanged, GitHubPolled, Notice
+
+        if isinstance(event, DispatchChanged):
+            self.dispatch_changed(event.dispatch, event.why)
+        elif isinstance(event, GitHubPolled):
+            self.github(event.error if not event.ok else None)
+        elif isinstance(event, Notice):
+            _err(f"[chump-tui] {event.text}")
+
+    def dispatch_changed(self, d: Dispatch, why: str) -> None:
+        if why == "dispatched":
             pid = d.pid if d.pid is not None else "<no-pid>"
             _out(f"DISPATCHED: {d.gap_id} in {d.worktree} as PID {pid}")
             if d.note:
                 _err(f"[dispatch] {d.branch}: {d.note}")
-        elif event.why == "spawn_failed":
+        elif why == "spawn_failed":
             _err(f"DISPATCH-FAILED: {d.gap_id}: {d.error}")
-        elif event.why == "stalled":
+        elif why == "stalled":
             _err(f"[monitor] {d.branch}: no PR after the soft deadline "
                  f"({int(d.soft_deadline_s)}s); still watching")
-        elif event.why == "killing":
+        elif why == "killing":
             _err(f"[monitor] {d.branch}: killing ({d.kill_reason})")
-        elif event.why == "exited":
+        elif why == "exited":
             until = time.strftime("%H:%M:%S", time.localtime(d.started_at + d.soft_deadline_s))
             _err(f"[monitor] {d.gap_id} exited 0, no PR yet; waiting until {until}")
-        elif event.why == "outcome":
+        elif why == "outcome":
             _err(f"[monitor] {d.branch}: {d.label()} {d.reason()}".rstrip())
-    elif isinstance(event, GitHubPolled) and not event.ok:
-        _err(f"[monitor] gh pr list failed: {event.error} (will retry)")
-    elif isinstance(event, Notice):
-        _err(f"[chump-tui] {event.text}")
+
+    def github(self, error: str | None) -> None:
+        if error is not None and error == self.gh_error:
+            self.gh_repeats += 1
+            return
+        if self.gh_repeats:
+            _err(f"[monitor] gh pr list failed {self.gh_repeats} more time(s) the same way")
+        if error is None and self.gh_error is not None:
+            _err("[monitor] GitHub answers again")
+        elif error is not None:
+            _err(f"[monitor] gh pr list failed: {error} (will retry every tick)")
+        self.gh_error, self.gh_repeats = error, 0
+
+    def flush(self) -> None:
+        if self.gh_repeats:
+            _err(f"[monitor] gh pr list failed {self.gh_repeats} more time(s) the same way")
+            self.gh_repeats = 0
 
 
 def run_self_test_plain(opts: Options) -> int:

@@ -60,6 +60,9 @@ class GhPrProvider:
             done = self._steps.run(argv, self.repo_root, self.environ, self.timeout_s)
         except StepTimeout:  # its whole process group is gone too
             raise PrProviderError(f"gh pr list timed out after {self.timeout_s:.0f}s") from None
+        except FileNotFoundError:
+            raise PrProviderError(f"{self.gh} not found: install GitHub's CLI "
+                                  "(https://cli.github.com) and run `gh auth login`") from None
         except OSError as exc:
             raise PrProviderError(f"cannot run {self.gh}: {exc.strerror or exc}") from None
         if done.returncode != 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Protocol
 from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
 from chump_tui.errors import DispatchError
 from chump_tui.harness import CLAUDE, MAX_PROMPT_ARG_BYTES
+from chump_tui.leftovers import MARK, mark_ours, our_branches
 from chump_tui.safe_fs import open_nofollow
 from chump_tui.steps import StepCancelled, StepRunner, StepTimeout
 
@@ -142,11 +144,9 @@ class RealSpawner:
         self,
         repo_root: Path,
         environ: Mapping[str, str],
-        reuse_existing_worktree: bool = False,
     ) -> None:
         self.repo_root = repo_root
         self.environ = dict(environ)
-        self.reuse_existing_worktree = reuse_existing_worktree
         self.backend, self.backend_warning = resolve_backend(self.environ)
         self.steps = StepRunner()
 
@@ -155,15 +155,42 @@ class RealSpawner:
         self.steps.cancel()
 
     def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
-        if self.reuse_existing_worktree and (worktree / ".git").exists():
-            return
+        """A new branch from ``base_ref``, marked ours; or, for a branch an earlier attempt
+        of ours left, that branch again (its worktree reused when it is still there)."""
+        if (worktree / ".git").exists() and self._branch_of(worktree) == branch:
+            return  # a retry, or a leftover worktree of ours: its uncommitted work too
         worktree.parent.mkdir(parents=True, exist_ok=True)
-        self._run_step(
-            ["git", "-C", str(self.repo_root), "worktree", "add", str(worktree), "-b", branch,
-             base_ref],
-            cwd=self.repo_root,
-            what=f"git worktree add {worktree}",
-        )
+        git = ["git", "-C", str(self.repo_root)]
+        if self._branch_exists(branch):
+            if branch not in our_branches(self.repo_root):
+                raise DispatchError(f"branch {branch} exists and was not made by chump-tui; "
+                                    f"delete it (git branch -D {branch}) or adopt it (git "
+                                    f"config branch.{branch}.{MARK} adopted)")
+            self._run_step([*git, "worktree", "prune"], cwd=self.repo_root,
+                           what="git worktree prune")
+            self._run_step([*git, "worktree", "add", str(worktree), branch], cwd=self.repo_root,
+                           what=f"git worktree add {worktree} (continuing {branch})")
+            return
+        self._run_step([*git, "worktree", "add", str(worktree), "-b", branch, base_ref],
+                       cwd=self.repo_root, what=f"git worktree add {worktree}")
+        mark_ours(self.repo_root, branch, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def _branch_exists(self, branch: str) -> bool:
+        try:
+            done = self.steps.run(["git", "-C", str(self.repo_root), "rev-parse", "--verify",
+                                   "--quiet", f"refs/heads/{branch}"], self.repo_root,
+                                  self.environ, GIT_TIMEOUT_S)
+        except (StepTimeout, StepCancelled, OSError):
+            return False
+        return done.returncode == 0
+
+    def _branch_of(self, worktree: Path) -> str:
+        try:
+            done = self.steps.run(["git", "-C", str(worktree), "rev-parse", "--abbrev-ref",
+                                   "HEAD"], worktree, self.environ, GIT_TIMEOUT_S)
+        except (StepTimeout, StepCancelled, OSError):
+            return ""
+        return done.stdout.decode("utf-8", errors="replace").strip()
 
     def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
         script = next((worktree / s for s in CLAIM_SCRIPTS if (worktree / s).is_file()), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -193,3 +194,27 @@ def test_help_lists_every_flag(tmp_path: Path) -> None:
                  "--blocking", "--no-reflect", "--self-test", "--repo-root", "--base-ref",
                  "--no-tui", "--tick", "--kill-grace", "--soft-deadline", "--continuous", "--demo"):
         assert flag in done.stdout
+
+
+def test_plain_watch_says_when_an_agent_exits_and_a_repeated_gh_error_once(
+        git_repo: Path, stub_env: dict[str, str], chump_cli: list[str]) -> None:
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS.split("  - {id: E2E-002")[0])
+    env = {**os.environ, **stub_env, "STUB_GH_MODE": "fail", "FAKE_AGENT_MODE": "open"}
+    done = subprocess.run([*chump_cli, "--no-tui", "--execute", "--watch", "--backlog",
+                           "gaps.yaml", "--tick", "0.05", "--soft-deadline", "1.5"],
+                          cwd=git_repo, env=env, capture_output=True, text=True, timeout=60)
+    err = done.stderr.splitlines()
+    assert any(re.fullmatch(r"\[monitor\] E2E-001 exited 0, no PR yet; waiting until "
+                            r"\d\d:\d\d:\d\d", ln) for ln in err), done.stderr
+    failures = [ln for ln in err if ln.startswith("[monitor] gh pr list failed: ")]
+    assert len(failures) == 1, done.stderr
+    assert any(re.fullmatch(r"\[monitor\] gh pr list failed \d+ more time\(s\) the same way",
+                            ln) for ln in err)
+
+
+def test_missing_gh_says_how_to_install_it(tmp_path: Path) -> None:
+    from chump_tui.pr_providers import GhPrProvider, PrProviderError
+
+    provider = GhPrProvider(tmp_path, gh=str(tmp_path / "no-such-gh"))
+    with pytest.raises(PrProviderError, match="install GitHub's CLI"):
+        provider.poll(["claude/x"])

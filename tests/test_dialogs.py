@@ -96,7 +96,8 @@ async def test_kill_dialog_enter_cancels_y_kills_and_closes(
             await until(pilot, lambda: app.dispatches["E2E-001#1"].phase == "killing", 5,
                         "killing")
             assert isinstance(app.screen, MonitorScreen)  # the dialog closed as the kill began
-            assert "KILLING · SIGKILL in" in screen_text(app)
+            await until(pilot, lambda: "KILLING · SIGKILL in" in screen_text(app), 5,
+                        "the card's countdown")
             # k on a card being killed offers SIGKILL now, instead of the 30 s grace.
             await pilot.press("k")
             await until(pilot, lambda: isinstance(app.screen, ConfirmKill), 5, "force dialog")

@@ -200,10 +200,13 @@ def test_missing_base_ref_and_existing_worktree_are_spawn_failures(git_repo: Pat
     with pytest.raises(DispatchError, match=r"git worktree add .* failed"):
         dispatch_gap_with(RealSpawner(git_repo, env), gap("X-1"), git_repo, "origin/nope",
                           LOG, OutputLog())
-    dispatch_gap_with(RealSpawner(git_repo, env), gap("X-2"), git_repo, "origin/main", LOG, OutputLog())
+    # A worktree path that exists but is not this branch's worktree is never reused.
+    (git_repo / ".claude" / "worktrees" / "x-2").mkdir(parents=True)
+    (git_repo / ".claude" / "worktrees" / "x-2" / "notes.txt").write_text("someone's\n")
     with pytest.raises(DispatchError, match="already exists"):
         dispatch_gap_with(RealSpawner(git_repo, env), gap("X-2"), git_repo, "origin/main",
                           LOG, OutputLog())
+    assert (git_repo / ".claude" / "worktrees" / "x-2" / "notes.txt").read_text() == "someone's\n"
 
 
 def test_missing_agent_binary_is_a_spawn_failure(git_repo: Path) -> None:

@@ -49,5 +49,5 @@ def test_gh_hang_times_out(tmp_path: Path, stub_env: dict[str, str],
 
 
 def test_gh_missing(tmp_path: Path) -> None:
-    with pytest.raises(PrProviderError, match="cannot run"):
+    with pytest.raises(PrProviderError, match="not found: install GitHub's CLI"):
         GhPrProvider(tmp_path, gh="/nonexistent/gh").poll(["claude/a"])

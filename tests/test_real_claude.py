@@ -122,7 +122,7 @@ def test_error_result_is_the_reason(git_repo: Path, stub_env: dict[str, str], tm
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
     done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5")
     assert re.search(r"KILLED\s+claude/rc-001\s+exit code 1", done.stdout), done.stdout
-    outcome = [ln for ln in done.stderr.splitlines() if "claude/rc-001: KILLED" in ln]
+    outcome = [ln for ln in done.stderr.splitlines() if "claude/rc-001: EXITED 1" in ln]
     assert outcome and "API Error: 400 scripted: the model refused" in outcome[0]
     db = sqlite3.connect(git_repo / "sessions" / "chump_memory.db")
     (notes,) = db.execute("SELECT hypothesis FROM chump_reflections").fetchone()
@@ -142,7 +142,7 @@ def test_root_without_is_sandbox_says_so(git_repo: Path, stub_env: dict[str, str
                            "--watch", "--backlog", "gaps.yaml", "--tick", "0.5"], cwd=git_repo,
                           env={**outer, **env}, capture_output=True, text=True, timeout=120,
                           check=False)
-    outcome = [ln for ln in done.stderr.splitlines() if "claude/rc-001: KILLED" in ln]
+    outcome = [ln for ln in done.stderr.splitlines() if "claude/rc-001: EXITED 1" in ln]
     assert outcome, done.stderr
     assert "exit code 1" in outcome[0] and "IS_SANDBOX=1" in outcome[0]
 

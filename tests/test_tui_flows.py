@@ -101,13 +101,13 @@ async def test_retry_failed_agent(git_repo: Path, stub_env: dict[str, str],
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("d", "y")  # the highlighted gap alone
-            await until(pilot, lambda: outcomes(app) == {"E2E-001#1": "KILLED"}, 20, "killed")
+            await until(pilot, lambda: outcomes(app) == {"E2E-001#1": "EXITED 3"}, 20, "exited")
             monkeypatch.setenv("FAKE_AGENT_MODE", "merge")
             app.engine.spawner_for_retry.environ["FAKE_AGENT_MODE"] = "merge"  # type: ignore[attr-defined]
             await pilot.press("r")
             await until(pilot, lambda: outcomes(app).get("E2E-001#2") == "SHIPPED", 20,
                         "attempt 2 shipped")
-            assert outcomes(app)["E2E-001#1"] == "KILLED"  # attempt 1 kept
+            assert outcomes(app)["E2E-001#1"] == "EXITED 3"  # attempt 1 kept
     finally:
         close_app(app)
     db = sqlite3.connect(git_repo / "sessions" / "chump_memory.db")

@@ -173,7 +173,6 @@ def live_app(repo: Path, backlog_path: Path, *, kill_grace_s: float = 0.5,
                                  max_parallel=max_parallel, environ=environ,
                                  log_dir=repo / "sessions" / "chump-tui" / "logs"),
                     backlog=backlog.gaps,
-                    spawner_for_retry=RealSpawner(repo, environ, reuse_existing_worktree=True),
                     store=store)
     notes = engine.resume(records)
     setup = ConsoleSetup(lambda: engine, backlog, repo, dry_run=False, mode_label="EXECUTE",

@@ -33,6 +33,7 @@ from chump_tui.tui.screens.backlog import BacklogScreen
 if TYPE_CHECKING:
     from chump_tui.dispatch_record import Dispatch
     from chump_tui.engine import Engine
+    from chump_tui.leftovers import Leftover
     from chump_tui.session_store import SessionStore
     from chump_tui.tui.bridge import EngineBridge
     from chump_tui.tui.screens.quit_dialog import QuitChoice
@@ -131,6 +132,7 @@ class ChumpApp(App[int]):
         self.stopping = False
         self._all_ended_told = False
         self.done_before = done_ids(setup.backlog.gaps)
+        self.leftovers: dict[str, Leftover] = {}  # filled by a scan after the first frame
         self.by_id = setup.backlog.by_id()
 
     # ----------------------------------------------------------------- set-up
@@ -180,6 +182,21 @@ class ChumpApp(App[int]):
         engine.subscribe(self.bridge)
         if self.setup.start_engine:
             engine.start()
+        if not self.setup.read_only:
+            self._scan_leftovers(engine)
+
+    @work(thread=True, group="leftovers", exit_on_error=False)
+    def _scan_leftovers(self, engine: Engine) -> None:
+        """Branches earlier runs left (git, and one gh call when there are any)."""
+        error = engine.scan_leftovers()
+        self.call_from_thread(self._got_leftovers, dict(engine.leftovers), error)
+
+    def _got_leftovers(self, found: dict[str, Leftover], error: str | None) -> None:
+        self.leftovers = found
+        self.version += 1  # the backlog redraws its reasons
+        if error:
+            self.notify(f"could not ask GitHub about leftover branches: {error}",
+                        severity="warning", timeout=10)
 
     def _redraw(self) -> None:
         # Shutting down (is_running goes false first): switching modes now would add a
@@ -300,6 +317,9 @@ class ChumpApp(App[int]):
         latest = self.latest_by_gap.get(gap.id)
         if latest is not None:
             return f"dispatched: {latest.label()}"
+        leftover = self.leftovers.get(gap.id)
+        if leftover is not None and leftover.reason():
+            return leftover.reason()
         return pick_reason(gap, done, self.by_id, self.setup.backlog.unusable)
 
     # ---------------------------------------------------------------- actions

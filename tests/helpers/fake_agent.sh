@@ -4,6 +4,7 @@
 # to the stub gh state file, prints a PR number and exits.
 # FAKE_AGENT_MODE: merge (default) | open | close | fail | hang | flood | slow (sleep, then merge)
 #                  | escapes (terminal escape sequences on stderr, then merge)
+#                  | commit_fail (commits, then exits 3 without a PR)
 branch=$(git rev-parse --abbrev-ref HEAD)
 echo "starting on $branch" >&2
 echo "WARN: pretend warning from $branch" >&2
@@ -15,8 +16,9 @@ case "${FAKE_AGENT_MODE:-merge}" in
   slow) sleep "${FAKE_AGENT_SECONDS:-2}" ;;
   escapes) printf '\033]0;agent-pwned\007 \033[2J \033]52;c;cHduZWQ=\007 [/] done\n' >&2 ;;
 esac
-echo "work for $branch" > agent-output.txt
+echo "work for $branch ($$)" >> agent-output.txt
 git add agent-output.txt && git commit -qm "agent work" || exit 4
+[ "${FAKE_AGENT_MODE:-}" = "commit_fail" ] && { echo "ERROR: failed after committing" >&2; exit 3; }
 case "${FAKE_AGENT_MODE:-merge}" in
   open) echo "$branch OPEN DIRTY" >> "$STUB_GH_STATE" ;;
   close) echo "$branch CLOSED" >> "$STUB_GH_STATE" ;;

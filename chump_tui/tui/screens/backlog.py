@@ -27,7 +27,7 @@ NEXT_FILTER: dict[Filter, Filter] = {"all": "pickable", "pickable": "open", "ope
 
 class BacklogScreen(Screen[None]):
     BINDINGS = [
-        Binding("space", "toggle_select", "Select"),
+        Binding("space", "toggle_select", "Select (and move down)"),
         Binding("a", "auto_pick", "Auto-pick"),
         Binding("d", "dispatch", "Dispatch"),
         Binding("f", "cycle_filter", "Filter"),
@@ -62,6 +62,11 @@ class BacklogScreen(Screen[None]):
                 yield GapTable(id="gaps")
             yield GapDetail(id="detail")
         yield Footer()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A read-only view (another console holds the session) offers no dispatching."""
+        return not (self.chump.setup.read_only
+                    and action in ("toggle_select", "auto_pick", "dispatch"))
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
@@ -196,7 +201,10 @@ class BacklogScreen(Screen[None]):
         active = sum(1 for d in self.chump.dispatches.values() if d.active)
         self.app.push_screen(ConfirmDispatch(gaps, reasons, setup.repo_root, setup.dry_run,
                                              setup.max_parallel - active, setup.max_parallel,
-                                             setup.backlog.unusable), confirmed)
+                                             setup.backlog.unusable,
+                                             {g.id: self.chump.leftovers[g.id].note()
+                                              for g in gaps if g.id in self.chump.leftovers}),
+                             confirmed)
 
     def action_warnings(self) -> None:
         warnings = self.chump.setup.backlog.warnings

@@ -38,7 +38,8 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
 
     def __init__(self, gaps: list[Gap], reasons: Mapping[str, str | None], repo_root: Path,
                  dry_run: bool, slots: int, max_parallel: int,
-                 never: Mapping[str, str] | None = None) -> None:
+                 never: Mapping[str, str] | None = None,
+                 notes: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.gaps = gaps
         self.reasons = reasons
@@ -47,6 +48,7 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
         self.slots = max(0, slots)
         self.max_parallel = max_parallel
         self.never = never or {}  # duplicated ids: not even an override dispatches them
+        self.notes = notes or {}  # e.g. "continues its branch claude/x (commits kept)"
         self.override = False
         self.DEFAULT_BUTTON = "cancel" if dry_run else "confirm"
 
@@ -91,6 +93,8 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
             when = Text("now", style="green") if gap in now else Text("queued", style="yellow")
             where = line(f"{branch}  {wt.relative_to(self.repo_root)}")
             table.add_row(line(gap.id), when, where)
+            if gap.id in self.notes:
+                table.add_row("", "", line(self.notes[gap.id], "cyan"))
             reason = self.reasons.get(gap.id)
             if reason:
                 table.add_row("", Text("anyway", style="red"), line(f"not pickable: {reason}",

@@ -10,6 +10,25 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+STATES = [
+    ("DISPATCHING", "making the worktree, claiming the gap, starting the agent"),
+    ("RUNNING", "the agent works; ▶ on its card says what it is doing now"),
+    ("QUIET 1m10s", "no output for half its watchdog's time: killed at the full time "
+                    "(--idle-timeout), unless a process beneath it (a build) is busy"),
+    ("PR OPEN #n", "its PR is open: never stalled or killed while it is"),
+    ("DIRTY", "the open PR needs a rebase onto its base before it can merge"),
+    ("EXITED, NO PR", "exited cleanly without a PR yet: watched until the soft deadline "
+                      "(r retries it now)"),
+    ("STALLED", "no PR by the soft deadline: a warning while the agent runs (killed at 2×), "
+                "final once it has exited"),
+    ("KILLING", "SIGTERM sent; SIGKILL when the countdown ends (k: SIGKILL now)"),
+    ("SHIPPED", "its PR merged"),
+    ("CI-FAILED", "its PR was closed without merging"),
+    ("EXITED n", "the agent ended on its own with exit code n (the reason says why)"),
+    ("KILLED", "stopped: by you, a deadline or a watchdog (the reason says which)"),
+    ("SPAWN-FAILED", "a dispatch step failed (worktree, claim, start); r retries"),
+]
+
 
 def binding_rows(source: object) -> list[tuple[str, str]]:
     rows = []
@@ -46,6 +65,10 @@ class HelpScreen(ModalScreen[None]):
                 table.add_row("", "")
         table.add_row(Text("Palette", style="bold underline"), "")
         table.add_row("ctrl+p", "command palette: every action above, searchable")
+        table.add_row("", "")
+        table.add_row(Text("States", style="bold underline"), "")
+        for state, meaning in STATES:
+            table.add_row(state, meaning)
         with Vertical(id="dialog"):
             yield Static(Text("Keys", style="bold"), id="dialog-title")
             with VerticalScroll(id="dialog-body"):

@@ -88,6 +88,11 @@ class MonitorScreen(Screen[None]):
         yield StatusLine(id="status")
         yield Footer()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A read-only view (another console holds the session) changes no agent."""
+        return not (self.chump.setup.read_only
+                    and action in ("kill", "retry", "toggle_continuous", "remove_worktree"))
+
     def on_mount(self) -> None:
         self.refresh_view(set(self._cards))
         self.ready = True

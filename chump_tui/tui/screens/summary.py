@@ -15,7 +15,7 @@ from chump_tui.activity import dollars
 from chump_tui.dispatch_record import fmt_duration
 from chump_tui.summary_export import cost_line, export_summary, summary_rows, totals_line
 from chump_tui.tui.text import assemble, line
-from chump_tui.tui.widgets.dispatch_card import STATE_STYLE
+from chump_tui.tui.widgets.dispatch_card import state_style
 from chump_tui.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ class SummaryScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
+        yield Static("Nothing dispatched yet: the summary lists every attempt once there is "
+                     "one. Go to the backlog (b) to dispatch.", id="summary-empty")
         yield DataTable(id="summary", cursor_type="row", zebra_stripes=True)
         yield Static(id="totals")
         yield Footer()
@@ -57,6 +59,10 @@ class SummaryScreen(Screen[None]):
             return
         self._seen_version = app.version
         table = self.query_one(DataTable)
+        empty = not app.dispatches
+        self.query_one("#summary-empty").display = empty
+        table.display = not empty
+        self.refresh_bindings()  # e (export) is offered once there is something to export
         now = app.setup.clock()
         with app.batch_update():
             for row, d in zip(summary_rows(app.dispatches.values(), now),
@@ -64,8 +70,7 @@ class SummaryScreen(Screen[None]):
                 cells: dict[str, Text] = {
                     "gap": line(row["gap"]), "attempt": Text(str(row["attempt"])),
                     "branch": line(row["branch"]),
-                    "outcome": Text(f" {row['outcome']} ",
-                                    style=STATE_STYLE.get(str(row["outcome"]), "")),
+                    "outcome": Text(f" {row['outcome']} ", style=state_style(str(row["outcome"]))),
                     "pr": Text(f"#{row['pr']}" if row["pr"] else "-"),
                     "duration": Text(fmt_duration(float(str(row["duration_s"])))),
                     "turns": Text(str(d.turns) if d.turns is not None else "-"),
@@ -88,6 +93,11 @@ class SummaryScreen(Screen[None]):
             assemble("reflections: ", where,
                      (f"  ({pending} pending)" if pending else "", "yellow")),
             Text("e exports JSON + Markdown next to the reflections DB", style="dim")]))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "export" and not self.chump.dispatches:
+            return None  # shown dimmed: nothing to export yet
+        return True
 
     def action_export(self) -> None:
         self._export()

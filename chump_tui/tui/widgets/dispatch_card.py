@@ -34,7 +34,15 @@ STATE_STYLE = {
 def state_class(label: str) -> str:
     if label.startswith("PR OPEN") or label == "RUNNING":
         return "running"
+    if label.startswith("EXITED ") and label != "EXITED, NO PR":
+        return "exited"
     return label.lower().replace(",", "").replace(" ", "-")
+
+
+def state_style(label: str) -> str:
+    if label.startswith("EXITED ") and label != "EXITED, NO PR":
+        return "bold white on red"
+    return STATE_STYLE.get(label, "bold white on blue")
 
 
 def deadline_bar(elapsed: float, soft: float) -> Text:
@@ -108,7 +116,7 @@ def render_card(d: Dispatch, now: float, tail: list[str], act: Activity | None =
     who = d.harness or d.backend or "-"
     ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {visible(who)}", style="dim")
     state = Text(no_wrap=True, overflow="ellipsis")
-    state.append(f" {label} ", style=STATE_STYLE.get(d.label(), "bold white on blue"))
+    state.append(f" {label} ", style=state_style(d.label()))
     state.append_text(quiet_badge(quiet))
     reason = d.reason()
     if reason and d.phase in ("ended", "spawn_failed", "killing"):

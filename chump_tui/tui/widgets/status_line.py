@@ -18,15 +18,18 @@ def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error
                 continuous: bool, pending_reflections: int, dry_run: bool,
                 hidden: int = 0) -> Text:
     rows = list(dispatches)
-    running = sum(1 for d in rows if d.active)
+    exited = sum(1 for d in rows if d.active and d.waiting_for_pr)
+    running = sum(1 for d in rows if d.active) - exited
     ended = Counter(d.label() for d in rows if not d.active)
-    parts: list[Text] = [assemble((str(running), "bold"), " running"),
-                         assemble((str(sum(ended.values())), "bold"), " ended")]
+    parts: list[Text] = [assemble((str(running), "bold"), " running")]
+    if exited:
+        parts.append(assemble((str(exited), "bold"), " exited, waiting for a PR"))
+    parts.append(assemble((str(sum(ended.values())), "bold"), " ended"))
     if ended:
         parts.append(Text(" ".join(f"{k.lower()} {v}" for k, v in sorted(ended.items()))))
     if hidden:
         parts.append(Text(f"{hidden} older in the summary (s)", style="dim"))
-    if running:
+    if running or exited:
         parts.append(Text(f"next GitHub poll in {int(next_poll_s + 0.999)}s"))
     parts.append(assemble("continuous ", ("ON" if continuous else "off", "bold")))
     spent = fleet_cost(rows)
