@@ -291,9 +291,10 @@ class Engine:
     def resume(self, records: Iterable[Dispatch]) -> list[str]:
         """Take over a saved session: re-attach live agents, finish what ended unwatched.
 
-        Returns one note per decision worth telling the operator.
+        Returns one note per decision worth telling the operator, the first a summary.
         """
         notes: list[str] = []
+        reattached = gone = 0
         for rec in records:
             if rec.phase == "dispatching":
                 rec.phase = "spawn_failed"
@@ -306,6 +307,8 @@ class Engine:
                     process = AgentProcess.attach(rec.pid, rec.process_start, rec.log_path)
                 notes.append(f"{rec.key}: pid {rec.pid} "
                              + ("re-attached" if process else "is gone; judged by its PR"))
+                reattached += process is not None
+                gone += process is None
             self.restore(rec, process=process)
             with self._lock:
                 live = self._live[rec.key]
@@ -319,6 +322,10 @@ class Engine:
                 elif rec.outcome is not None and not rec.reflection_written:
                     self._queue_reflection(live, rec.outcome, 1)
                     notes.append(f"{rec.key}: reflection not written yet; writing it now")
+        if reattached or gone:
+            notes.insert(0, f"re-attached {reattached} agent(s) still running from the console "
+                            f"that closed" + (f"; {gone} ended while nobody watched" if gone
+                                              else ""))
         return notes
 
     # ---------------------------------------------------------------- dispatch

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from chump_tui.backlog import Gap
 from chump_tui.paths import dispatch_paths, unsafe_id_reason
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see chump_tui.backlog)
 if TYPE_CHECKING:
     from chump_tui.pr_providers import PrProvider, PrStatus

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -172,7 +173,18 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
         reason = leftover.reason()
         _err(f"[dispatch] {gap_id} " + (f"not dispatched: {reason}" if reason
                                         else leftover.note()))
-    slots = max(0, opts.max_parallel - engine.active_count())
+    # SIGTERM under --watch stops every agent as Ctrl+C does. While agents are being
+    # dispatched it is only noted (raising mid-spawn could lose a row); after, it raises.
+    terminated, waiting = threading.Event(), threading.Event()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.set()
+        if waiting.is_set():
+            raise Terminated()
+
+    previous_term = signal.signal(signal.SIGTERM, on_sigterm) if opts.watch else \
+        signal.getsignal(signal.SIGTERM)
+    slots = max(0, opts.max_parallel - engine.running_count())
     picked = engine.pickable_now(slots)
     if not picked and not engine.snapshot():
         _err(NOTHING_PICKABLE)
@@ -190,20 +202,27 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
         _err("[chump-tui] --no-reflect set: skipping reflection writes.")
     else:
         _err(f"[chump-tui] reflection writes will land in {writer.describe()}")
-    interrupted = False
+    stopped_by: str | None = None
     engine.start()
     if opts.continuous:
         engine.set_continuous(True)
     try:
+        if terminated.is_set():  # SIGTERM came while the agents were being dispatched
+            raise Terminated()
+        waiting.set()
         engine.wait_until_idle()
-    except KeyboardInterrupt:
-        interrupted = True
+    except (KeyboardInterrupt, Terminated) as exc:
+        stopped_by = "terminated" if isinstance(exc, Terminated) else "interrupted"
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            _err("[chump-tui] interrupted: stopping every agent ...")
-            engine.stop_all("interrupted")
+            _err(f"[chump-tui] {stopped_by}: stopping every agent ...")
+            engine.stop_all(stopped_by)
         finally:
             signal.signal(signal.SIGINT, previous)
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        waiting.clear()
     engine.settle(AFTER_OUTCOME_WAIT_S)
     engine.close()
     printer.flush()
@@ -214,14 +233,18 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
     pending = engine.reflections.pending()
     if pending:
         _err(f"warning: {pending} reflection(s) not written: {engine.reflections.last_error()}")
-    if interrupted:
-        return 130
+    if stopped_by is not None:
+        return 130 if stopped_by == "interrupted" else 143
     if failures:
         _err(f"error: {failures} of {len(rows)} dispatches failed at spawn time")
         return 1
     if not needs_resume(engine.snapshot()):
         store.archive()
     return 0
+
+
+class Terminated(Exception):
+    """SIGTERM under --watch: stop every agent and record it, as Ctrl+C does."""
 
 
 def _spawn_failures(engine: Engine) -> int:

@@ -158,7 +158,8 @@ def test_restart_reattaches_live_agents_and_watches_them(git_repo: Path,
                  env=env)
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    assert err.count("re-attached") == 2
+    assert "re-attached 2 agent(s) still running from the console that closed" in err
+    assert err.count(" re-attached\n") == 2
     assert out.count("  SHIPPED   ") == 2
     assert len(reflection_rows(git_repo)) == 2
     assert not (git_repo / "sessions" / "chump-tui" / "state.json").exists()  # archived
@@ -177,7 +178,9 @@ def test_reused_pid_is_never_taken_for_our_agent(tmp_path: Path) -> None:
                         SqliteReflectionWriter(writer_db), EngineConfig(tick_s=0.01),
                         store=SessionStore(tmp_path / "s"))
         notes = engine.resume([rec])
-        assert notes == [f"R-1#1: pid {stranger.pid} is gone; judged by its PR"]
+        assert notes == ["re-attached 0 agent(s) still running from the console that closed; "
+                         "1 ended while nobody watched",
+                         f"R-1#1: pid {stranger.pid} is gone; judged by its PR"]
         engine.start()
         assert engine.wait_until_idle(10)
         engine.close()

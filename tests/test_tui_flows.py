@@ -140,7 +140,8 @@ async def test_quit_with_agents_running(git_repo: Path, stub_env: dict[str, str]
         # The next console re-attaches to them and can stop them.
         again = make(git_repo, kill_grace_s=0.3)
         try:
-            assert {n.split(": ", 1)[1] for n in again.setup.extra_notes} == {
+            assert again.setup.extra_notes[0].startswith("re-attached 2 agent(s)")
+            assert {n.split(": ", 1)[1] for n in again.setup.extra_notes[1:]} == {
                 f"pid {p} re-attached" for p in pids}
             async with again.run_test(size=SIZE) as pilot:
                 await until(pilot, lambda: len(again.dispatches) == 2, 5, "restored rows")

@@ -8,7 +8,10 @@ output never floods the UI thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -108,13 +111,15 @@ class ChumpApp(App[int]):
     # MODES makes Textual re-parse every stylesheet before the first frame (about 25 ms
     # at start-up). It joins the modes in on_mount, so switch_mode('backlog') works.
     MODES = {"monitor": _monitor_screen, "summary": _summary_screen}
+    # Screens get one of these classes by width: chump.tcss lays out 80 columns apart.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-normal"), (160, "-wide")]
     DEFAULT_MODE = "backlog"
-    BINDINGS = [
+    BINDINGS = [  # in footer order: at 80 columns the last ones are cut first
+        Binding("q", "request_quit", "Quit"),
         Binding("question_mark", "help", "Help"),
         Binding("b", "switch_mode('backlog')", "Backlog"),
         Binding("m", "switch_mode('monitor')", "Monitor"),
         Binding("s", "switch_mode('summary')", "Summary"),
-        Binding("q", "request_quit", "Quit"),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
 
@@ -129,6 +134,7 @@ class ChumpApp(App[int]):
         self.github_error: str | None = None
         self.quit_choice: QuitChoice | None = None
         self.crash_line: str | None = None
+        self.closed_by: signal.Signals | None = None
         self.stopping = False
         self._all_ended_told = False
         self.done_before = done_ids(setup.backlog.gaps)
@@ -140,6 +146,7 @@ class ChumpApp(App[int]):
         return BacklogScreen()
 
     def on_mount(self) -> None:
+        self._watch_signals()
         self.add_mode("backlog", BacklogScreen)
         # The backlog and Textual are long-lived: frozen after the first frame, the cyclic
         # GC never re-walks them (tens of thousands of objects) in the middle of a keystroke.
@@ -153,6 +160,32 @@ class ChumpApp(App[int]):
             self.set_interval(1.0, self._reload_watched_state)
         if self.setup.banner:
             self.notify(self.setup.banner, timeout=10)
+
+    def _watch_signals(self) -> None:
+        """SIGTERM and SIGHUP (the terminal or ssh session went away) close the console
+        cleanly: the session is on disk, agents keep running, the next start re-attaches."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._closed_by_signal, sig)
+
+    def _closed_by_signal(self, sig: signal.Signals) -> None:
+        self.closed_by = sig
+        if sig == signal.SIGHUP:
+            # The terminal is gone: restoring it would block forever in Textual's writer
+            # thread (seen under tmux). The session is on disk already; finish what must
+            # not be lost (queued reflection writes, the demo's temp repo) and leave.
+            from chump_tui.tui.launch import close_setup
+
+            close_setup(self.setup)
+            os._exit(128 + sig.value)
+        self.exit(128 + sig.value)
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
 
     def _after_first_frame(self) -> None:
         self._connect_engine()

@@ -75,9 +75,11 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
     except SessionBusy as busy:
         return read_only_setup(opts, repo_root, backlog, busy)
     engine = build_engine(opts, repo_root, backlog, store)
-    notes += session_notes + engine.resume(records)
-    banner = (f"resumed the session: {len(records)} dispatch(es)" if records else
-              (notes[0] if notes else ""))
+    resumed = engine.resume(records)
+    notes += session_notes + resumed
+    banner = (f"resumed the session: {len(records)} dispatch(es)"
+              + (f"; {resumed[0]}" if resumed and resumed[0].startswith("re-attached") else "")
+              if records else (notes[0] if notes else ""))
     return ConsoleSetup(lambda: engine, backlog, repo_root, dry_run=False, mode_label="EXECUTE",
                         max_parallel=opts.max_parallel,
                         reflections_target=engine.writer.describe(),
@@ -129,6 +131,21 @@ def _offer_demo(base: Path) -> bool:
     return answer in ("", "y", "yes")
 
 
+def close_setup(setup: ConsoleSetup) -> None:
+    """What every way out of the console does: the engine's threads end (queued reflection
+    writes flushed), the session lock is released, the demo's temp repository removed."""
+    if setup.engine_built:
+        if setup.demo_root is not None:  # simulations: nothing of the demo outlives it
+            setup.engine.stop_all("demo ended", grace_s=1.0)
+        setup.engine.close()
+    if setup.store is not None:
+        setup.store.release()
+    if setup.demo_root is not None:
+        from chump_tui.demo import remove_demo_root
+
+        remove_demo_root(setup.demo_root)
+
+
 def run_console(opts: Options, preload: BacklogPreload | None = None,
                 run_app: Callable[[ChumpApp], object] | None = None) -> int:
     if opts.demo:
@@ -145,19 +162,16 @@ def run_console(opts: Options, preload: BacklogPreload | None = None,
     try:
         code = app.run() if run_app is None else run_app(app)
     finally:
-        if setup.engine_built:
-            if setup.demo_root is not None:  # simulations: nothing of the demo outlives it
-                setup.engine.stop_all("demo ended", grace_s=1.0)
-            setup.engine.close()
-        if setup.store is not None:
-            setup.store.release()
-        if setup.demo_root is not None:
-            from chump_tui.demo import remove_demo_root
-
-            remove_demo_root(setup.demo_root)
+        close_setup(setup)
     if app.crash_line is not None:
         print(app.crash_line, file=sys.stderr)
         return 1
+    if app.closed_by is not None:
+        left = [d for d in setup.engine.snapshot() if d.active] if setup.engine_built else []
+        kept = (f"; {len(left)} agent(s) keep running and the next start in this repo "
+                "re-attaches them" if left and setup.store is not None else "")
+        print(f"chump-tui: closed by {app.closed_by.name}{kept}", file=sys.stderr)
+        return 128 + app.closed_by.value
     if app.quit_choice == "leave":
         left = [d for d in setup.engine.snapshot() if d.active]
         print(visible(f"chump-tui: left {len(left)} agent(s) running: "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -15,7 +17,7 @@ from chump_tui.outside_text import visible
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch, DispatchPlan
 from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.gap_detail import GapDetail
-from chump_tui.tui.widgets.gap_table import GapTable, header_text
+from chump_tui.tui.widgets.gap_table import GapTable, columns_for, header_text
 from chump_tui.tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ NEXT_FILTER: dict[Filter, Filter] = {"all": "pickable", "pickable": "open", "ope
 
 class BacklogScreen(Screen[None]):
     BINDINGS = [
-        Binding("space", "toggle_select", "Select (and move down)"),
+        Binding("space", "toggle_select", "Select"),
         Binding("a", "auto_pick", "Auto-pick"),
         Binding("d", "dispatch", "Dispatch"),
         Binding("f", "cycle_filter", "Filter"),
@@ -67,6 +69,14 @@ class BacklogScreen(Screen[None]):
         """A read-only view (another console holds the session) offers no dispatching."""
         return not (self.chump.setup.read_only
                     and action in ("toggle_select", "auto_pick", "dispatch"))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._fit_to_width)
+
+    def _fit_to_width(self) -> None:
+        table = self.query_one(GapTable)
+        self.query_one("#gaps-header", Static).update(header_text(columns_for(table.size.width)))
+        self.update_bar(table.row_count)
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
@@ -119,15 +129,25 @@ class BacklogScreen(Screen[None]):
     def update_bar(self, shown: int) -> None:
         setup = self.chump.setup
         warnings = len(setup.backlog.warnings)
-        text = assemble(
-            (str(setup.backlog.path), "bold"),
-            f"   {len(setup.backlog.gaps)} gaps, {self._pickable} pickable   filter ",
-            (self.filter, "bold"), f" ({shown} shown)",
-            f'   search "{self.query_text}"' if self.query_text else "",
-            "   selected ", (str(len(self.selected)), "bold magenta"),
-            f"   max-parallel {setup.max_parallel}   ", (f" {setup.mode_label} ", "reverse"),
-            f"   ⚠ {warnings} warning(s)" if warnings else "",
-        )
+        # Pieces by what matters most when the line is short (80 columns): the mode and
+        # the selection first, the backlog's path last.
+        pieces: list[tuple[int, Text]] = [
+            (0, assemble((f" {setup.mode_label} ", "reverse"))),
+            (1, assemble("selected ", (str(len(self.selected)), "bold magenta"))),
+            (2, assemble(f"{len(setup.backlog.gaps)} gaps, {self._pickable} pickable")),
+            (3, assemble("filter ", (self.filter, "bold"), f" ({shown})")),
+            (4, assemble(f'search "{self.query_text}"') if self.query_text else Text()),
+            (5, assemble(f"⚠ {warnings} warning(s) (w)") if warnings else Text()),
+            (6, assemble(f"max-parallel {setup.max_parallel}")),
+            (7, assemble((str(setup.backlog.path), "bold"))),
+        ]
+        room = max(20, self.size.width - 2)
+        kept = [p for p in pieces if p[1].plain]
+        while len(kept) > 1 and sum(p[1].cell_len + 3 for p in kept) > room:
+            kept.remove(max(kept, key=lambda p: p[0]))
+        order = [7, 2, 3, 4, 1, 6, 0, 5]  # the order they read in, left to right
+        kept.sort(key=lambda p: order.index(p[0]))
+        text = Text("   ").join(p[1] for p in kept)
         # One line high by CSS: no layout pass per keystroke.
         self.query_one("#backlog-bar", Static).update(text, layout=False)
 

@@ -30,12 +30,25 @@ STATES = [
 ]
 
 
+# What a key does beyond its footer word.
+MORE = {"toggle_select": "select / unselect the highlighted gap, then move down",
+        "auto_pick": "select the next max-parallel pickable gaps",
+        "dispatch": "dispatch the selection (or the highlighted gap) after a confirmation",
+        "kill": "kill the selected agent (on a KILLING card: SIGKILL now)",
+        "retry": "retry an ended, unshipped attempt (or one that exited without a PR)",
+        "warnings": "list the backlog's warnings",
+        "toggle_continuous": "continuous mode on/off: refill up to max-parallel as agents end",
+        "remove_worktree": "remove the worktree of an ended attempt (branch kept)",
+        "diff": "git diff --stat of the selected worktree against the base",
+        "shell": "open $SHELL in the selected worktree"}
+
+
 def binding_rows(source: object) -> list[tuple[str, str]]:
     rows = []
     for binding in getattr(source, "BINDINGS", []):
         if isinstance(binding, Binding) and binding.description:
             keys = ", ".join(_pretty(k) for k in binding.key.split(","))
-            rows.append((keys, binding.description))
+            rows.append((keys, MORE.get(binding.action, binding.description)))
     return rows
 
 

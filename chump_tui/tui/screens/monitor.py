@@ -50,10 +50,10 @@ class MonitorScreen(Screen[None]):
     BINDINGS = [
         Binding("k", "kill", "Kill"),
         Binding("r", "retry", "Retry"),
-        Binding("c", "toggle_continuous", "Continuous"),
+        Binding("c", "toggle_continuous", "Refill"),
         Binding("g", "diff", "Diff"),
         Binding("o", "shell", "Shell"),
-        Binding("x", "remove_worktree", "Rm worktree"),
+        Binding("x", "remove_worktree", "Rm tree"),
         # Priority: arrows select cards whatever has focus (the output pane scrolls with
         # PageUp/PageDown/Home/End and the wheel).
         Binding("left,h", "move(-1)", "Prev card", show=False, priority=True),

@@ -25,15 +25,25 @@ from textual.strip import Strip
 from chump_tui.backlog import Gap
 from chump_tui.outside_text import visible
 
-PICK_WIDTH = 24
-COLUMNS = ((" ", 1), ("id", 14), ("pri", 3), ("eff", 3), ("status", 7), ("deps", 5),
-           ("pickable / why not", PICK_WIDTH), ("title", 0))  # 0: the rest of the line
+Columns = tuple[tuple[str, int], ...]  # (label, width); width 0: the rest of the line
+
+# What matters first at any width: id, state, why not, title (80 columns keeps those).
+NARROW: Columns = ((" ", 1), ("id", 12), ("pri", 3), ("status", 7),
+                   ("pickable / why not", 22), ("title", 0))
+NORMAL: Columns = ((" ", 1), ("id", 14), ("pri", 3), ("eff", 3), ("status", 7), ("deps", 5),
+                   ("pickable / why not", 24), ("title", 0))
+WIDE: Columns = ((" ", 1), ("id", 16), ("pri", 3), ("eff", 3), ("status", 7), ("deps", 5),
+                 ("pickable / why not", 38), ("title", 0))
 
 Row = tuple[Gap, str, str | None, bool]
 
 
-def header_text() -> Text:
-    return Text(" ".join(label.ljust(width) if width else label for label, width in COLUMNS))
+def columns_for(width: int) -> Columns:
+    return NARROW if width < 90 else WIDE if width >= 150 else NORMAL
+
+
+def header_text(columns: Columns = NORMAL) -> Text:
+    return Text(" ".join(label.ljust(width) if width else label for label, width in columns))
 
 
 _MARK = Style(color="magenta", bold=True)
@@ -47,7 +57,7 @@ def _fit(value: str, width: int) -> str:
     return set_cell_size(value, width)
 
 
-def row_cells(row: Row) -> list[tuple[str, Style | None]]:
+def row_cells(row: Row, columns: Columns = NORMAL) -> list[tuple[str, Style | None]]:
     """The row as (text, style) runs, each padded to its column: no Rich layout per line."""
     gap, deps, reason, selected = row
     if reason is None:
@@ -57,12 +67,14 @@ def row_cells(row: Row) -> list[tuple[str, Style | None]]:
         kind = ("dispatched" if reason.startswith("dispatched")
                 else "needs" if reason.startswith("needs") else "other")
         pick_style = _PICK_STYLES[kind]
-    values: list[tuple[str, Style | None]] = [
-        ("●" if selected else " ", _MARK), (visible(gap.id), None), (visible(gap.priority), None),
-        (visible(gap.effort), None), (visible(gap.status), None), (deps, None),
-        (visible(pick), pick_style), (visible(gap.title), None)]
+    values: dict[str, tuple[str, Style | None]] = {
+        " ": ("●" if selected else " ", _MARK), "id": (visible(gap.id), None),
+        "pri": (visible(gap.priority), None), "eff": (visible(gap.effort), None),
+        "status": (visible(gap.status), None), "deps": (deps, None),
+        "pickable / why not": (visible(pick), pick_style), "title": (visible(gap.title), None)}
     runs = []
-    for (_label, width), (value, style) in zip(COLUMNS, values, strict=True):
+    for label, width in columns:
+        value, style = values[label]
         runs.append((_fit(value, width) + " " if width else value, style))
     return runs
 
@@ -145,7 +157,7 @@ class GapTable(ScrollView, can_focus=True):
         elif index % 2:
             base += self.get_component_rich_style("gap-table--even")
         segments = [Segment(text, base + style if style and not cursor else base)
-                    for text, style in row_cells(self._rows[index])]
+                    for text, style in row_cells(self._rows[index], columns_for(width))]
         return Strip(segments).crop_extend(0, width, base)
 
     def watch_cursor_row(self, old: int, new: int) -> None:

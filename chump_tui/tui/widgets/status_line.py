@@ -20,13 +20,14 @@ def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error
     rows = list(dispatches)
     exited = sum(1 for d in rows if d.active and d.waiting_for_pr)
     running = sum(1 for d in rows if d.active) - exited
-    ended = Counter(d.label() for d in rows if not d.active)
+    ended = Counter("exited" if d.label().startswith("EXITED") else d.label().lower()
+                    for d in rows if not d.active)
     parts: list[Text] = [assemble((str(running), "bold"), " running")]
     if exited:
         parts.append(assemble((str(exited), "bold"), " exited, waiting for a PR"))
     parts.append(assemble((str(sum(ended.values())), "bold"), " ended"))
     if ended:
-        parts.append(Text(" ".join(f"{k.lower()} {v}" for k, v in sorted(ended.items()))))
+        parts.append(Text(" ".join(f"{k} {v}" for k, v in sorted(ended.items()))))
     if hidden:
         parts.append(Text(f"{hidden} older in the summary (s)", style="dim"))
     if running or exited:
@@ -41,7 +42,7 @@ def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error
         parts.append(Text(" DRY-RUN ", style="reverse"))
     if github_error:
         parts.append(line(f"GitHub: {github_error}", "red"))
-    return Text("  ·  ").join(parts)
+    return Text(" · ").join(parts)
 
 
 class StatusLine(Static):
