@@ -20,7 +20,7 @@ TAIL_LINES = 2
 BAR_WIDTH = 24
 
 STATE_STYLE = {
-    "SHIPPED": "bold white on green",
+    "SHIPPED": "bold black on green",
     "CI-FAILED": "bold white on red",
     "KILLED": "bold white on red",
     "SPAWN-FAILED": "bold white on red",
