@@ -55,7 +55,8 @@ class Dispatch:
     def to_json(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every field and was most of a save.
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
-        data["pr"] = vars(self.pr).copy() if self.pr is not None else None
+        data["pr"] = ({**vars(self.pr), "failed_checks": list(self.pr.failed_checks)}
+                      if self.pr is not None else None)
         data["outcome"] = vars(self.outcome).copy() if self.outcome is not None else None
         data["stale_prs"] = list(self.stale_prs)
         return data
@@ -77,7 +78,9 @@ class Dispatch:
                 continue
             values[f.name] = _checked(f.name, data[f.name])
         if isinstance(values.get("pr"), dict):
-            values["pr"] = PrStatus(**values["pr"])
+            pr = dict(values["pr"])
+            pr["failed_checks"] = tuple(pr.get("failed_checks", ()))
+            values["pr"] = PrStatus(**pr)
         if isinstance(values.get("outcome"), dict):
             values["outcome"] = DispatchOutcome(**values["outcome"])
         return cls(**values)
@@ -136,6 +139,10 @@ class Dispatch:
             said = f"; the agent said: {self.agent_error}" if self.agent_error else ""
             what = "exited without a PR" if self.exit_code == 0 else "no PR within soft deadline"
             return what + said
+        if self.outcome.kind == "ci_failed":
+            checks = self.pr.failed_checks if self.pr is not None else ()
+            return (f"PR #{self.outcome.pr_number} closed; checks failed: {', '.join(checks)}"
+                    if checks else f"PR #{self.outcome.pr_number} closed without merging")
         return f"PR #{self.outcome.pr_number}"
 
 
@@ -181,7 +188,9 @@ def _checked(name: str, value: Any) -> Any:
         ok = value is None or (isinstance(value, dict) and set(value) <= _PR_KEYS
                                and _is_int(value.get("number"))
                                and isinstance(value.get("state"), str)
-                               and isinstance(value.get("merge_state_status", ""), str))
+                               and isinstance(value.get("merge_state_status", ""), str)
+                               and isinstance(value.get("failed_checks", []), list)
+                               and all(isinstance(c, str) for c in value.get("failed_checks", [])))
     elif name == "outcome":
         ok = value is None or (isinstance(value, dict) and set(value) <= _OUTCOME_KEYS
                                and value.get("kind") in OUTCOME_KINDS
@@ -195,7 +204,7 @@ def _checked(name: str, value: Any) -> Any:
     return value
 
 
-_PR_KEYS = {"number", "state", "merge_state_status"}
+_PR_KEYS = {"number", "state", "merge_state_status", "failed_checks"}
 _OUTCOME_KEYS = {"kind", "pr_number", "reason"}
 
 

@@ -28,6 +28,7 @@ class PrStatus:
     number: int
     state: str  # OPEN | CLOSED | MERGED
     merge_state_status: str = ""  # DIRTY means a rebase is needed
+    failed_checks: tuple[str, ...] = ()  # names of its checks that failed (when gh says)
 
 
 class PrProviderError(ChumpError):
@@ -55,7 +56,7 @@ class GhPrProvider:
         # Our branches' PRs are among the newest; leave generous room for others' PRs.
         limit = min(1000, 100 + 4 * len(branches))
         argv = [self.gh, "pr", "list", "--state", "all", "--json",
-                "number,state,mergeStateStatus,headRefName", "--limit", str(limit)]
+                "number,state,mergeStateStatus,headRefName,statusCheckRollup", "--limit", str(limit)]
         try:
             done = self._steps.run(argv, self.repo_root, self.environ, self.timeout_s)
         except StepTimeout:  # its whole process group is gone too
@@ -89,8 +90,27 @@ def parse_pr_list(stdout: bytes) -> list[tuple[str, PrStatus]]:
         if not isinstance(number, int) or not isinstance(state, str) or not isinstance(head, str):
             continue
         merge = row.get("mergeStateStatus")
-        out.append((head, PrStatus(number, state.upper(), merge if isinstance(merge, str) else "")))
+        out.append((head, PrStatus(number, state.upper(), merge if isinstance(merge, str) else "",
+                                   failed_checks(row.get("statusCheckRollup")))))
     return out
+
+
+_FAILED = {"FAILURE", "ERROR", "TIMED_OUT", "CANCELLED", "ACTION_REQUIRED", "STARTUP_FAILURE"}
+
+
+def failed_checks(rollup: object) -> tuple[str, ...]:
+    """Names of failed checks in gh's ``statusCheckRollup`` (check runs and status contexts)."""
+    if not isinstance(rollup, list):
+        return ()
+    names = []
+    for check in rollup:
+        if not isinstance(check, dict):
+            continue
+        verdict = check.get("conclusion") or check.get("state")
+        name = check.get("name") or check.get("context")
+        if isinstance(verdict, str) and verdict.upper() in _FAILED and isinstance(name, str):
+            names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 def match_branches(

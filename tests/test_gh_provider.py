@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,24 @@ def test_gh_hang_times_out(tmp_path: Path, stub_env: dict[str, str],
 def test_gh_missing(tmp_path: Path) -> None:
     with pytest.raises(PrProviderError, match="not found: install GitHub's CLI"):
         GhPrProvider(tmp_path, gh="/nonexistent/gh").poll(["claude/a"])
+
+
+def test_failed_checks_are_read_and_become_the_reason(tmp_path: Path) -> None:
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.monitor import DispatchOutcome
+    from chump_tui.pr_providers import parse_pr_list
+
+    rows = parse_pr_list(json.dumps([{
+        "number": 7, "state": "CLOSED", "headRefName": "claude/a", "mergeStateStatus": "CLEAN",
+        "statusCheckRollup": [
+            {"__typename": "CheckRun", "name": "test (ubuntu)", "conclusion": "FAILURE"},
+            {"__typename": "CheckRun", "name": "lint", "conclusion": "SUCCESS"},
+            {"__typename": "StatusContext", "context": "ci/legacy", "state": "ERROR"},
+            "garbage", {"name": 3}]}]).encode())
+    (branch, pr), = rows
+    assert pr.failed_checks == ("test (ubuntu)", "ci/legacy")
+    d = Dispatch(key="A#1", gap_id="A", title="", priority="P1", effort="s", branch=branch,
+                 worktree="", attempt=1, started_at=0, soft_deadline_s=60, phase="ended", pr=pr,
+                 outcome=DispatchOutcome.ci_failed(7))
+    assert d.reason() == "PR #7 closed; checks failed: test (ubuntu), ci/legacy"
+    assert Dispatch.from_json(d.to_json()) == d  # kept in state.json

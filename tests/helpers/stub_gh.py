@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stub `gh` for tests: logs each call, answers `pr list --json` from a state file.
 
-STUB_GH_STATE: file of lines "<branch> <STATE> [mergeStateStatus]"; line i is PR 100+i.
+STUB_GH_STATE: file of lines "<branch> <STATE> [mergeStateStatus] [failed,check,names]";
+               line i is PR 100+i.
 STUB_GH_LOG:   every invocation's argv is appended here (one line per call).
 STUB_GH_MODE:  "ok" (default) | "fail" (exit 1) | "garbage" (prints non-JSON) | "hang".
 `gh pr create` (what a real agent runs) adds "<current branch> <STUB_GH_CREATE_STATE>" to the
@@ -47,7 +48,11 @@ if state_file and os.path.exists(state_file):
         for i, line in enumerate(fh):
             parts = line.split()
             if len(parts) >= 2:
+                checks = [{"__typename": "CheckRun", "name": name, "status": "COMPLETED",
+                           "conclusion": "FAILURE"} for name in parts[3].split(",")] \
+                    if len(parts) > 3 else []
                 rows.append({"number": 100 + i, "headRefName": parts[0], "state": parts[1],
-                             "mergeStateStatus": parts[2] if len(parts) > 2 else "CLEAN"})
+                             "mergeStateStatus": parts[2] if len(parts) > 2 else "CLEAN",
+                             "statusCheckRollup": checks})
 rows.reverse()  # newest first, like gh
 print(json.dumps(rows))

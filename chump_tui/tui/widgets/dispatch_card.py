@@ -115,6 +115,8 @@ def render_card(d: Dispatch, now: float, tail: list[str], act: Activity | None =
     ident = Text(visible(d.branch), style="cyan", no_wrap=True, overflow="ellipsis")
     who = d.harness or d.backend or "-"
     ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {visible(who)}", style="dim")
+    if d.note:  # e.g. "no claim script (scripts/gap-claim.sh); claim skipped"
+        ident.append(f"  {visible(d.note)}", style="dim yellow")
     state = Text(no_wrap=True, overflow="ellipsis")
     state.append(f" {label} ", style=state_style(d.label()))
     state.append_text(quiet_badge(quiet))
