@@ -33,6 +33,9 @@ from chump_tui.log_lines import human_bytes
 
 WRAP = 110
 
+_FROM_THE_MODEL = (AssistantText, Thinking, ToolCall, ToolFinished, MessageUsage, TurnUsage,
+                   Finished, PlainLine)
+
 
 @dataclass
 class Activity:
@@ -46,8 +49,10 @@ class Activity:
     tool_calls: int = 0
     tool_errors: int = 0
     events: int = 0
-    first_event_at: float | None = None  # wall clock of the first output that is progress
-    last_event_at: float | None = None
+    # The first-output watchdog waits for the model (or a plain agent's first line);
+    # housekeeping such as claude's init or codex's thread.started does not count.
+    first_event_at: float | None = None
+    last_event_at: float | None = None  # the last output that is progress
     finished: Finished | None = None
     fatal_error: str = ""  # a failed turn or error event: the outcome's reason
     _by_message: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
@@ -56,9 +61,10 @@ class Activity:
     _tools: dict[str, str] = field(default_factory=dict, repr=False)  # running tool id -> name
 
     def apply(self, event: AgentEvent, now: float) -> None:
-        if not isinstance(event, Retrying):
+        if not (isinstance(event, Retrying)
+                or (isinstance(event, PlainLine) and event.beside_events)):
             self.events += 1
-            if self.first_event_at is None:
+            if self.first_event_at is None and isinstance(event, _FROM_THE_MODEL):
                 self.first_event_at = now
             self.last_event_at = now
         if isinstance(event, SessionStarted):

@@ -329,7 +329,9 @@ class AgentProcess:
             offset = os.fstat(fd).st_size
             stdin = (open_nofollow(stdin_path, os.O_RDONLY) if stdin_path is not None
                      else subprocess.DEVNULL)
-            env = {**env, AGENT_MARKER: str(log_path)}  # finds it again if it leaves the group
+            # The marker finds it again if it leaves the group. PWD: some CLIs (opencode) take
+            # their project from $PWD, not the working directory: ours would be the repo root.
+            env = {**env, AGENT_MARKER: str(log_path), "PWD": str(cwd)}
             try:
                 popen = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=stdin,
                                          stdout=fd, stderr=fd, start_new_session=True)

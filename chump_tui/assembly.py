@@ -50,6 +50,33 @@ def open_session(repo_root: Path) -> tuple[SessionStore, list[Dispatch], list[st
     return store, records, notes
 
 
+def gap_harnesses(backlog: Backlog) -> dict[str, str]:
+    """Gaps that pick their own agent CLI (``harness: codex``)."""
+    return {g.id: str(g.extra["harness"]).strip().lower() for g in backlog.gaps
+            if isinstance(g.extra.get("harness"), str) and g.extra["harness"].strip()}
+
+
+def check_harnesses(opts: Options, repo_root: Path, backlog: Backlog) -> None:
+    """Every agent CLI this run may start is there: else one line naming its variable,
+    before anything is dispatched (ChumpError)."""
+    from chump_tui.errors import ChumpError
+    from chump_tui.harness import missing_bin, resolve_harness
+    from chump_tui.spawners import active_fault_mode, resolve_backend
+
+    if active_fault_mode(os.environ) is not None or resolve_backend(os.environ)[0] != "claude":
+        return  # fault children and chump-local are no harness
+    wanted = {opts.harness} | {name for gid, name in gap_harnesses(backlog).items()
+                               if any(g.id == gid and g.status == "open" for g in backlog.gaps)}
+    for name in sorted(wanted):
+        try:
+            harness = resolve_harness(name)
+        except ValueError as exc:
+            raise ChumpError(f"{backlog.path}: {exc}") from None
+        problem = missing_bin(harness, repo_root, os.environ)
+        if problem:
+            raise ChumpError(problem)
+
+
 def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
                  store: SessionStore | None,
                  warn: Callable[[str], None] = _stderr) -> Engine:
@@ -57,7 +84,7 @@ def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
     from chump_tui.pr_providers import GhPrProvider
     from chump_tui.spawners import RealSpawner
 
-    spawner = RealSpawner(repo_root, os.environ)
+    spawner = RealSpawner(repo_root, os.environ, opts.harness, gap_harnesses(backlog))
     if spawner.backend_warning:
         warn(f"[dispatch] WARN {spawner.backend_warning}")
     return Engine(

@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plain mode: monitor until every agent reaches an outcome")
     p.add_argument("--continuous", action="store_true",
                    help="when an agent ends, dispatch the next pickable gap (up to max-parallel)")
+    p.add_argument("--harness", default=None, metavar="NAME",
+                   choices=("claude", "codex", "opencode", "gemini"),
+                   help="the agent CLI: claude (default), codex, opencode or gemini "
+                        "($CHUMP_HARNESS); a gap's harness: key picks its own")
     p.add_argument("--no-reflect", action="store_true",
                    help="write no reflection rows to sessions/chump_memory.db")
     p.add_argument("--self-test", action="store_true",
@@ -129,7 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
-    return Options(**vars(build_parser().parse_args(argv)))
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.harness is None:
+        import os
+
+        ns.harness = os.environ.get("CHUMP_HARNESS", "").strip().lower() or "claude"
+        if ns.harness not in ("claude", "codex", "opencode", "gemini"):
+            parser.error(f"CHUMP_HARNESS={ns.harness!r}: choose claude, codex, opencode "
+                         "or gemini")
+    return Options(**vars(ns))
 
 
 def start_console(opts: Options, run_app: Callable[[ChumpApp], object] | None = None) -> int:

@@ -74,6 +74,9 @@ def dispatch_gap_with(
     worktree, branch = dispatch_paths(repo_root, gap.id)
     # Everything that can be checked is checked before anything is created.
     prompt = build_prompt(gap.id, repo_root)
+    preflight = getattr(spawner, "preflight", None)  # optional: test spawners have none
+    if preflight is not None:
+        preflight(gap.id, prompt)
     check_stopping("the worktree was made")
     try:
         spawner.create_worktree(worktree, branch, base_ref)

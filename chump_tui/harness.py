@@ -7,11 +7,16 @@ agent CLI is one more entry here, not new branches through the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from chump_tui.agent_streams import claude
+from chump_tui.agent_streams import claude, codex, gemini, opencode
 from chump_tui.agent_streams.decoder import StreamFormat
+
+CLAUDE_WRAPPERS = (Path("scripts/claude-retry.sh"), Path("scripts/coord/claude-retry.sh"))
 
 # Linux refuses one argv element over 128 KiB (MAX_ARG_STRLEN); macOS caps the whole
 # argv and environment at 1 MiB. A prompt above this goes on stdin where the harness
@@ -52,7 +57,72 @@ CLAUDE = Harness(
             "sandbox, set IS_SANDBOX=1 in chump-tui's environment"),),
 )
 
-HARNESSES: dict[str, Harness] = {h.name: h for h in (CLAUDE,)}
+def _codex_argv(binary: str, prompt: str | None) -> list[str]:
+    # Without codex's sandbox, as claude runs without permission prompts (README: how to
+    # choose `-s workspace-write` instead). "-" reads the prompt on stdin.
+    return [binary, "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
+            "-" if prompt is None else prompt]
+
+
+def _opencode_argv(binary: str, prompt: str | None) -> list[str]:
+    return [binary, "run", "--format", "json", "--auto", prompt or ""]
+
+
+def _gemini_argv(binary: str, prompt: str | None) -> list[str]:
+    # --skip-trust: in a directory it does not trust, gemini exits 55 and turns --yolo off.
+    return [binary, "-p", prompt or "", "--output-format", "stream-json", "--yolo",
+            "--skip-trust"]
+
+
+CODEX = Harness(
+    name="codex", bin_variable="CHUMP_CODEX_BIN", default_bin="codex", argv=_codex_argv,
+    fmt=StreamFormat("codex", codex.parse, codex.parse_cut), prompt_on_stdin=True,
+)
+OPENCODE = Harness(
+    name="opencode", bin_variable="CHUMP_OPENCODE_BIN", default_bin="opencode",
+    argv=_opencode_argv, fmt=StreamFormat("opencode", opencode.parse, opencode.parse_cut),
+)
+GEMINI = Harness(
+    name="gemini", bin_variable="CHUMP_GEMINI_BIN", default_bin="gemini", argv=_gemini_argv,
+    fmt=StreamFormat("gemini", gemini.parse, gemini.parse_cut),
+    hints=(("Invalid auth method selected",
+            "gemini has no auth method: set GEMINI_API_KEY and select API-key auth in "
+            "~/.gemini/settings.json"),),
+)
+
+HARNESSES: dict[str, Harness] = {h.name: h for h in (CLAUDE, CODEX, OPENCODE, GEMINI)}
+DEFAULT_HARNESS = "claude"
+
+
+def resolve_harness(name: str) -> Harness:
+    """The harness called ``name``; a ValueError naming the choices otherwise."""
+    harness = HARNESSES.get(name.strip().lower())
+    if harness is None:
+        raise ValueError(f"unknown harness {name!r} (choose one of {', '.join(HARNESSES)})")
+    return harness
+
+
+def resolve_bin(harness: Harness, repo_root: Path, environ: Mapping[str, str]) -> str:
+    """The binary: the harness's variable, else (claude) the repo's wrapper, else its name."""
+    explicit = environ.get(harness.bin_variable)
+    if explicit:
+        return explicit
+    if harness is CLAUDE:
+        for wrapper in CLAUDE_WRAPPERS:
+            if (repo_root / wrapper).is_file():
+                return str(repo_root / wrapper)
+    return harness.default_bin
+
+
+def missing_bin(harness: Harness, repo_root: Path, environ: Mapping[str, str]) -> str | None:
+    """A one-line complaint when the harness's binary cannot be found, else None."""
+    binary = resolve_bin(harness, repo_root, environ)
+    found = shutil.which(binary, path=environ.get("PATH")) if os.sep not in binary else (
+        binary if Path(binary).exists() else None)
+    if found:
+        return None
+    return (f"{harness.name}: {binary} not found; set {harness.bin_variable} or put "
+            f"{harness.default_bin} on PATH")
 
 
 def harness_named(name: str) -> Harness | None:

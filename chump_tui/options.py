@@ -27,6 +27,7 @@ class Options:
     idle_timeout_s: float
     continuous: bool
     demo: bool
+    harness: str
 
     def __init__(self, **values: object) -> None:
         vars(self).update(values)

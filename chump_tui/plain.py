@@ -145,9 +145,10 @@ def _leftovers(base: Path, backlog: Backlog) -> dict[str, Leftover]:
 
 
 def _execute(opts: Options, backlog: Backlog) -> int:
-    from chump_tui.assembly import open_session
+    from chump_tui.assembly import check_harnesses, open_session
 
     repo_root = resolve_repo_root(opts.repo_root)
+    check_harnesses(opts, repo_root, backlog)
     store, records, notes = open_session(repo_root)
     try:
         return _execute_locked(opts, backlog, repo_root, store, records, notes)

@@ -55,8 +55,8 @@ class GhPrProvider:
             return {}
         # Our branches' PRs are among the newest; leave generous room for others' PRs.
         limit = min(1000, 100 + 4 * len(branches))
-        argv = [self.gh, "pr", "list", "--state", "all", "--json",
-                "number,state,mergeStateStatus,headRefName,statusCheckRollup", "--limit", str(limit)]
+        fields = "number,state,mergeStateStatus,headRefName,statusCheckRollup"
+        argv = [self.gh, "pr", "list", "--state", "all", "--json", fields, "--limit", str(limit)]
         try:
             done = self._steps.run(argv, self.repo_root, self.environ, self.timeout_s)
         except StepTimeout:  # its whole process group is gone too

@@ -20,14 +20,20 @@ from typing import Protocol
 
 from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
 from chump_tui.errors import DispatchError
-from chump_tui.harness import CLAUDE, MAX_PROMPT_ARG_BYTES
+from chump_tui.harness import (
+    DEFAULT_HARNESS,
+    MAX_PROMPT_ARG_BYTES,
+    Harness,
+    resolve_bin,
+    resolve_harness,
+)
 from chump_tui.leftovers import MARK, mark_ours, our_branches
+from chump_tui.prompt import RULES_FILE
 from chump_tui.safe_fs import open_nofollow
 from chump_tui.steps import StepCancelled, StepRunner, StepTimeout
 
 GIT_TIMEOUT_S = 120.0
 CLAIM_SCRIPTS = (Path("scripts/gap-claim.sh"), Path("scripts/coord/gap-claim.sh"))
-CLAUDE_WRAPPERS = (Path("scripts/claude-retry.sh"), Path("scripts/coord/claude-retry.sh"))
 DISPATCH_IDENTITY = {
     "GIT_AUTHOR_NAME": "Chump Dispatched",
     "GIT_AUTHOR_EMAIL": "chump-dispatch@chump.bot",
@@ -71,16 +77,6 @@ def resolve_backend(environ: Mapping[str, str]) -> tuple[str, str | None]:
         f"unknown CHUMP_DISPATCH_BACKEND={raw!r}; falling back to 'claude' "
         "(valid: claude | chump-local)"
     )
-
-
-def resolve_claude_bin(repo_root: Path, environ: Mapping[str, str]) -> str:
-    explicit = environ.get("CHUMP_CLAUDE_BIN")
-    if explicit:
-        return explicit
-    for wrapper in CLAUDE_WRAPPERS:
-        if (repo_root / wrapper).is_file():
-            return str(repo_root / wrapper)
-    return "claude"
 
 
 def resolve_chump_local_bin(worktree: Path, environ: Mapping[str, str]) -> str:
@@ -138,17 +134,40 @@ class Spawner(Protocol):
 
 
 class RealSpawner:
-    """git worktree + the repo's claim script + the claude / chump-local backend."""
+    """git worktree + the repo's claim script + the agent: a harness (claude, codex,
+    opencode, gemini; a gap's ``harness:`` key picks its own) or the chump-local backend."""
 
     def __init__(
         self,
         repo_root: Path,
         environ: Mapping[str, str],
+        harness: str = DEFAULT_HARNESS,
+        gap_harness: Mapping[str, str] | None = None,
     ) -> None:
         self.repo_root = repo_root
         self.environ = dict(environ)
         self.backend, self.backend_warning = resolve_backend(self.environ)
+        self.harness = harness
+        self.gap_harness = dict(gap_harness or {})
         self.steps = StepRunner()
+
+    def harness_for(self, gap_id: str) -> Harness:
+        """Raises DispatchError for a harness name nobody knows."""
+        try:
+            return resolve_harness(self.gap_harness.get(gap_id, self.harness))
+        except ValueError as exc:
+            raise DispatchError(f"gap {gap_id}: {exc}") from None
+
+    def preflight(self, gap_id: str, prompt: str) -> None:
+        """Refuse, before anything is created, what this gap's agent cannot be given."""
+        if self.backend != "claude" or active_fault_mode(self.environ) is not None:
+            return  # chump-local takes no prompt; fault children neither
+        harness = self.harness_for(gap_id)
+        size = len(prompt.encode("utf-8"))
+        if size > MAX_PROMPT_ARG_BYTES and not harness.prompt_on_stdin:
+            raise DispatchError(
+                f"{RULES_FILE}: the prompt is {size // 1024} KiB; {harness.name} takes it only "
+                f"as one argument, limited to {MAX_PROMPT_ARG_BYTES // 1024} KiB")
 
     def cancel(self) -> None:
         """End a running git or claim step and refuse new ones (the console is quitting)."""
@@ -231,9 +250,9 @@ class RealSpawner:
         if self.backend == "chump-local":
             argv = [resolve_chump_local_bin(worktree, self.environ), "--execute-gap", gap_id]
         else:
-            harness = CLAUDE
-            binary = resolve_claude_bin(self.repo_root, self.environ)
-            if len(prompt.encode("utf-8")) > MAX_PROMPT_ARG_BYTES:
+            harness = self.harness_for(gap_id)
+            binary = resolve_bin(harness, self.repo_root, self.environ)
+            if len(prompt.encode("utf-8")) > MAX_PROMPT_ARG_BYTES and harness.prompt_on_stdin:
                 stdin_path = write_prompt_file(log_path, prompt)
                 argv = harness.argv(binary, None)
             else:
@@ -243,8 +262,9 @@ class RealSpawner:
                                          harness.fmt if harness else None, stdin_path)
         except OSError as exc:
             target = exc.filename or argv[0]
+            what = harness.name if harness is not None else self.backend
             raise DispatchError(
-                f"cannot start {self.backend} agent ({target}): {exc.strerror or exc}"
+                f"cannot start {what} agent ({target}): {exc.strerror or exc}"
             ) from None
         return SpawnResult(process, self.backend, harness.name if harness else "")
 

@@ -43,7 +43,10 @@ class StepRunner:
         """The finished command (any exit status). Raises StepTimeout, StepCancelled, OSError."""
         if self.cancelled.is_set():
             raise StepCancelled()
-        proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None,
+        full_env = dict(env if env is not None else os.environ)
+        if cwd is not None:
+            full_env["PWD"] = str(cwd)  # some tools trust $PWD over the working directory
+        proc = subprocess.Popen(list(argv), cwd=cwd, env=full_env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         with self._lock:

@@ -147,15 +147,28 @@ def test_root_without_is_sandbox_says_so(git_repo: Path, stub_env: dict[str, str
     assert "exit code 1" in outcome[0] and "IS_SANDBOX=1" in outcome[0]
 
 
-def test_hung_model_is_quiet_then_killed_by_idle_timeout(
+def test_a_model_that_never_answers_is_killed_by_the_first_output_watchdog(
         git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
         serve: list[ScriptedServer]) -> None:
     _model, server = start(serve, lambda gap, turn: Hang())
     (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
     done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5",
+                 "--first-output-timeout", "6", "--kill-grace", "2")
+    # claude's own init event came at once; the model never did: that is "no first output".
+    assert re.search(r"KILLED\s+claude/rc-001\s+no output for 6s", done.stdout), done.stdout
+
+
+def test_hung_model_is_quiet_then_killed_by_idle_timeout(
+        git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
+        serve: list[ScriptedServer]) -> None:
+    _model, server = start(serve, lambda gap, turn: bash("echo working") if turn == 0 else Hang())
+    (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
+    env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
+    done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5",
                  "--idle-timeout", "6", "--kill-grace", "2")
     assert re.search(r"KILLED\s+claude/rc-001\s+no output for 6s", done.stdout), done.stdout
+    assert "[monitor] claude/rc-001: killing (no output for 6s)" in done.stderr
 
 
 def test_busy_descendant_is_not_idle(git_repo: Path, stub_env: dict[str, str], tmp_path: Path,

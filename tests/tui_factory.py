@@ -21,7 +21,7 @@ from chump_tui.agent_streams.events import (
     ToolCall,
     ToolFinished,
 )
-from chump_tui.assembly import open_session
+from chump_tui.assembly import gap_harnesses, open_session
 from chump_tui.backlog import Backlog, load_backlog
 from chump_tui.demo import demo_backlog
 from chump_tui.dispatch_record import Dispatch
@@ -168,7 +168,7 @@ def live_app(repo: Path, backlog_path: Path, *, kill_grace_s: float = 0.5,
     environ = dict(os.environ)
     writer = SqliteReflectionWriter.for_repo(repo)
     store, records, _notes = open_session(repo)
-    engine = Engine(repo, RealSpawner(repo, environ), GhPrProvider(repo, environ=environ), writer,
+    engine = Engine(repo, RealSpawner(repo, environ, gap_harness=gap_harnesses(backlog)), GhPrProvider(repo, environ=environ), writer,
                     EngineConfig(tick_s=tick_s, kill_grace_s=kill_grace_s,
                                  max_parallel=max_parallel, environ=environ,
                                  log_dir=repo / "sessions" / "chump-tui" / "logs"),

@@ -29,7 +29,8 @@ def decode(lines: list[Line], fmt: StreamFormat | None) -> list[AgentEvent]:
             if parsed is not None:
                 events += parsed
                 continue
-        events += [PlainLine(piece) for piece in display_pieces(line)]
+        beside = fmt is not None
+        events += [PlainLine(piece, beside) for piece in display_pieces(line)]
     return events
 
 

@@ -92,6 +92,8 @@ class Retrying:
 @dataclass(frozen=True, slots=True)
 class PlainLine:
     text: str
+    beside_events: bool = False  # printed beside a harness's event stream (stderr noise):
+    # shown, but not progress, so a CLI that only complains is still caught by the watchdogs
 
 
 AgentEvent = (SessionStarted | StepStarted | AssistantText | Thinking | ToolCall | ToolFinished

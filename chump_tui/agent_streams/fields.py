@@ -25,6 +25,22 @@ _KEY_ARGS = {
 }
 
 
+# One name per kind of tool on every card, whichever harness called it.
+_TOOL_LABELS = {
+    "bash": "Bash", "shell": "Bash", "run_shell_command": "Bash", "exec_command": "Bash",
+    "read": "Read", "read_file": "Read", "write": "Write", "write_file": "Write",
+    "edit": "Edit", "replace": "Edit", "multiedit": "Edit", "patch": "Edit",
+    "apply_patch": "Edit", "glob": "Glob", "grep": "Grep", "grep_search": "Grep",
+    "search_file_content": "Grep", "list": "List", "ls": "List", "list_directory": "List",
+    "webfetch": "WebFetch", "web_fetch": "WebFetch", "websearch": "WebSearch",
+    "google_web_search": "WebSearch", "todowrite": "TodoWrite",
+}
+
+
+def tool_label(name: str) -> str:
+    return _TOOL_LABELS.get(name.lower(), name)
+
+
 def as_str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 

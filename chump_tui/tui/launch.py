@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chump_tui.assembly import build_engine, make_writer, open_session
+from chump_tui.assembly import build_engine, check_harnesses, make_writer, open_session
 from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
 from chump_tui.outside_text import visible
 from chump_tui.repo import backlog_base, git_toplevel, resolve_repo_root
@@ -70,6 +70,7 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
     from chump_tui.session_store import SessionBusy
 
     repo_root = resolve_repo_root(opts.repo_root)
+    check_harnesses(opts, repo_root, backlog)
     try:
         store, records, session_notes = open_session(repo_root)
     except SessionBusy as busy:
