@@ -6,6 +6,7 @@
   kill OTHERS SECONDS   kill one agent with a SECONDS grace while OTHERS keep writing
   stream N RATE SECONDS N agents writing claude stream-json, RATE events/s each (4 KB tool
                         results, a 1 MB line now and then)
+  mixed N RATE SECONDS  as stream, the agents split over claude, codex, opencode, gemini
   soak GAPS PAR SECONDS continuous mode over GAPS short-lived stream-json agents, PAR at
                         once, for SECONDS: the RSS curve and key latency over time
 
@@ -40,7 +41,7 @@ from chump_tui.backlog import Backlog, Gap  # noqa: E402
 from chump_tui.demo import SimulatedGitHub  # noqa: E402
 from chump_tui.engine import Engine, EngineConfig  # noqa: E402
 from chump_tui.events import EngineEvent, OutputLine  # noqa: E402
-from chump_tui.harness import CLAUDE  # noqa: E402
+from chump_tui.harness import HARNESSES  # noqa: E402
 from chump_tui.pr_providers import GhPrProvider, ScriptedPrProvider  # noqa: E402
 from chump_tui.reflections import MemoryReflectionWriter, SqliteReflectionWriter  # noqa: E402
 from chump_tui.spawners import SpawnResult  # noqa: E402
@@ -75,15 +76,59 @@ while True:
     time.sleep(0.5)
 """
 
-# claude-shaped stream-json: RATE events/s in bursts every 100 ms (a tool call, then its
-# 4 KB result), a 1 MB tool result every BIG seconds, a final result, then "merges".
+# An agent's JSON event stream: RATE events/s in bursts every 100 ms (a tool call, then its
+# 4 KB result), a 1 MB tool result every BIG seconds, a final report, then "merges". FORMAT
+# is the harness whose events it writes: claude, codex, opencode or gemini.
 STREAM_AGENT = r"""
 import json, sys, time
 branch, rate, seconds, state, big = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]),
                                      sys.argv[4], float(sys.argv[5]))
+fmt = sys.argv[6] if len(sys.argv) > 6 else "claude"
 out = sys.stdout
 def emit(obj): out.write(json.dumps(obj) + "\n")
-emit({"type": "system", "subtype": "init", "session_id": branch, "model": "bench"})
+def call(i, content):
+    cmd = f"cargo test -p crate-{i % 40}"
+    if fmt == "codex":
+        emit({"type": "item.started", "item": {"id": f"i{i}", "type": "command_execution",
+                                               "command": cmd, "status": "in_progress"}})
+        emit({"type": "item.completed", "item": {"id": f"i{i}", "type": "command_execution",
+              "command": cmd, "aggregated_output": content, "exit_code": 0,
+              "status": "completed"}})
+        emit({"type": "turn.completed", "usage": {"input_tokens": 1000, "output_tokens": 50}})
+    elif fmt == "opencode":
+        emit({"type": "step_start", "part": {"type": "step-start"}})
+        emit({"type": "tool_use", "part": {"tool": "bash", "callID": f"c{i}", "state": {
+              "status": "completed", "input": {"command": cmd}, "output": content,
+              "metadata": {"exit": 0}}}})
+        emit({"type": "step_finish", "part": {"tokens": {"input": 1000, "output": 50},
+                                              "cost": 0.001}})
+    elif fmt == "gemini":
+        emit({"type": "tool_use", "tool_name": "run_shell_command", "tool_id": f"t{i}",
+              "parameters": {"command": cmd}})
+        emit({"type": "tool_result", "tool_id": f"t{i}", "status": "success",
+              "output": content})
+    else:
+        emit({"type": "assistant", "message": {"id": f"m{i}", "content": [
+            {"type": "tool_use", "id": f"t{i}", "name": "Bash", "input": {"command": cmd}}],
+            "usage": {"input_tokens": 1000 + i, "output_tokens": 50}}})
+        emit({"type": "user", "message": {"content": [
+            {"type": "tool_result", "tool_use_id": f"t{i}", "content": content,
+             "is_error": False}]}})
+def finish(i):
+    if fmt == "codex":
+        return
+    if fmt == "gemini":
+        emit({"type": "result", "status": "success", "stats": {"input_tokens": 1000 * i,
+              "output_tokens": 50 * i, "tool_calls": i}})
+    elif fmt == "claude":
+        emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": i,
+              "total_cost_usd": 0.01 * i / 100, "result": "done", "duration_ms": 1000,
+              "usage": {"input_tokens": 1000 * i, "output_tokens": 50 * i}})
+init = {"claude": {"type": "system", "subtype": "init", "session_id": branch, "model": "b"},
+        "codex": {"type": "thread.started", "thread_id": branch},
+        "gemini": {"type": "init", "session_id": branch, "model": "b"}}.get(fmt)
+if init:
+    emit(init)
 per_burst = max(1, rate // 10)
 result = "x" * 4000
 end = time.time() + seconds
@@ -92,21 +137,13 @@ i = 0
 while time.time() < end:
     for _ in range(per_burst // 2 or 1):
         i += 1
-        emit({"type": "assistant", "message": {"id": f"m{i}", "content": [
-            {"type": "tool_use", "id": f"t{i}", "name": "Bash",
-             "input": {"command": f"cargo test -p crate-{i % 40}"}}],
-            "usage": {"input_tokens": 1000 + i, "output_tokens": 50}}})
         content = result
         if time.time() >= next_big:
             content, next_big = "y" * (1024 * 1024), next_big + big
-        emit({"type": "user", "message": {"content": [
-            {"type": "tool_result", "tool_use_id": f"t{i}", "content": content,
-             "is_error": False}]}})
+        call(i, content)
     out.flush()
     time.sleep(0.1)
-emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": i,
-      "total_cost_usd": 0.01 * i / 100, "result": "done", "duration_ms": 1000,
-      "usage": {"input_tokens": 1000 * i, "output_tokens": 50 * i}})
+finish(i)
 out.flush()
 with open(state, "a") as fh:
     fh.write(f"{branch} MERGED\n")
@@ -149,14 +186,16 @@ class ScriptSpawner:
 
 
 class StreamSpawner(ScriptSpawner):
-    """Like ScriptSpawner, but the agent's output is read as claude's stream-json."""
+    """Like ScriptSpawner, but the agent's output is read as its harness's event stream
+    (the script's last argument names the harness; claude when absent)."""
 
     def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
                     output: OutputLog, on_line: LineCallback | None) -> SpawnResult:
         script, args = self.scripts[gap_id]
+        harness = HARNESSES[args[5] if len(args) > 5 else "claude"]
         proc = AgentProcess.spawn([PY, "-c", script, *args], worktree, dict(os.environ),
-                                  log_path, output, on_line, CLAUDE.fmt)
-        return SpawnResult(proc, "bench", CLAUDE.name)
+                                  log_path, output, on_line, harness.fmt)
+        return SpawnResult(proc, "bench", harness.name)
 
 
 class NoProcessSpawner(ScriptSpawner):
@@ -262,17 +301,18 @@ async def figure_filter(n: int) -> dict[str, object]:
 
 
 # ------------------------------------------------------------------- flood
-async def figure_flood(n: int, rate: int, seconds: float,
-                       stream: bool = False) -> dict[str, object]:
+async def figure_flood(n: int, rate: int, seconds: float, stream: bool = False,
+                       mixed: bool = False) -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     state = root / "github-state.txt"
     backlog = gaps(n, "FLOOD")
     backlog = [Gap(id=g.id, title=g.title, priority="P1", effort="s", status="open")
                for g in backlog]
     if stream:
+        kinds = list(HARNESSES) if mixed else ["claude"]
         spawner: ScriptSpawner = StreamSpawner({g.id: (STREAM_AGENT, [
-            f"claude/{g.id.lower()}", str(rate), str(seconds), str(state), "10"])
-            for g in backlog})
+            f"claude/{g.id.lower()}", str(rate), str(seconds), str(state), "10",
+            kinds[i % len(kinds)]]) for i, g in enumerate(backlog)})
     else:
         spawner = ScriptSpawner({g.id: (FLOOD_AGENT, [
             f"claude/{g.id.lower()}", str(rate), str(seconds), str(state)]) for g in backlog})
@@ -299,7 +339,7 @@ async def figure_flood(n: int, rate: int, seconds: float,
         deadline = t0 + seconds + 120
         while time.perf_counter() < deadline:
             await asyncio.sleep(0.25)
-            key = "left" if len(latencies) % 8 == 7 else "right"
+            key = "right" if (len(latencies) // 40) % 2 == 0 else "left"  # back and forth
             before = monitor.selected
             if len(app.dispatches) - ended_count(app) > 0:
                 latencies.append(await key_to_frame(
@@ -318,8 +358,9 @@ async def figure_flood(n: int, rate: int, seconds: float,
     reflections = sqlite3.connect(root / "sessions" / "chump_memory.db").execute(
         "SELECT COUNT(*) FROM chump_reflections").fetchone()[0]
     costs = sum(1 for d in engine.snapshot() if d.cost_usd is not None)
+    tokens = sum(1 for d in engine.snapshot() if d.tokens_in)
     return {"agents": n, "lines_per_s": rate, "seconds": seconds, "wall_s": wall,
-            "costs_recorded": costs,
+            "costs_recorded": costs, "tokens_recorded": tokens,
             "key_p95_ms": pct(latencies, 0.95), "key_median_ms": statistics.median(latencies),
             "key_max_ms": max(latencies), "presses": len(latencies),
             "steady_from_s": steady_from,
@@ -515,6 +556,9 @@ def main() -> None:
     elif which == "stream":
         result = asyncio.run(figure_flood(int(sys.argv[2]), int(sys.argv[3]),
                                           float(sys.argv[4]), stream=True))
+    elif which == "mixed":
+        result = asyncio.run(figure_flood(int(sys.argv[2]), int(sys.argv[3]),
+                                          float(sys.argv[4]), stream=True, mixed=True))
     elif which == "soak":
         result = asyncio.run(figure_soak(int(sys.argv[2]), int(sys.argv[3]),
                                          float(sys.argv[4])))

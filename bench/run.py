@@ -183,6 +183,18 @@ def bench_stream(seconds: str) -> Row:
                "p95 ≤ 150 ms; ≤ 0.6 core; ≤ 300 MB; every cost", ok, r)
 
 
+def bench_mixed(seconds: str) -> Row:
+    r = in_child("mixed", "100", "20", seconds, timeout=600)
+    ok = (float(str(r["key_p95_ms"])) <= 150 and float(str(r["cpu_cores"])) <= 0.6
+          and float(str(r["rss_mb"])) <= 300 and r["shipped"] == r["agents"]
+          and r["tokens_recorded"] == r["agents"])
+    return Row(f"{r['agents']} agents, claude / codex / opencode / gemini event streams × "
+               f"{r['lines_per_s']} events/s for {r['seconds']} s",
+               f"key→redraw p95 {r['key_p95_ms']:.0f} ms; CPU {r['cpu_cores']:.2f} core; "
+               f"RSS {r['rss_mb']:.0f} MB; {r['shipped']}/{r['agents']} shipped, tokens for "
+               f"{r['tokens_recorded']}", "-", "p95 ≤ 150 ms; ≤ 0.6 core; ≤ 300 MB", ok, r)
+
+
 def bench_soak(seconds: str) -> Row:
     r = in_child("soak", "2000", "25", seconds, timeout=int(float(seconds)) + 600)
     early, late = r["key_p95_first_half_ms"], r["key_p95_second_half_ms"]
@@ -225,6 +237,7 @@ FIGURES: dict[str, Callable[[argparse.Namespace], Row]] = {
     "filter": lambda a: bench_filter(a.runs),
     "flood": lambda a: bench_flood("8" if a.quick else "30"),
     "stream": lambda a: bench_stream("8" if a.quick else "30"),
+    "mixed": lambda a: bench_mixed("8" if a.quick else "30"),
     "soak": lambda a: bench_soak("60" if a.quick else "300"),
     "gh": lambda a: bench_gh_calls(a.runs),
     "kill": lambda a: bench_kill("5" if a.quick else "30"),
