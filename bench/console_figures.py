@@ -234,6 +234,17 @@ class FrameClock:
         app._display = display
 
 
+def turn_at_edges(monitor: Any, key: str) -> str:
+    """At either end of the grid (ended cards are recycled, so it shrinks and moves) a
+    move that way would change nothing: turn round."""
+    cards = list(monitor._cards)
+    if monitor.selected == cards[-1]:
+        return "left"
+    if monitor.selected == cards[0]:
+        return "right"
+    return key
+
+
 async def key_to_frame(app: Any, clock: FrameClock, key: str, character: str | None,
                        changed: Any, timeout: float = 30) -> float:
     """ms from posting a key event to the first frame written after its effect shows.
@@ -340,6 +351,9 @@ async def figure_flood(n: int, rate: int, seconds: float, stream: bool = False,
         while time.perf_counter() < deadline:
             await asyncio.sleep(0.25)
             key = "right" if (len(latencies) // 40) % 2 == 0 else "left"  # back and forth
+            if len(monitor._cards) < 2:
+                continue
+            key = turn_at_edges(monitor, key)
             before = monitor.selected
             if len(app.dispatches) - ended_count(app) > 0:
                 latencies.append(await key_to_frame(
@@ -410,7 +424,7 @@ async def figure_soak(n: int, parallel: int, seconds: float) -> dict[str, object
                     first = (object_counts(), ended_count(app))
             if len(monitor._cards) > 1:  # type: ignore[attr-defined]
                 before = monitor.selected  # type: ignore[attr-defined]
-                key = "left" if len(latencies) % 2 else "right"
+                key = turn_at_edges(monitor, "left" if len(latencies) % 2 else "right")
                 latencies.append((now, await key_to_frame(
                     app, clock, key, None, lambda b=before: monitor.selected != b)))  # type: ignore[attr-defined]
         if trace and first is not None:  # what each attempt leaves behind, to stderr

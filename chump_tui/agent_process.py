@@ -23,13 +23,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from chump_tui.activity import Activity, render
 from chump_tui.agent_streams.decoder import StreamFormat, decode
 from chump_tui.agent_streams.events import AgentEvent
 from chump_tui.log_lines import Line, LineSplitter
 from chump_tui.safe_fs import open_nofollow, real_dir
+
+if TYPE_CHECKING:
+    from chump_tui.watchdog import BusyProbe
 
 STDERR_TAIL_CAP = 64
 """Lines of WARN/ERROR/FAIL/PANIC kept for the reflection notes (the reference's cap)."""
@@ -441,6 +444,10 @@ class AgentProcess:
             time.sleep(0.02)
         self.join_output(1.0)
         return code
+
+    def busy(self, probe: BusyProbe) -> bool:
+        """Whether a process beneath it used CPU since the probe's last look."""
+        return probe.busy(self.pid)
 
     def kill_now(self) -> None:
         """SIGKILL the group and its strays at once (a kill whose grace the operator cut)."""

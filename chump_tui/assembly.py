@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from chump_tui.backlog import Backlog
     from chump_tui.dispatch_record import Dispatch
     from chump_tui.engine import Engine
+    from chump_tui.fleet.remote import FleetClient
     from chump_tui.options import Options
     from chump_tui.reflections import ReflectionWriter
     from chump_tui.session_store import SessionStore
+    from chump_tui.spawners import Spawner
 
 
 def _stderr(text: str) -> None:
@@ -63,6 +65,8 @@ def check_harnesses(opts: Options, repo_root: Path, backlog: Backlog) -> None:
     from chump_tui.harness import missing_bin, resolve_harness
     from chump_tui.spawners import active_fault_mode, resolve_backend
 
+    if opts.nats:
+        return  # the agents run on the fleet's hosts: each worker checks its own
     if active_fault_mode(os.environ) is not None or resolve_backend(os.environ)[0] != "claude":
         return  # fault children and chump-local are no harness
     wanted = {opts.harness} | {name for gid, name in gap_harnesses(backlog).items()
@@ -84,10 +88,15 @@ def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
     from chump_tui.pr_providers import GhPrProvider
     from chump_tui.spawners import RealSpawner
 
-    spawner = RealSpawner(repo_root, os.environ, opts.harness, gap_harnesses(backlog))
-    if spawner.backend_warning:
-        warn(f"[dispatch] WARN {spawner.backend_warning}")
-    return Engine(
+    fleet = None
+    spawner: Spawner
+    if opts.nats:
+        fleet, spawner = open_fleet(opts, repo_root, backlog)
+    else:
+        spawner = RealSpawner(repo_root, os.environ, opts.harness, gap_harnesses(backlog))
+        if spawner.backend_warning:
+            warn(f"[dispatch] WARN {spawner.backend_warning}")
+    engine = Engine(
         repo_root, spawner, GhPrProvider(repo_root), make_writer(opts, repo_root),
         EngineConfig(base_ref=opts.base_ref, max_parallel=opts.max_parallel, tick_s=opts.tick_s,
                      kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
@@ -98,3 +107,32 @@ def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
         backlog=backlog.gaps,
         store=store,
     )
+    if fleet is not None:
+        engine.subscribe(fleet.on_engine_event)
+        engine.on_close.append(fleet.close)
+    return engine
+
+
+def open_fleet(opts: Options, repo_root: Path, backlog: Backlog) -> tuple[FleetClient, Spawner]:
+    """The fleet's client and spawner (``--nats``): FleetError (one line) when the server
+    cannot be reached. The replay of a resumed session starts at ``follow_fleet``."""
+    import socket
+
+    from chump_tui.fleet.broker import Broker
+    from chump_tui.fleet.remote import FleetClient, RemoteSpawner
+    from chump_tui.fleet.worker import origin_url
+
+    assert opts.nats
+    origin = origin_url(repo_root)
+    broker = Broker.from_environ(opts.nats, opts.nats_creds,
+                                 f"chump-tui console {socket.gethostname()}").connect()
+    client = FleetClient(broker, origin, f"chump-tui:{socket.gethostname()}:{os.getpid()}")
+    return client, RemoteSpawner(client, opts.base_ref, opts.harness, gap_harnesses(backlog))
+
+
+def follow_fleet(engine: Engine, records: list[Dispatch]) -> None:
+    """Start reading the fleet's reports, from the oldest agent a resumed session had."""
+    from chump_tui.fleet.remote import RemoteSpawner, replay_from
+
+    if isinstance(engine.spawner, RemoteSpawner):
+        engine.spawner.client.follow(replay_from(records))

@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=DEFAULT_IDLE_TIMEOUT_S, metavar="SECONDS",
                    help="kill an agent with no new output for this long, unless a process "
                         f"beneath it is busy (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0: off)")
+    p.add_argument("--nats", nargs="?", const="", default=None, metavar="URL",
+                   help="dispatch through chump-tui workers on other hosts via this NATS "
+                        "server (no URL: $CHUMP_NATS_URL); see README 'Across machines'")
+    p.add_argument("--nats-creds", type=Path, default=None, metavar="FILE",
+                   help="NATS credentials file (.creds) for --nats")
     return p
 
 
@@ -142,6 +147,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         if ns.harness not in ("claude", "codex", "opencode", "gemini"):
             parser.error(f"CHUMP_HARNESS={ns.harness!r}: choose claude, codex, opencode "
                          "or gemini")
+    if ns.nats == "":
+        import os
+
+        ns.nats = os.environ.get("CHUMP_NATS_URL", "").strip()
+        if not ns.nats:
+            parser.error("--nats without a URL needs CHUMP_NATS_URL")
+    if ns.nats_creds is not None and ns.nats is None:
+        parser.error("--nats-creds needs --nats")
     return Options(**vars(ns))
 
 
@@ -170,7 +183,12 @@ def _start_preload(opts: Options) -> BacklogPreload | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["worker"]:
+        from chump_tui.fleet.worker_cli import run_worker_cli
+
+        return run_worker_cli(args[1:])
+    opts = parse_args(args)
     try:
         if opts.self_test:
             if opts.no_tui:

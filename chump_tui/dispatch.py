@@ -31,6 +31,8 @@ class DispatchHandle:
     process: AgentProcess | None
     started_at: float
     claim_note: str | None = None
+    host: str = ""
+    remote: str = ""
 
 
 def depth_refusal(environ: Mapping[str, str]) -> str | None:
@@ -101,4 +103,6 @@ def dispatch_gap_with(
         process=result.process,
         started_at=clock(),
         claim_note=note,
+        host=result.host,
+        remote=result.remote,
     )

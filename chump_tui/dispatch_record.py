@@ -51,6 +51,8 @@ class Dispatch:
     tokens_out: int | None = None
     cost_usd: float | None = None  # only where the harness reports it
     agent_error: str = ""  # an error result or failed turn the agent reported
+    host: str = ""  # the fleet host that runs it ('' : this machine)
+    remote: str = ""  # "<worker id>/<request uid>" of a fleet agent
 
     def to_json(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every field and was most of a save.
@@ -151,7 +153,8 @@ _FIELD_NAMES = tuple(f.name for f in fields(Dispatch))
 # ------------------------------------------------------------------ state-file shapes
 _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")
 _STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
-        "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error")
+        "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error", "host",
+        "remote")
 _NUMBER = ("started_at", "soft_deadline_s")
 _OPTIONAL_NUMBER = ("process_start", "ended_at", "kill_deadline", "cost_usd")
 _OPTIONAL_INT = ("pid", "exit_code", "turns", "tokens_in", "tokens_out")

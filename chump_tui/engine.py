@@ -149,6 +149,8 @@ class Engine:
         self._reflected: collections.deque[str] = collections.deque()
         self._queued: list[Gap] = []  # waiting for a free slot, in order
         self.leftovers: dict[str, Leftover] = {}  # branches earlier runs left, by gap id
+        self.on_close: list[Callable[[], None]] = []  # after the engine's own threads end
+        self.held_elsewhere: dict[str, str] = {}  # gap id -> who claimed it (a fleet's claims)
         self.unusable = unusable_ids(self.backlog)
         self.reflections = ReflectionQueue(writer, self._reflection_written,
                                            self._reflection_failed)
@@ -303,7 +305,10 @@ class Engine:
                 notes.append(f"{rec.key}: was being dispatched when the console stopped")
             process = None
             if rec.phase in ("running", "stalled", "killing") and rec.pid is not None:
-                if rec.process_start is not None:
+                reattach = getattr(self.spawner, "reattach", None)
+                if rec.remote and reattach is not None:  # a fleet agent: its host says
+                    process = reattach(rec)
+                elif rec.process_start is not None:
                     process = AgentProcess.attach(rec.pid, rec.process_start, rec.log_path)
                 notes.append(f"{rec.key}: pid {rec.pid} "
                              + ("re-attached" if process else "is gone; judged by its PR"))
@@ -426,6 +431,7 @@ class Engine:
             rec.harness = handle.harness
             rec.started_at = handle.started_at
             rec.note = handle.claim_note or ""
+            rec.host, rec.remote = handle.host, handle.remote
             live.process = handle.process
             if handle.process is not None:
                 rec.pid = handle.process.pid
@@ -607,6 +613,7 @@ class Engine:
             }
             taken = {lv.record.gap_id for lv in self._live.values()}
             blocked = {gid for gid, left in self.leftovers.items() if left.reason()}
+            blocked |= set(self.held_elsewhere)
         candidates = [g for g in self.backlog if g.id not in taken and g.id not in blocked]
         return pickable_gaps(candidates, n, done)
 
@@ -614,8 +621,12 @@ class Engine:
         """Look for branches earlier runs left for the backlog's gaps (blocking: git, and one
         gh call when there are any). Returns GitHub's error when it could not be asked."""
         found, error = scan_leftovers(self.repo_root, self.backlog, lambda: self.provider)
+        # A spawner that knows of claims held elsewhere (the fleet's chump_gaps) says whose.
+        held_by = getattr(self.spawner, "held_elsewhere", None)
+        held: dict[str, str] = held_by({g.id for g in self.backlog}) if held_by else {}
         with self._lock:
             self.leftovers = found
+            self.held_elsewhere = held
         return error
 
     def _refill_soon(self) -> None:
@@ -665,6 +676,8 @@ class Engine:
             self._poller.join(2)  # a poll stuck in `gh` ends with its own timeout
         self.reflections.flush(10)
         self.reflections.close()
+        for hook in self.on_close:
+            hook()
 
     def wait_until_idle(self, timeout_s: float | None = None) -> bool:
         """Block until no dispatch is active; False on timeout."""
@@ -781,7 +794,7 @@ class Engine:
             if verdict is None:
                 self._busy.forget(live.process.pid)
                 continue
-            if self._busy.busy(live.process.pid):  # a build beneath it: working, not idle
+            if live.process.busy(self._busy):  # a build beneath it: working, not idle
                 live.busy_at = now
                 continue
             if isinstance(verdict, Kill):

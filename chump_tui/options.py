@@ -28,6 +28,8 @@ class Options:
     continuous: bool
     demo: bool
     harness: str
+    nats: str | None  # the fleet's server: dispatch through workers, not locally
+    nats_creds: Path | None
 
     def __init__(self, **values: object) -> None:
         vars(self).update(values)

@@ -76,13 +76,14 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
     for r in ended:
         assert r.outcome is not None
         if r.outcome.kind == "shipped":
-            lines.append(f"  SHIPPED   {r.branch}  PR #{r.outcome.pr_number}")
+            line = f"  SHIPPED   {r.branch}  PR #{r.outcome.pr_number}"
         elif r.outcome.kind == "stalled":
-            lines.append(f"  STALLED   {r.branch}  (no PR within soft deadline)")
+            line = f"  STALLED   {r.branch}  (no PR within soft deadline)"
         elif r.outcome.kind == "killed":
-            lines.append(f"  KILLED    {r.branch}  {r.outcome.reason}")
+            line = f"  KILLED    {r.branch}  {r.outcome.reason}"
         else:
-            lines.append(f"  CI-FAILED {r.branch}  PR #{r.outcome.pr_number}")
+            line = f"  CI-FAILED {r.branch}  PR #{r.outcome.pr_number}"
+        lines.append(line + (f"  on {r.host}" if r.host else ""))
     lines.append(totals_line(rows))
     costs = cost_line(rows)
     if costs:  # ours, after the reference's lines
@@ -158,7 +159,7 @@ def _execute(opts: Options, backlog: Backlog) -> int:
 
 def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: SessionStore,
                     records: list[Dispatch], notes: list[str]) -> int:
-    from chump_tui.assembly import build_engine
+    from chump_tui.assembly import build_engine, follow_fleet
     from chump_tui.session_store import needs_resume
 
     engine = build_engine(opts, repo_root, backlog, store, warn=_err)
@@ -167,6 +168,7 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
     engine.subscribe(printer)
     for note in notes + engine.resume(records):
         _err(f"[chump-tui] {note}")
+    follow_fleet(engine, records)
     error = engine.scan_leftovers()
     if error:
         _err(f"[dispatch] could not ask GitHub about leftover branches: {error}")
@@ -174,6 +176,8 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
         reason = leftover.reason()
         _err(f"[dispatch] {gap_id} " + (f"not dispatched: {reason}" if reason
                                         else leftover.note()))
+    for gap_id, holder in engine.held_elsewhere.items():
+        _err(f"[dispatch] {gap_id} not dispatched: {holder}")
     # SIGTERM under --watch stops every agent as Ctrl+C does. While agents are being
     # dispatched it is only noted (raising mid-spawn could lose a row); after, it raises.
     terminated, waiting = threading.Event(), threading.Event()
@@ -273,7 +277,8 @@ class EventPrinter:
     def dispatch_changed(self, d: Dispatch, why: str) -> None:
         if why == "dispatched":
             pid = d.pid if d.pid is not None else "<no-pid>"
-            _out(f"DISPATCHED: {d.gap_id} in {d.worktree} as PID {pid}")
+            on_host = f" on {d.host}" if d.host else ""  # a fleet agent: the host runs it
+            _out(f"DISPATCHED: {d.gap_id} in {d.worktree} as PID {pid}{on_host}")
             if d.note:
                 _err(f"[dispatch] {d.branch}: {d.note}")
         elif why == "spawn_failed":

@@ -111,6 +111,8 @@ class SpawnResult:
     process: AgentProcess | None
     backend: str
     harness: str = ""  # whose event stream the output is ('' : plain text)
+    host: str = ""  # a fleet host ('' : this machine)
+    remote: str = ""  # "<worker id>/<request uid>" of a fleet agent
 
 
 class Spawner(Protocol):

@@ -60,7 +60,7 @@ def summary_rows(dispatches: Iterable[Dispatch], now: float) -> list[dict[str, o
             "reason": d.reason(), "backend": d.backend, "harness": d.harness,
             "worktree": d.worktree, "reflection_written": d.reflection_written,
             "turns": d.turns, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
-            "cost_usd": d.cost_usd,
+            "cost_usd": d.cost_usd, "host": d.host or None,
         })
     return rows
 
@@ -89,8 +89,9 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
         pr = f"#{r['pr']}" if r["pr"] else "-"
         tokens = (f"{short_count(d.tokens_in or 0)} / {short_count(d.tokens_out or 0)}"
                   if d.turns is not None else "-")
+        agent = (d.harness or d.backend or "-") + (f" on {d.host}" if d.host else "")
         lines.append(f"| {_md(r['gap'])} | {r['attempt']} | {_md(r['branch'])} | "
-                     f"{_md(d.harness or d.backend or '-')} | {_md(r['outcome'])} | {pr} | "
+                     f"{_md(agent)} | {_md(r['outcome'])} | {pr} | "
                      f"{fmt_duration(float(str(r['duration_s'])))} | "
                      f"{d.turns if d.turns is not None else '-'} | {tokens} | "
                      f"{dollars(d.cost_usd)} | {_md(r['reason'])} |")

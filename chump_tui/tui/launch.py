@@ -6,7 +6,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chump_tui.assembly import build_engine, check_harnesses, make_writer, open_session
+from chump_tui.assembly import (
+    build_engine,
+    check_harnesses,
+    follow_fleet,
+    make_writer,
+    open_session,
+)
 from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
 from chump_tui.outside_text import visible
 from chump_tui.repo import backlog_base, git_toplevel, resolve_repo_root
@@ -77,6 +83,7 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
         return read_only_setup(opts, repo_root, backlog, busy)
     engine = build_engine(opts, repo_root, backlog, store)
     resumed = engine.resume(records)
+    follow_fleet(engine, records)
     notes += session_notes + resumed
     banner = (f"resumed the session: {len(records)} dispatch(es)"
               + (f"; {resumed[0]}" if resumed and resumed[0].startswith("re-attached") else "")

@@ -1,0 +1,352 @@
+"""The connection to the NATS server, for callers that are threads, not coroutines.
+
+nats-py is asyncio; the engine, the worker and the console's thread workers are plain
+threads. A Broker runs one event loop on a thread of its own and offers blocking calls
+with timeouts. It creates the streams and buckets it needs when they are missing and
+uses them as they are when upstream tools made them first. Credentials (``--nats-creds``,
+a token or user in the URL) are never printed: every message names the server by
+``safe_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from chump_tui.errors import ChumpError
+from chump_tui.fleet import wire
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 5.0
+CALL_TIMEOUT_S = 10.0
+AGENTS_MAX_AGE_S = 7 * 86400.0
+WORKERS_TTL_S = 60.0
+
+
+class FleetError(ChumpError):
+    """The broker cannot be reached or refused what we asked: one line for the operator."""
+
+
+class ClaimHeld(Exception):
+    """``chump_gaps`` already holds the gap: ``claim`` is the holder's value."""
+
+    def __init__(self, claim: wire.Claim | None) -> None:
+        super().__init__(claim.session_id if claim else "unknown holder")
+        self.claim = claim
+
+
+def safe_url(url: str) -> str:
+    """The URL without its user, password or token."""
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+class Broker:
+    """One connection, one event loop thread; blocking calls from any other thread."""
+
+    def __init__(self, url: str, creds: Path | None = None, name: str = "chump-tui",
+                 replicas: int = 1, gap_bucket: str = wire.GAP_BUCKET,
+                 workers_bucket: str = wire.WORKERS_BUCKET) -> None:
+        self.url = url
+        self.where = safe_url(url)
+        self.creds = creds
+        self.name = name
+        self.replicas = replicas
+        self.gap_bucket = gap_bucket
+        self.workers_bucket = workers_bucket
+        self.errors: list[str] = []  # the last few connection errors, for the status line
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nats", daemon=True)
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._kv: dict[str, KeyValue] = {}
+
+    @classmethod
+    def from_environ(cls, url: str, creds: Path | None, name: str, replicas: int = 1) -> Broker:
+        """Bucket names as upstream lets them be overridden (CHUMP_NATS_GAP_BUCKET, ...)."""
+        import os
+
+        return cls(url, creds, name=name, replicas=replicas,
+                   gap_bucket=os.environ.get("CHUMP_NATS_GAP_BUCKET") or wire.GAP_BUCKET,
+                   workers_bucket=os.environ.get("CHUMP_NATS_WORKERS_BUCKET")
+                   or wire.WORKERS_BUCKET)
+
+    # ------------------------------------------------------------ plumbing
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT_S) -> T:
+        """Run ``coro`` on the broker's loop and wait for it (FleetError on timeout)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except (TimeoutError, FutureTimeout):
+            future.cancel()
+            raise FleetError(f"{self.where}: no answer within {timeout:g}s") from None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` on the loop without waiting for it."""
+        asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "connect() first"
+        return self._js
+
+    @property
+    def nc(self) -> Client:
+        assert self._nc is not None, "connect() first"
+        return self._nc
+
+    def connect(self) -> Broker:
+        """Connect and make sure the streams and buckets exist; FleetError in one line."""
+        self._thread.start()
+
+        async def on_error(exc: Exception) -> None:
+            self.errors = [*self.errors[-4:], f"{type(exc).__name__}: {exc}"]
+
+        options: dict[str, Any] = {
+            "name": self.name, "connect_timeout": 2, "error_cb": on_error,
+            "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+        }
+        if self.creds is not None:
+            if not self.creds.is_file():
+                raise FleetError(f"{self.creds}: NATS credentials file not found")
+            options["user_credentials"] = str(self.creds)
+
+        async def go() -> Client:
+            # nats-py keeps retrying an unreachable server on its own: bound the first try.
+            first = dict(options, max_reconnect_attempts=1, allow_reconnect=False)
+            client = await asyncio.wait_for(nats.connect(self.url, **first), CONNECT_TIMEOUT_S)
+            # Reconnect for ever once it has worked (a broker restart, a failover).
+            client.options["allow_reconnect"] = True
+            client.options["max_reconnect_attempts"] = -1
+            return client
+
+        try:
+            self._nc = self.run(go(), CONNECT_TIMEOUT_S + 1)
+        except FleetError:
+            raise FleetError(f"{self.where}: no NATS server answered within "
+                             f"{CONNECT_TIMEOUT_S:g}s") from None
+        except (TimeoutError, NatsError, OSError) as exc:
+            detail = self.errors[-1] if self.errors else type(exc).__name__
+            raise FleetError(f"{self.where}: cannot connect to NATS ({_one_line(detail)})") \
+                from None
+        self._js = self.nc.jetstream()
+        try:
+            self.run(self._ensure())
+        except NatsError as exc:
+            raise FleetError(f"{self.where}: JetStream is not usable ({_one_line(str(exc))}); "
+                             "start nats-server with -js") from None
+        return self
+
+    async def _ensure(self) -> None:
+        file = js_api.StorageType.FILE
+        streams = (
+            (wire.DISPATCH_STREAM, ["chump.fleet.dispatch.>"],
+             js_api.RetentionPolicy.WORK_QUEUE, None),
+            (wire.AGENTS_STREAM, ["chump.fleet.agent.>"], js_api.RetentionPolicy.LIMITS,
+             AGENTS_MAX_AGE_S),
+            (wire.EVENTS_STREAM, [wire.EVENTS_SUBJECTS], js_api.RetentionPolicy.LIMITS, None),
+        )
+        for name, subjects, retention, max_age in streams:
+            try:
+                await self.js.stream_info(name)
+            except NotFoundError:
+                await self.js.add_stream(js_api.StreamConfig(
+                    name=name, subjects=subjects, retention=retention, storage=file,
+                    num_replicas=self.replicas, max_age=max_age))
+        for bucket, ttl in ((self.gap_bucket, wire.CLAIM_TTL_S),
+                            (self.workers_bucket, WORKERS_TTL_S)):
+            try:
+                self._kv[bucket] = await self.js.key_value(bucket)
+            except NotFoundError:
+                self._kv[bucket] = await self.js.create_key_value(js_api.KeyValueConfig(
+                    bucket=bucket, ttl=ttl, history=1, storage=file, replicas=self.replicas))
+
+    def close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                self.run(self._nc.drain(), 5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    # ------------------------------------------------------------ operations
+    def publish(self, subject: str, data: bytes) -> None:
+        """Into a stream; returns once the server stored it."""
+        self.run(self.js.publish(subject, data))
+
+    def request(self, subject: str, data: bytes, timeout: float) -> bytes:
+        async def go() -> bytes:
+            reply = await self.nc.request(subject, data, timeout=timeout)
+            return bytes(reply.data)
+        try:
+            return self.run(go(), timeout + 1)
+        except NatsError as exc:
+            raise FleetError(f"{subject}: {type(exc).__name__}") from None
+
+    def claim(self, gap_id: str, claim: wire.Claim) -> None:
+        """Upstream's atomic claim: KV create; ClaimHeld naming the winner otherwise."""
+        kv = self._kv[self.gap_bucket]
+
+        async def go() -> None:
+            await kv.create(wire.gap_key(gap_id), claim.to_bytes())
+
+        try:
+            self.run(go())
+        except KeyWrongLastSequenceError:
+            raise ClaimHeld(self.claim_of(gap_id)) from None
+
+    def claim_of(self, gap_id: str) -> wire.Claim | None:
+        data = self.kv_get(self.gap_bucket, wire.gap_key(gap_id))
+        if data is None:
+            return None
+        try:
+            return wire.Claim.from_bytes(data)
+        except wire.WireError:
+            return wire.Claim(session_id="(unreadable claim)", claimed_at="")
+
+    def claims(self) -> dict[str, wire.Claim]:
+        """Every live claim, by gap id."""
+        out: dict[str, wire.Claim] = {}
+        for key, data in self.kv_items(self.gap_bucket).items():
+            if key.startswith("gap."):
+                try:
+                    out[key[4:]] = wire.Claim.from_bytes(data)
+                except wire.WireError:
+                    out[key[4:]] = wire.Claim(session_id="(unreadable claim)", claimed_at="")
+        return out
+
+    def release(self, gap_id: str, session_id: str) -> bool:
+        """Delete the claim only when it is still ``session_id``'s."""
+        held = self.claim_of(gap_id)
+        if held is None or held.session_id != session_id:
+            return False
+        kv = self._kv[self.gap_bucket]
+        self.run(kv.delete(wire.gap_key(gap_id)))
+        return True
+
+    def release_by_session(self, session_id: str) -> list[str]:
+        """Release every claim ``session_id`` holds (its host went silent); their gap ids."""
+        freed = [gap_id for gap_id, claim in self.claims().items()
+                 if claim.session_id == session_id and self.release(gap_id, session_id)]
+        return freed
+
+    def kv_get(self, bucket: str, key: str) -> bytes | None:
+        kv = self._kv[bucket]
+
+        async def go() -> bytes | None:
+            try:
+                entry = await kv.get(key)
+            except (NotFoundError, nats.js.errors.KeyDeletedError):
+                return None
+            return bytes(entry.value) if entry.value else None
+
+        return self.run(go())
+
+    def kv_put(self, bucket: str, key: str, value: bytes) -> None:
+        self.run(self._kv[bucket].put(key, value))
+
+    def kv_delete(self, bucket: str, key: str) -> None:
+        self.run(self._kv[bucket].delete(key))
+
+    def kv_items(self, bucket: str) -> dict[str, bytes]:
+        kv = self._kv[bucket]
+
+        async def go() -> dict[str, bytes]:
+            try:
+                keys = await kv.keys()
+            except nats.js.errors.NoKeysError:
+                return {}
+            out = {}
+            for key in keys:
+                with contextlib.suppress(NotFoundError, nats.js.errors.KeyDeletedError):
+                    entry = await kv.get(key)
+                    if entry.value:
+                        out[key] = bytes(entry.value)
+            return out
+
+        return self.run(go())
+
+    def subscribe(self, subject: str, handler: Callable[[Msg], Awaitable[None]]) -> None:
+        """Core NATS (kill requests): ``handler`` runs on the broker's loop."""
+        self.run(self.nc.subscribe(subject, cb=handler))
+
+    def follow_stream(self, subject: str, stream: str, handler: Callable[[bytes], None],
+                      start_time: float | None) -> None:
+        """Every message of ``stream`` on ``subject`` from ``start_time`` (None: new ones), in
+        order, through an ordered consumer (it recreates itself after a reconnect)."""
+        async def on_msg(msg: Msg) -> None:
+            handler(bytes(msg.data))
+
+        policy = (js_api.DeliverPolicy.NEW if start_time is None
+                  else js_api.DeliverPolicy.BY_START_TIME)
+        config = js_api.ConsumerConfig(deliver_policy=policy)
+        if start_time is not None:
+            config.opt_start_time = datetime.fromtimestamp(start_time, UTC)
+
+        async def go() -> None:
+            await self.js.subscribe(subject, stream=stream, cb=on_msg, ordered_consumer=True,
+                                    config=config)
+
+        self.run(go())
+
+    def work_queue(self, key: str) -> WorkQueue:
+        return WorkQueue(self, key)
+
+
+class WorkQueue:
+    """The dispatch requests for one repository: a durable pull consumer all its workers
+    share, so each request reaches one worker; unacked, it is redelivered."""
+
+    ACK_WAIT_S = 60.0
+
+    def __init__(self, broker: Broker, key: str) -> None:
+        self.broker = broker
+
+        async def go() -> JetStreamContext.PullSubscription:
+            return await broker.js.pull_subscribe(
+                wire.dispatch_subject(key), durable=f"chump-workers-{key}",
+                stream=wire.DISPATCH_STREAM,
+                config=js_api.ConsumerConfig(ack_wait=self.ACK_WAIT_S, max_deliver=-1))
+
+        self._sub = broker.run(go())
+
+    def fetch(self, timeout: float) -> Msg | None:
+        async def go() -> Msg | None:
+            try:
+                msgs = await self._sub.fetch(1, timeout=timeout)
+            except (TimeoutError, nats.errors.TimeoutError):
+                return None
+            return msgs[0] if msgs else None
+
+        return self.broker.run(go(), timeout + CALL_TIMEOUT_S)
+
+    def ack(self, msg: Msg) -> None:
+        self.broker.run(msg.ack())
+
+    def in_progress(self, msg: Msg) -> None:
+        self.broker.run(msg.in_progress())
+
+    def nak(self, msg: Msg, delay: float = 1.0) -> None:
+        self.broker.run(msg.nak(delay=delay))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]

@@ -1,0 +1,425 @@
+"""The console's side of the fleet: the spawner seam implemented by hosts over NATS.
+
+``RemoteSpawner`` puts a dispatch request on the repository's work queue and waits for
+a worker to take it; the agent it spawned is a ``RemoteAgent``, which the engine drives
+as it drives a local process (poll, wait, kill, busy). Its output arrives as ordered
+byte chunks and is written to the attempt's log file here, so the same follower, parsers,
+activity and watchdogs read it as they read a local agent's. ``FleetClient`` follows the
+agents' stream, watches the workers' presence (a host silent past the timeout loses its
+agents: LOST, their claims released) and sends upstream's DONE / STUCK events for the
+console's outcomes. The engine and the front ends do not learn about NATS.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
+from chump_tui.errors import DispatchError
+from chump_tui.events import DispatchChanged, EngineEvent
+from chump_tui.fleet import wire
+from chump_tui.fleet.broker import Broker, FleetError
+from chump_tui.fleet.worker import claim_session
+from chump_tui.harness import DEFAULT_HARNESS, stream_format
+from chump_tui.outside_text import one_line
+from chump_tui.safe_fs import open_nofollow
+from chump_tui.spawners import SpawnResult
+
+if TYPE_CHECKING:
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.watchdog import BusyProbe
+
+ACCEPT_WAIT_S = 10.0  # a request nobody took by then is dropped by whoever gets it later
+SPAWN_WAIT_S = 300.0  # fetch, worktree, claim script: a big repository takes a while
+KILL_ANSWER_S = 5.0
+DEFAULT_SILENT_S = 20.0
+UNCLAIMED_BUFFER = 4096  # reports for agents not (yet) known here: a replay's head start
+
+
+@dataclass
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    accepted: threading.Event = field(default_factory=threading.Event)
+    report: wire.AgentReport | None = None
+    worker: str = ""  # who took it
+
+
+class RemoteAgent(AgentProcess):
+    """An agent on a fleet host, as the engine sees a process."""
+
+    def __init__(self, client: FleetClient, uid: str, worker: str, host: str, pid: int,
+                 start_time: float | None, mirror: Path) -> None:
+        super().__init__(None, pid, start_time, "")
+        self.client = client
+        self.uid = uid
+        self.worker = worker
+        self.host = host
+        self.mirror = mirror
+        self.received = 0  # bytes of its output written to the mirror
+        self.ended = threading.Event()
+        self._code: int | None = None
+        self._write = threading.Lock()
+
+    # -- fed by the client, on the broker's thread
+    def feed(self, report: wire.AgentReport) -> None:
+        if report.kind == "output" and report.offset is not None:
+            self._append(report.offset, report.data)
+        elif report.kind == "exited" and not self.ended.is_set():
+            self._code = report.code if report.code is not None else 0
+            self.ended.set()
+
+    def _append(self, offset: int, data: bytes) -> None:
+        with self._write:
+            prefix = b""
+            if offset > self.received:  # the stream lost some (its limits): say so
+                prefix = (f"[chump-tui] {offset - self.received} bytes of output from "
+                          f"{self.host} were not received\n").encode()
+                self.received = offset
+            data = data[self.received - offset:]  # a replay repeats what is here already
+            if not data:
+                return
+            self.received += len(data)
+            with contextlib.suppress(OSError):
+                fd = open_nofollow(self.mirror, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                try:
+                    os.write(fd, prefix + data)
+                finally:
+                    os.close(fd)
+
+    def lose(self, why: str) -> None:
+        """Its host went silent: the agent counts as ended (exit -1), saying why."""
+        if self.ended.is_set():
+            return
+        with self._write, contextlib.suppress(OSError):
+            fd = open_nofollow(self.mirror, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                os.write(fd, f"\n[chump-tui] {why}\n".encode())
+            finally:
+                os.close(fd)
+        self._code = -1
+        self.ended.set()
+
+    # -- what the engine calls
+    def poll(self) -> int | None:
+        return self._code if self.ended.is_set() else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.ended.wait(timeout)
+        return self.poll()
+
+    def group_alive(self) -> bool:
+        return not self.ended.is_set()
+
+    def signal_group(self, sig: int) -> None:
+        self.client.kill(self, 0.0)
+
+    def terminate_group(self, grace_s: float) -> int | None:
+        if not self.client.kill(self, grace_s):
+            return None
+        self.wait(grace_s + KILL_ANSWER_S + 5.0)
+        self.join_output(2.0)
+        return self.poll()
+
+    def kill_now(self) -> None:
+        self.client.kill(self, 0.0)
+
+    def strays(self) -> list[object]:
+        return []  # its host looks for them
+
+    def busy(self, probe: BusyProbe) -> bool:
+        return self.client.busy(self.worker, self.uid)
+
+
+class FleetClient:
+    """One console's view of the fleet: its agents' stream, the workers, kills."""
+
+    def __init__(self, broker: Broker, origin: str, session: str,
+                 silent_after_s: float = DEFAULT_SILENT_S) -> None:
+        self.broker = broker
+        self.origin = origin
+        self.key = wire.repo_key(origin)
+        self.session = session
+        self.silent_after_s = silent_after_s
+        self.dropped = 0  # malformed or foreign messages seen
+        self.last_drop = ""
+        self._lock = threading.Lock()
+        self._agents: dict[str, RemoteAgent] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._unclaimed: collections.OrderedDict[str, list[wire.AgentReport]] = \
+            collections.OrderedDict()
+        self._workers: dict[str, tuple[wire.WorkerRecord, float]] = {}
+        self._following = False
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # ------------------------------------------------------------ streams
+    def follow(self, since: float | None) -> None:
+        """Start reading agents' reports (from ``since``: a resumed session's start)."""
+        with self._lock:
+            if self._following:
+                return
+            self._following = True
+        self.broker.follow_stream(wire.agents_subject(self.key, "*"), wire.AGENTS_STREAM,
+                                  self._on_report, since)
+        self.refresh_workers()
+        self._watcher = threading.Thread(target=self._watch_workers, name="fleet-workers",
+                                         daemon=True)
+        self._watcher.start()
+
+    def _on_report(self, data: bytes) -> None:
+        try:
+            report = wire.decode(data)
+            if not isinstance(report, wire.AgentReport):
+                raise wire.WireError(f"a {type(report).__name__} on the agents' stream")
+        except wire.WireError as exc:
+            self.dropped += 1
+            self.last_drop = one_line(str(exc), 200)
+            return
+        with self._lock:
+            pending = self._pending.get(report.uid)
+            agent = self._agents.get(report.uid)
+            if pending is None and agent is None:
+                held = self._unclaimed.setdefault(report.uid, [])
+                held.append(report)
+                while sum(len(v) for v in self._unclaimed.values()) > UNCLAIMED_BUFFER:
+                    self._unclaimed.popitem(last=False)
+                return
+        if pending is not None and report.kind in ("accepted", "spawned", "rejected"):
+            if report.kind == "accepted":
+                pending.worker = report.worker
+                pending.accepted.set()
+            else:
+                pending.report = report
+                pending.done.set()
+        if agent is not None:
+            agent.feed(report)
+
+    def _register(self, agent: RemoteAgent) -> None:
+        with self._lock:
+            self._agents[agent.uid] = agent
+            early = self._unclaimed.pop(agent.uid, [])
+        for report in early:
+            agent.feed(report)
+
+    # ------------------------------------------------------------ dispatch
+    def request(self, request: wire.DispatchRequest) -> wire.AgentReport:
+        """Queue the request and wait for the worker that took it: its spawned or
+        rejected report. DispatchError when nobody takes it in time."""
+        pending = _Pending()
+        with self._lock:
+            self._pending[request.uid] = pending
+        try:
+            self.broker.publish(wire.dispatch_subject(self.key), wire.encode(request))
+            if not pending.accepted.wait(ACCEPT_WAIT_S) and not pending.done.is_set():
+                up = self.workers_up()
+                raise DispatchError(
+                    f"no worker took it within {ACCEPT_WAIT_S:g}s ("
+                    + (f"{len(up)} up for this repository, "
+                       f"{sum(w.running for w in up)}/{sum(w.max_parallel for w in up)} "
+                       "slots busy" if up else "no worker is up for this repository")
+                    + ")")
+            self._wait_spawned(request, pending)
+        except FleetError as exc:
+            raise DispatchError(str(exc)) from None
+        finally:
+            with self._lock:
+                self._pending.pop(request.uid, None)
+        assert pending.report is not None
+        return pending.report
+
+    def _wait_spawned(self, request: wire.DispatchRequest, pending: _Pending) -> None:
+        """Until the worker that took it says spawned or rejected; a DispatchError if it goes
+        silent first (its claim is released: nobody else would) or takes too long."""
+        deadline = time.monotonic() + SPAWN_WAIT_S
+        while not pending.done.wait(1.0):
+            worker = pending.worker
+            silent = self.silent_for(worker) if worker else None
+            if silent is not None:
+                with contextlib.suppress(FleetError):
+                    self.broker.release_by_session(claim_session(request.uid))
+                raise DispatchError(f"worker {worker} took it and went silent ({silent:.0f}s) "
+                                    "before starting it")
+            if time.monotonic() > deadline:
+                raise DispatchError(f"the worker took it but did not start it within "
+                                    f"{SPAWN_WAIT_S:g}s")
+
+    def silent_for(self, worker: str) -> float | None:
+        """Seconds a worker has been silent past its timeout, else None."""
+        with self._lock:
+            entry = self._workers.get(worker)
+        if entry is None:
+            return None
+        quiet = time.monotonic() - entry[1]
+        return quiet if quiet > self.silent_after(entry[0]) else None
+
+    def attach(self, uid: str, worker: str, host: str, pid: int, start_time: float | None,
+               mirror: Path, received: int) -> RemoteAgent:
+        agent = RemoteAgent(self, uid, worker, host, pid, start_time, mirror)
+        agent.received = received
+        self._register(agent)
+        return agent
+
+    def kill(self, agent: RemoteAgent, grace_s: float) -> bool:
+        """Ask the agent's host to end it; False (said in its output) when it does not answer."""
+        body = wire.encode(wire.KillRequest(uid=agent.uid, grace_s=grace_s))
+        try:
+            self.broker.request(wire.kill_subject(agent.worker), body, KILL_ANSWER_S)
+            return True
+        except FleetError:
+            agent.lose(f"host {agent.host} did not answer the kill within {KILL_ANSWER_S:g}s; "
+                       "it may still run there")
+            return False
+
+    # ------------------------------------------------------------ workers
+    def refresh_workers(self) -> None:
+        try:
+            items = self.broker.kv_items(self.broker.workers_bucket)
+        except FleetError:
+            return
+        now = time.monotonic()
+        with self._lock:
+            for name, data in items.items():
+                try:
+                    record = wire.WorkerRecord.from_bytes(data)
+                except wire.WireError:
+                    continue
+                old = self._workers.get(name)
+                if old is None or old[0].updated_at != record.updated_at:
+                    self._workers[name] = (record, now)
+
+    def silent_after(self, record: wire.WorkerRecord) -> float:
+        """How long a worker may be silent: four of its heartbeats (20 s at the default 5),
+        or the client's default for a record that does not say."""
+        return max(2.0, 4 * record.heartbeat_s) if record.heartbeat_s else self.silent_after_s
+
+    def workers_up(self) -> list[wire.WorkerRecord]:
+        """Active workers for this repository that spoke within their timeout."""
+        now = time.monotonic()
+        with self._lock:
+            return [rec for rec, seen in self._workers.values()
+                    if rec.repo == self.key and rec.status == "active"
+                    and now - seen <= self.silent_after(rec)]
+
+    def busy(self, worker: str, uid: str) -> bool:
+        with self._lock:
+            entry = self._workers.get(worker)
+        return entry is not None and uid in entry[0].busy
+
+    def _watch_workers(self) -> None:
+        while not self._stop.wait(1.0):
+            self.refresh_workers()
+            with self._lock:
+                agents = [a for a in self._agents.values() if not a.ended.is_set()]
+            for agent in agents:
+                silent = self.silent_for(agent.worker)
+                if silent is not None:
+                    agent.lose(f"LOST (host {agent.host} silent {silent:.0f}s)")
+                    # Its claim would outlive it by hours: free the gap for another host.
+                    with contextlib.suppress(FleetError):
+                        self.broker.release_by_session(claim_session(agent.uid))
+
+    def close(self) -> None:
+        self._stop.set()
+        self.broker.close()
+
+    # ------------------------------------------------------------ upstream events
+    def on_engine_event(self, event: EngineEvent) -> None:
+        """The console's outcomes as upstream's DONE / STUCK events (never blocking)."""
+        if not isinstance(event, DispatchChanged) or event.why != "outcome":
+            return
+        rec = event.dispatch
+        if rec.outcome is None:
+            return
+        if rec.outcome.kind == "shipped":
+            body = wire.coord_event("DONE", self.session, gap=rec.gap_id,
+                                    reason=f"PR #{rec.outcome.pr_number} merged")
+            subject = wire.event_subject("DONE")
+        else:
+            body = wire.coord_event("STUCK", self.session, gap=rec.gap_id,
+                                    reason=one_line(rec.reason(), 300))
+            subject = wire.event_subject("STUCK")
+        self.broker.spawn(self.broker.js.publish(subject, body))
+
+
+class RemoteSpawner:
+    """The Spawner seam over the fleet: the worker makes the worktree, claims, spawns."""
+
+    def __init__(self, client: FleetClient, base_ref: str, harness: str = DEFAULT_HARNESS,
+                 gap_harness: Mapping[str, str] | None = None) -> None:
+        self.client = client
+        self.base_ref = base_ref
+        self.harness = harness
+        self.gap_harness = dict(gap_harness or {})
+        self.backend = "claude"
+        self.backend_warning: str | None = None
+
+    def held_elsewhere(self, gap_ids: set[str]) -> dict[str, str]:
+        """Gaps of the backlog already claimed in chump_gaps (by anyone): who holds each."""
+        try:
+            claims = self.client.broker.claims()
+        except FleetError:
+            return {}
+        return {gid: f"claimed in {self.client.broker.gap_bucket} by {c.session_id}"
+                     + (f" since {c.claimed_at}" if c.claimed_at else "")
+                for gid, c in claims.items() if gid in gap_ids}
+
+    def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
+        self.base_ref = base_ref  # made on the host that takes the request
+
+    def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
+        try:
+            held = self.client.broker.claim_of(gap_id)
+        except FleetError as exc:
+            raise DispatchError(str(exc)) from None
+        if held is not None:
+            raise DispatchError(f"claimed in {self.client.broker.gap_bucket} by "
+                                f"{held.session_id} since {held.claimed_at}")
+        return None  # the host claims it, atomically, when it takes the request
+
+    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
+                    output: OutputLog, on_line: LineCallback | None) -> SpawnResult:
+        harness = self.gap_harness.get(gap_id, self.harness)
+        uid = uuid.uuid4().hex
+        request = wire.DispatchRequest(
+            uid=uid, key=log_path.stem, gap_id=gap_id, origin=self.client.origin,
+            base_ref=self.base_ref, harness=harness, console=self.client.session,
+            expires_at=time.time() + ACCEPT_WAIT_S)
+        self.client.follow(None)
+        report = self.client.request(request)
+        if report.kind == "rejected":
+            raise DispatchError(f"{report.host} ({report.worker}): {report.note}")
+        if report.pid is None:
+            raise DispatchError(f"{report.host} ({report.worker}): spawned without a pid")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(log_path)
+        agent = self.client.attach(uid, report.worker, report.host, report.pid,
+                                   report.start_time, log_path, 0)
+        agent.follow(log_path, output, on_line, 0, stream_format(report.harness))
+        return SpawnResult(agent, report.backend or "claude", report.harness,
+                           host=report.host, remote=f"{report.worker}/{uid}")
+
+    def reattach(self, record: Dispatch) -> RemoteAgent | None:
+        """A resumed session's fleet agent: its output is replayed from the stream."""
+        worker, _, uid = record.remote.partition("/")
+        if not worker or not uid or record.pid is None:
+            return None
+        mirror = Path(record.log_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(mirror)  # rebuilt whole from the stream's replay
+        return self.client.attach(uid, worker, record.host, record.pid, record.process_start,
+                                  mirror, 0)
+
+
+def replay_from(records: Iterable[Dispatch]) -> float | None:
+    """Where a resumed session's replay starts: its oldest active fleet agent."""
+    starts = [r.started_at for r in records if r.remote and r.active]
+    return min(starts) - 60.0 if starts else None

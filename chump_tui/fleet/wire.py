@@ -1,0 +1,273 @@
+"""The fleet's wire format: every subject, bucket and message that crosses the broker.
+
+Two kinds of contract live here. The upstream project's own (crate ``chump-coord``):
+claims in the KV bucket ``chump_gaps`` (key ``gap.<ID>``, JSON ``session_id``,
+``claimed_at``, ``files``), worker presence in ``chump_workers`` and coordination events
+on the stream ``CHUMP_EVENTS`` (``chump.events.<KIND>``). And ours, between a console and
+its workers: dispatch requests, agent reports and kill requests, each JSON with ``v``
+(WIRE_VERSION) and ``kind``. Decoding checks every field: a malformed or foreign message
+is a WireError (logged and dropped by the caller), never a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+WIRE_VERSION = 1
+
+GAP_BUCKET = "chump_gaps"
+WORKERS_BUCKET = "chump_workers"
+EVENTS_STREAM = "CHUMP_EVENTS"
+EVENTS_SUBJECTS = "chump.events.>"
+DISPATCH_STREAM = "CHUMP_FLEET_DISPATCH"
+AGENTS_STREAM = "CHUMP_FLEET_AGENTS"
+
+CLAIM_TTL_S = 4 * 3600.0  # upstream's entry TTL for gap claims
+MAX_MESSAGE_BYTES = 512 * 1024
+
+
+class WireError(ValueError):
+    """A message that is not ours, not this version, or not well formed."""
+
+
+def repo_key(origin: str) -> str:
+    """A subject-safe name for a repository, from its origin URL (credentials dropped)."""
+    return hashlib.sha256(normalize_origin(origin).encode()).hexdigest()[:16]
+
+
+def normalize_origin(origin: str) -> str:
+    """``https://user:tok@host/o/r.git`` and ``git@host:o/r`` name the same repo: host/o/r."""
+    text = origin.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+        text = text.rsplit("@", 1)[-1] if "@" in text.split("/", 1)[0] else text
+    elif "@" in text and ":" in text:
+        text = text.split("@", 1)[1].replace(":", "/", 1)
+    text = text.rstrip("/")
+    return text[:-4] if text.endswith(".git") else text
+
+
+def dispatch_subject(key: str) -> str:
+    return f"chump.fleet.dispatch.{key}"
+
+
+def agents_subject(key: str, worker_id: str = "*") -> str:
+    return f"chump.fleet.agent.{key}.{worker_id}"
+
+
+def kill_subject(worker_id: str) -> str:
+    return f"chump.fleet.kill.{worker_id}"
+
+
+def event_subject(kind: str) -> str:
+    return f"chump.events.{kind}"
+
+
+def gap_key(gap_id: str) -> str:
+    return f"gap.{gap_id}"
+
+
+def rfc3339(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC) \
+        .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+T = TypeVar("T")
+
+
+def _get(obj: Mapping[str, Any], name: str, kind: type[T], optional: bool = False) -> T:
+    value = obj.get(name)
+    if value is None and optional:
+        return None  # type: ignore[return-value]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise WireError(f"field {name!r}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireError(f"message of {len(data)} bytes")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise WireError("not a JSON object")
+    return obj
+
+
+def _dump(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# ---------------------------------------------------------------- ours: console <-> worker
+@dataclass(frozen=True)
+class DispatchRequest:
+    """One gap for one worker (the work queue hands each to exactly one)."""
+
+    uid: str
+    key: str  # GAP#attempt, the console's row
+    gap_id: str
+    origin: str  # the repository's origin URL: a worker runs only its own
+    base_ref: str
+    harness: str
+    console: str  # the console's session id
+    expires_at: float  # a worker that gets it later drops it: the console gave up
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class AgentReport:
+    """What a worker says of one agent. kind: accepted | spawned | rejected | output | exited."""
+
+    kind: str
+    uid: str
+    worker: str
+    host: str
+    pid: int | None = None
+    start_time: float | None = None
+    harness: str = ""
+    backend: str = ""
+    note: str = ""  # claim note (spawned), reason (rejected)
+    offset: int | None = None  # output: where this chunk starts in the agent's output
+    data: bytes = b""  # output
+    code: int | None = None  # exited
+
+
+REPORT_KINDS = ("accepted", "spawned", "rejected", "output", "exited")
+
+
+@dataclass(frozen=True)
+class KillRequest:
+    uid: str
+    grace_s: float
+
+
+def encode(message: DispatchRequest | AgentReport | KillRequest) -> bytes:
+    body = asdict(message)
+    if isinstance(message, AgentReport):
+        body["data"] = base64.b64encode(message.data).decode("ascii")
+        kind = message.kind
+    else:
+        kind = "dispatch" if isinstance(message, DispatchRequest) else "kill"
+    return _dump({"v": WIRE_VERSION, **body, "kind": kind})
+
+
+def decode(data: bytes) -> DispatchRequest | AgentReport | KillRequest:
+    obj = _load(data)
+    version = obj.get("v")
+    if version != WIRE_VERSION:
+        raise WireError(f"wire version {version!r} (this chump-tui speaks {WIRE_VERSION})")
+    kind = _get(obj, "kind", str)
+    if kind == "dispatch":
+        return DispatchRequest(
+            uid=_get(obj, "uid", str), key=_get(obj, "key", str),
+            gap_id=_get(obj, "gap_id", str), origin=_get(obj, "origin", str),
+            base_ref=_get(obj, "base_ref", str), harness=_get(obj, "harness", str),
+            console=_get(obj, "console", str), expires_at=_get(obj, "expires_at", float),
+            title=_get(obj, "title", str, optional=True) or "")
+    if kind == "kill":
+        return KillRequest(uid=_get(obj, "uid", str), grace_s=_get(obj, "grace_s", float))
+    if kind in REPORT_KINDS:
+        try:
+            raw = base64.b64decode(_get(obj, "data", str, optional=True) or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise WireError("field 'data': not base64") from None
+        return AgentReport(
+            kind=kind, uid=_get(obj, "uid", str), worker=_get(obj, "worker", str),
+            host=_get(obj, "host", str), pid=_get(obj, "pid", int, optional=True),
+            start_time=_get(obj, "start_time", float, optional=True),
+            harness=_get(obj, "harness", str, optional=True) or "",
+            backend=_get(obj, "backend", str, optional=True) or "",
+            note=_get(obj, "note", str, optional=True) or "",
+            offset=_get(obj, "offset", int, optional=True), data=raw,
+            code=_get(obj, "code", int, optional=True))
+    raise WireError(f"unknown kind {kind!r}")
+
+
+# ---------------------------------------------------------------- upstream's contract
+@dataclass(frozen=True)
+class Claim:
+    """A value in ``chump_gaps`` as upstream's chump-coord writes it."""
+
+    session_id: str
+    claimed_at: str
+    files: list[str] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return _dump({"session_id": self.session_id, "claimed_at": self.claimed_at,
+                      "files": self.files})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Claim:
+        obj = _load(data)
+        files = obj.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise WireError("field 'files': expected a list of strings")
+        return cls(_get(obj, "session_id", str), _get(obj, "claimed_at", str), files)
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A value in ``chump_workers``: upstream's fields, then ours (repo, slots, busy)."""
+
+    worker_id: str
+    backend: str
+    machine: str
+    harness: str
+    started_at: str
+    status: str  # active | terminal
+    updated_at: str
+    skills: list[str] = field(default_factory=list)
+    current_gap: str | None = None
+    repo: str = ""  # repo_key of the repository it serves
+    max_parallel: int = 0
+    running: int = 0
+    busy: list[str] = field(default_factory=list)  # uids whose descendants use CPU
+    heartbeat_s: float = 0.0
+
+    def to_bytes(self) -> bytes:
+        return _dump(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WorkerRecord:
+        obj = _load(data)
+        lists = {}
+        for name in ("skills", "busy"):
+            value = obj.get(name) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise WireError(f"field {name!r}: expected a list of strings")
+            lists[name] = value
+        status = _get(obj, "status", str)
+        if status not in ("active", "terminal"):
+            raise WireError(f"field 'status': {status!r}")
+        return cls(
+            worker_id=_get(obj, "worker_id", str), backend=_get(obj, "backend", str),
+            machine=_get(obj, "machine", str), harness=_get(obj, "harness", str),
+            started_at=_get(obj, "started_at", str), status=status,
+            updated_at=_get(obj, "updated_at", str),
+            current_gap=_get(obj, "current_gap", str, optional=True),
+            repo=_get(obj, "repo", str, optional=True) or "",
+            max_parallel=_get(obj, "max_parallel", int, optional=True) or 0,
+            running=_get(obj, "running", int, optional=True) or 0,
+            heartbeat_s=_get(obj, "heartbeat_s", float, optional=True) or 0.0, **lists)
+
+
+def coord_event(kind: str, session: str, gap: str | None = None, reason: str | None = None,
+                commit: str | None = None) -> bytes:
+    """An upstream coordination event (``INTENT``, ``DONE``, ``STUCK``, ...)."""
+    body: dict[str, Any] = {"event": kind, "session": session, "ts": rfc3339()}
+    for name, value in (("gap", gap), ("reason", reason), ("commit", commit)):
+        if value is not None:
+            body[name] = value
+    return _dump(body)

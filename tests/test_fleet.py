@@ -1,0 +1,206 @@
+"""The fleet over NATS: the wire format both ways, and real workers, a real nats-server,
+real clones of a temp origin, the stand-in agent and a stub gh."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chump_tui.fleet import wire
+from chump_tui.fleet.broker import Broker
+from tests.conftest import HELPERS, gh_calls, wait_for
+from tests.fleet_rig import free_port, nats_server, origin_with_clones, start_worker, wait_exit
+
+SIX_GAPS = "gaps:\n" + "".join(
+    f"  - {{id: FLEET-00{i}, title: gap {i}, priority: P1, effort: s, status: open}}\n"
+    for i in range(1, 7))
+
+
+# ------------------------------------------------------------------ wire format
+def test_every_message_survives_the_wire_both_ways() -> None:
+    messages: list[wire.DispatchRequest | wire.AgentReport | wire.KillRequest] = [
+        wire.DispatchRequest(uid="u1", key="G-1#1", gap_id="G-1", origin="git@h:o/r.git",
+                             base_ref="origin/main", harness="codex", console="c",
+                             expires_at=1.5, title="t"),
+        wire.AgentReport(kind="output", uid="u1", worker="w", host="w", offset=7,
+                         data=b"\x00\xff{\"type\":1}\n"),
+        wire.AgentReport(kind="spawned", uid="u1", worker="w", host="w", pid=42,
+                         start_time=3.25, harness="claude", backend="claude", note="n"),
+        wire.AgentReport(kind="exited", uid="u1", worker="w", host="w", code=-1),
+        wire.KillRequest(uid="u1", grace_s=2.0),
+    ]
+    for message in messages:
+        assert wire.decode(wire.encode(message)) == message
+        assert json.loads(wire.encode(message))["v"] == wire.WIRE_VERSION
+    record = wire.WorkerRecord(worker_id="w", backend="chump-tui", machine="m", harness="claude",
+                               started_at="s", status="active", updated_at="u", busy=["u1"])
+    assert wire.WorkerRecord.from_bytes(record.to_bytes()) == record
+
+
+def test_upstream_claims_read_and_written_in_its_format() -> None:
+    # As chump-coord writes it (files optional), and as we write it.
+    theirs = b'{"session_id":"sess-upstream","claimed_at":"2026-11-25T06:00:00Z"}'
+    assert wire.Claim.from_bytes(theirs) == wire.Claim("sess-upstream", "2026-11-25T06:00:00Z")
+    ours = json.loads(wire.Claim("s", wire.rfc3339(0)).to_bytes())
+    assert ours == {"session_id": "s", "claimed_at": "1970-01-01T00:00:00.000000Z", "files": []}
+    event = json.loads(wire.coord_event("DONE", "s", gap="G-1"))
+    assert set(event) == {"event", "session", "ts", "gap"} and event["event"] == "DONE"
+
+
+@pytest.mark.parametrize("data", [
+    b"not json", b"[]", b'{"v": 2, "kind": "kill", "uid": "u", "grace_s": 1}',
+    b'{"v": 1, "kind": "launch"}', b'{"v": 1, "kind": "kill", "uid": 5, "grace_s": 1}',
+    b'{"v": 1, "kind": "exited", "uid": "u", "worker": "w", "host": "h", "code": true}',
+    b'{"v": 1, "kind": "output", "uid": "u", "worker": "w", "host": "h", "data": "%%%"}',
+    b"\xff\xfe", b"{" * 10 + b"}" * 10, b"x" * (wire.MAX_MESSAGE_BYTES + 1),
+])
+def test_malformed_or_foreign_messages_are_refused(data: bytes) -> None:
+    with pytest.raises(wire.WireError):
+        wire.decode(data)
+
+
+def test_one_repository_whatever_its_url_says() -> None:
+    same = ["https://github.com/o/r.git", "git@github.com:o/r", "ssh://git@github.com/o/r/",
+            "https://user:tok3n@github.com/o/r.git"]
+    assert len({wire.repo_key(u) for u in same}) == 1
+    assert wire.repo_key("https://github.com/o/other") != wire.repo_key(same[0])
+
+
+# ------------------------------------------------------------------ real server
+def fleet_env(tmp_path: Path) -> dict[str, str]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    gh = bindir / "gh"
+    gh.write_text(f"#!/bin/sh\nexec {sys.executable} {HELPERS / 'stub_gh.py'} \"$@\"\n")
+    gh.chmod(0o755)
+    state = tmp_path / "gh-state.txt"
+    state.touch()
+    return {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "STUB_GH_STATE": str(state),
+            "STUB_GH_LOG": str(tmp_path / "gh-calls.log"),
+            "CHUMP_CLAUDE_BIN": str(HELPERS / "fake_agent.sh"),
+            "FAKE_AGENT_MODE": "slow", "FAKE_AGENT_SECONDS": "1.5",
+            "CHUMP_DISPATCH_DEPTH": "", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def console(clone: Path, url: str, env: dict[str, str], *args: str,
+            timeout: float = 120) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "chump_tui", "--no-tui", "--backlog", "gaps.yaml", "--execute",
+         "--nats", url, *args], cwd=clone, env={**os.environ, **env}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS)
+    env = fleet_env(tmp_path)
+    with nats_server(tmp_path) as server:
+        workers = [start_worker(server.url, repos[n], n, env) for n in ("w1", "w2")]
+        broker = Broker(server.url, name="test").connect()
+        key = wire.repo_key(str(repos["origin"]))
+        # Garbage on both our subjects first: logged and dropped, never fatal.
+        broker.publish(wire.dispatch_subject(key), b"\x00 not a request")
+        broker.publish(wire.agents_subject(key, "intruder"), b'{"v": 99}')
+        run = console(repos["console"], server.url, env, "--watch", "--continuous",
+                      "--max-parallel", "4", "--tick", "0.3")
+        claims_seen: dict[str, wire.Claim] = {}
+
+        def claims_and_workers() -> bool:
+            claims_seen.update(broker.claims())
+            return len(claims_seen) >= 2
+        wait_for(claims_and_workers, 60, "claims in chump_gaps while agents run")
+        raw = broker.kv_get(broker.gap_bucket, wire.gap_key(next(iter(claims_seen))))
+        assert raw is not None and set(json.loads(raw)) == {"session_id", "claimed_at", "files"}
+        live = {name: wire.WorkerRecord.from_bytes(data)
+                for name, data in broker.kv_items(broker.workers_bucket).items()}
+        assert {"w1", "w2"} <= set(live) and all(w.status == "active" for w in live.values())
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        for i in range(1, 7):
+            assert out.count(f"DISPATCHED: FLEET-00{i} ") == 1, out
+            assert f"  SHIPPED   claude/fleet-00{i}  PR #" in out
+        assert "shipped=6  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out
+        hosts = {line.rsplit(" on ", 1)[1] for line in out.splitlines()
+                 if line.startswith("DISPATCHED: ")}
+        assert hosts == {"w1", "w2"}, out  # spread over both
+        assert not any(gid.startswith("FLEET") for gid in broker.claims())  # all released
+        rows = sqlite3.connect(repos["console"] / "sessions" / "chump_memory.db").execute(
+            "SELECT COUNT(*) FROM chump_reflections").fetchone()[0]
+        assert rows == 6
+        assert all(c.startswith("pr list") for c in gh_calls(env))  # one call per poll
+        # The agents' commits are on their branches in the workers' clones.
+        for w in workers:
+            assert "dropped a malformed dispatch request" in "".join(
+                x.output() for x in workers)
+            w.stop()
+        broker.close()
+
+
+def test_a_claim_upstream_holds_is_never_dispatched(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    env = fleet_env(tmp_path)
+    with nats_server(tmp_path) as server:
+        broker = Broker(server.url, name="test").connect()
+        broker.claim("FLEET-001", wire.Claim("upstream-session-7", "2026-11-25T06:00:00Z"))
+        worker = start_worker(server.url, repos["w1"], "w1", env)
+        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        assert "DISPATCHED: FLEET-001" not in out and "DISPATCHED: FLEET-002" in out
+        assert ("FLEET-001 not dispatched: claimed in chump_gaps by upstream-session-7 "
+                "since 2026-11-25T06:00:00Z") in err
+        claim = broker.claim_of("FLEET-001")
+        assert claim is not None and claim.session_id == "upstream-session-7"  # untouched
+        worker.stop()
+        broker.close()
+
+
+def test_no_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS)
+    url = f"nats://someone:s3cret-token@127.0.0.1:{free_port()}"
+    run = console(repos["console"], url, fleet_env(tmp_path), "--watch")
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 2
+    assert "Traceback" not in err and "s3cret" not in err + out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "127.0.0.1" in lines[0] and "NATS" in lines[0], err
+    worker = subprocess.run(
+        [sys.executable, "-m", "chump_tui", "worker", "--nats", url, "--repo-root",
+         str(repos["console"])], capture_output=True, text=True, timeout=60)
+    assert worker.returncode == 2 and len(worker.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in worker.stderr and "s3cret" not in worker.stderr
+
+
+def test_a_worker_killed_with_9_loses_its_agent_and_frees_its_claim(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-002")[0])
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_MODE": "hang"}
+    with nats_server(tmp_path) as server:
+        broker = Broker(server.url, name="test").connect()
+        worker = start_worker(server.url, repos["w1"], "w1", env, heartbeat=0.5)
+        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        wait_for(lambda: "as PID" in worker.output(), 60, "the agent to start")
+        assert "FLEET-001" in broker.claims()
+        worker.process.send_signal(signal.SIGKILL)
+        out, err = run.communicate(timeout=120)
+        assert "KILLED    claude/fleet-001" in out and "on w1" in out, out + err
+        assert "LOST (host w1 silent" in out + err
+        assert "FLEET-001" not in broker.claims()
+        broker.close()
+        wait_exit(worker.process, 5)
+        # The agent itself outlived its worker (its own session): stop it.
+        state = json.loads((repos["w1"] / "sessions" / "chump-tui-worker" / "w1.json")
+                           .read_text())
+        for row in state["agents"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(row["pid"], signal.SIGKILL)
