@@ -617,6 +617,11 @@ class Engine:
         candidates = [g for g in self.backlog if g.id not in taken and g.id not in blocked]
         return pickable_gaps(candidates, n, done)
 
+    def hosts(self) -> list[tuple[str, int, int]] | None:
+        """Where agents run, when that is a fleet: (host, free slots, slots); else None."""
+        hosts = getattr(self.spawner, "hosts", None)
+        return hosts() if hosts is not None else None
+
     def scan_leftovers(self) -> str | None:
         """Look for branches earlier runs left for the backlog's gaps (blocking: git, and one
         gh call when there are any). Returns GitHub's error when it could not be asked."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from chump_tui.agent_process import group_has_live_member
 from chump_tui.fleet import wire
 from chump_tui.fleet.broker import Broker
 from tests.conftest import HELPERS, gh_calls, wait_for
@@ -204,3 +205,128 @@ def test_a_worker_killed_with_9_loses_its_agent_and_frees_its_claim(tmp_path: Pa
         for row in state["agents"]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(row["pid"], signal.SIGKILL)
+
+
+async def test_console_shows_hosts_and_kills_on_the_right_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from chump_tui.cli import parse_args
+    from chump_tui.tui.app import ChumpApp
+    from chump_tui.tui.launch import repo_setup
+    from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
+    from chump_tui.tui.screens.confirm_kill import ConfirmKill
+    from tests.tui_factory import close_app, screen_text, until
+
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_MODE": "hang"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with nats_server(tmp_path) as server:
+        # One slot each: the second request must go to the other host.
+        workers = {n: start_worker(server.url, repos[n], n, env, max_parallel=1)
+                   for n in ("w1", "w2")}
+        setup = repo_setup(parse_args([
+            "--backlog", str(repos["console"] / "gaps.yaml"), "--repo-root",
+            str(repos["console"]), "--execute", "--nats", server.url, "--kill-grace", "1",
+            "--tick", "0.3", "--max-parallel", "2"]))
+        app = ChumpApp(setup)
+        try:
+            async with app.run_test(size=(160, 50)) as pilot:
+                await until(pilot, lambda: app.fleet_hosts() == [("w1", 1, 1), ("w2", 1, 1)],
+                            20, "both hosts up")
+                await pilot.press("a", "d")
+                await until(pilot, lambda: isinstance(app.screen, ConfirmDispatch), 5, "dialog")
+                assert "hosts up: w1 1/1 free, w2 1/1 free" in screen_text(app)
+                await pilot.press("enter")
+                await until(pilot, lambda: len(app.dispatches) == 2 and all(
+                    d.label() == "RUNNING" and d.host for d in app.dispatches.values()),
+                    60, "both agents running")
+                by_host = {d.host: d for d in app.dispatches.values()}
+                assert set(by_host) == {"w1", "w2"}
+
+                def card_text(key: str) -> str:
+                    card = next(c for c in app.screen.query("DispatchCard")
+                                if c.key == key)  # type: ignore[attr-defined]
+                    console = Console(width=200, file=io.StringIO())
+                    with console.capture() as capture:
+                        console.print(card.render())
+                    return capture.get()
+
+                await until(pilot, lambda: "@w2" in card_text(by_host["w2"].key), 10, "badge")
+                assert "@w1" in card_text(by_host["w1"].key)
+                victim, bystander = by_host["w2"], by_host["w1"]
+                while app.screen.selected != victim.key:  # type: ignore[attr-defined]
+                    await pilot.press("right")
+                await pilot.press("k")
+                await until(pilot, lambda: isinstance(app.screen, ConfirmKill), 5, "kill dialog")
+                await pilot.press("y")
+                await until(pilot, lambda: app.dispatches[victim.key].label() == "KILLED", 30,
+                            "the w2 agent killed over the wire")
+                assert victim.pid is not None and bystander.pid is not None
+                # Its whole group, on its host; the other host's agent runs on.
+                assert not group_has_live_member(victim.pid)
+                assert group_has_live_member(bystander.pid)
+                assert app.dispatches[bystander.key].label() == "RUNNING"
+                os.killpg(bystander.pid, signal.SIGKILL)
+                await until(pilot, lambda: app.dispatches[bystander.key].outcome is not None,
+                            30, "the other agent's end")
+        finally:
+            close_app(app)
+            for w in workers.values():
+                w.stop()
+
+
+def test_console_killed_mid_run_replays_and_records_each_outcome_once(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-004")[0])
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "4"}
+    with nats_server(tmp_path) as server:
+        worker = start_worker(server.url, repos["w1"], "w1", env, max_parallel=3)
+        first = console(repos["console"], server.url, env, "--watch", "--max-parallel", "3",
+                        "--tick", "0.3")
+        wait_for(lambda: worker.output().count(" as PID ") == 3, 60, "three agents started")
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)
+        # The agents finish while no console watches; the next one replays the stream.
+        again = console(repos["console"], server.url, env, "--watch", "--max-parallel", "3",
+                        "--tick", "0.3")
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, out + err
+        assert "re-attached 3 agent(s)" in err
+        assert "shipped=3  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
+        assert "DISPATCHED:" not in out  # nothing dispatched twice
+        rows = sqlite3.connect(repos["console"] / "sessions" / "chump_memory.db").execute(
+            "SELECT intended_goal FROM chump_reflections ORDER BY intended_goal").fetchall()
+        assert rows == [(f"ship gap FLEET-00{i}",) for i in range(1, 4)]
+        # The mirrored logs hold the agents' whole output, once.
+        logs = sorted((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*.log"))
+        assert len(logs) == 3
+        for log in logs:
+            assert log.read_text().count("WARN: pretend warning") == 1
+        worker.stop()
+
+
+def test_a_restarted_worker_reattaches_its_agents_without_duplicates(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "5"}
+    with nats_server(tmp_path) as server:
+        worker = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
+        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        wait_for(lambda: worker.output().count(" as PID ") == 2, 60, "two agents started")
+        worker.stop()  # SIGTERM: it leaves its agents running
+        assert "2 agent(s) left running" in worker.output()
+        back = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
+        assert "2 agent(s) re-attached" in back.output(), back.output()
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
+        assert out.count("DISPATCHED:") == 2
+        logs = sorted((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*.log"))
+        for log in logs:
+            assert log.read_text().count("WARN: pretend warning") == 1
+        back.stop()

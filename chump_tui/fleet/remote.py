@@ -372,6 +372,11 @@ class RemoteSpawner:
                      + (f" since {c.claimed_at}" if c.claimed_at else "")
                 for gid, c in claims.items() if gid in gap_ids}
 
+    def hosts(self) -> list[tuple[str, int, int]]:
+        """The hosts up for this repository (from the last presence records: no I/O)."""
+        return sorted((w.worker_id, max(0, w.max_parallel - w.running), w.max_parallel)
+                      for w in self.client.workers_up())
+
     def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
         self.base_ref = base_ref  # made on the host that takes the request
 

@@ -139,6 +139,7 @@ class ChumpApp(App[int]):
         self._all_ended_told = False
         self.done_before = done_ids(setup.backlog.gaps)
         self.leftovers: dict[str, Leftover] = {}  # filled by a scan after the first frame
+        self.held_elsewhere: dict[str, str] = {}  # gap id -> its claim in the fleet's bucket
         self.by_id = setup.backlog.by_id()
 
     # ----------------------------------------------------------------- set-up
@@ -222,10 +223,13 @@ class ChumpApp(App[int]):
     def _scan_leftovers(self, engine: Engine) -> None:
         """Branches earlier runs left (git, and one gh call when there are any)."""
         error = engine.scan_leftovers()
-        self.call_from_thread(self._got_leftovers, dict(engine.leftovers), error)
+        self.call_from_thread(self._got_leftovers, dict(engine.leftovers), error,
+                              dict(engine.held_elsewhere))
 
-    def _got_leftovers(self, found: dict[str, Leftover], error: str | None) -> None:
+    def _got_leftovers(self, found: dict[str, Leftover], error: str | None,
+                       held: dict[str, str] | None = None) -> None:
         self.leftovers = found
+        self.held_elsewhere = held or {}
         self.version += 1  # the backlog redraws its reasons
         if error:
             self.notify(f"could not ask GitHub about leftover branches: {error}",
@@ -341,6 +345,10 @@ class ChumpApp(App[int]):
             return False
         return not (self.engine.config.continuous and self.engine.pickable_now(1))
 
+    def fleet_hosts(self) -> list[tuple[str, int, int]] | None:
+        """The fleet's hosts that are up (name, free slots, slots); None without --nats."""
+        return self.engine.hosts()
+
     def done_now(self) -> set[str]:
         shipped = {d.gap_id for d in self.dispatches.values()
                    if d.outcome is not None and d.outcome.kind == "shipped"}
@@ -353,6 +361,8 @@ class ChumpApp(App[int]):
         leftover = self.leftovers.get(gap.id)
         if leftover is not None and leftover.reason():
             return leftover.reason()
+        if gap.id in self.held_elsewhere:
+            return self.held_elsewhere[gap.id]
         return pick_reason(gap, done, self.by_id, self.setup.backlog.unusable)
 
     # ---------------------------------------------------------------- actions

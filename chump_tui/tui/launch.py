@@ -67,8 +67,10 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
     if opts.dry_run:
         repo_root = opts.repo_root.resolve() if opts.repo_root else (git_toplevel()
                                                                      or Path(".").resolve())
-        # Built after the first frame (see ConsoleSetup): nothing here needs it sooner.
-        return ConsoleSetup(lambda: build_engine(opts, repo_root, backlog, store=None),
+        # Built after the first frame (see ConsoleSetup): nothing here needs it sooner. With
+        # --nats it is built now, so a server that is not there is one line before the screen.
+        early = build_engine(opts, repo_root, backlog, store=None) if opts.nats else None
+        return ConsoleSetup(lambda: early or build_engine(opts, repo_root, backlog, store=None),
                             backlog, repo_root, dry_run=True, mode_label="DRY-RUN",
                             max_parallel=opts.max_parallel, reflections_target=None,
                             export_dir=repo_root / "sessions",

@@ -223,7 +223,8 @@ class BacklogScreen(Screen[None]):
                                              setup.max_parallel - active, setup.max_parallel,
                                              setup.backlog.unusable,
                                              {g.id: self.chump.leftovers[g.id].note()
-                                              for g in gaps if g.id in self.chump.leftovers}),
+                                              for g in gaps if g.id in self.chump.leftovers},
+                                             self.chump.fleet_hosts()),
                              confirmed)
 
     def action_warnings(self) -> None:

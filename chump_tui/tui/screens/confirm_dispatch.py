@@ -39,7 +39,8 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
     def __init__(self, gaps: list[Gap], reasons: Mapping[str, str | None], repo_root: Path,
                  dry_run: bool, slots: int, max_parallel: int,
                  never: Mapping[str, str] | None = None,
-                 notes: Mapping[str, str] | None = None) -> None:
+                 notes: Mapping[str, str] | None = None,
+                 hosts: list[tuple[str, int, int]] | None = None) -> None:
         super().__init__()
         self.gaps = gaps
         self.reasons = reasons
@@ -49,6 +50,7 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
         self.max_parallel = max_parallel
         self.never = never or {}  # duplicated ids: not even an override dispatches them
         self.notes = notes or {}  # e.g. "continues its branch claude/x (commits kept)"
+        self.hosts = hosts  # a fleet's hosts that are up: (name, free slots, slots)
         self.override = False
         self.DEFAULT_BUTTON = "cancel" if dry_run else "confirm"
 
@@ -82,7 +84,15 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
         if later:
             title.append(f" — {len(now)} now, {len(later)} when a slot frees "
                          f"(max-parallel {self.max_parallel})", style="yellow")
-        title.append(f"\nworktrees under {visible(self.repo_root)}", style="dim")
+        if self.hosts is None:
+            title.append(f"\nworktrees under {visible(self.repo_root)}", style="dim")
+        elif self.hosts:
+            title.append("\nhosts up: " + ", ".join(
+                f"{visible(name)} {free}/{slots} free" for name, free, slots in self.hosts),
+                style="magenta")
+        else:
+            title.append("\nno host is up for this repository: start chump-tui worker",
+                         style="bold red")
         self.query_one("#dialog-title", Static).update(title)
         table = Table(box=None, expand=True, pad_edge=False, show_header=False)
         table.add_column("gap", style="bold", no_wrap=True)

@@ -115,6 +115,8 @@ def render_card(d: Dispatch, now: float, tail: list[str], act: Activity | None =
     ident = Text(visible(d.branch), style="cyan", no_wrap=True, overflow="ellipsis")
     who = d.harness or d.backend or "-"
     ident.append(f"  pid {d.pid if d.pid is not None else '-'}  {visible(who)}", style="dim")
+    if d.host:  # a fleet agent: the host that runs it
+        ident.append(f"  @{visible(d.host)}", style="bold magenta")
     if d.note:  # e.g. "no claim script (scripts/gap-claim.sh); claim skipped"
         ident.append(f"  {visible(d.note)}", style="dim yellow")
     state = Text(no_wrap=True, overflow="ellipsis")
