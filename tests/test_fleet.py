@@ -313,7 +313,7 @@ def test_console_killed_mid_run_replays_and_records_each_outcome_once(tmp_path: 
 def test_a_restarted_worker_reattaches_its_agents_without_duplicates(tmp_path: Path) -> None:
     repos = origin_with_clones(tmp_path, "console", "w1")
     (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
-    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "5"}
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "8"}
     with nats_server(tmp_path) as server:
         worker = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
         run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
@@ -322,6 +322,7 @@ def test_a_restarted_worker_reattaches_its_agents_without_duplicates(tmp_path: P
         assert "2 agent(s) left running" in worker.output()
         back = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
         assert "2 agent(s) re-attached" in back.output(), back.output()
+        assert "ended while the worker was down" not in back.output()  # both still ran
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, out + err
         assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
@@ -330,3 +331,48 @@ def test_a_restarted_worker_reattaches_its_agents_without_duplicates(tmp_path: P
         for log in logs:
             assert log.read_text().count("WARN: pretend warning") == 1
         back.stop()
+
+
+def test_a_broker_restart_loses_nothing(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "6"}
+    with nats_server(tmp_path) as server:
+        worker = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
+        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        wait_for(lambda: worker.output().count(" as PID ") == 2, 60, "two agents started")
+        server.restart()  # while both agents run: their output and exits come later
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, out + err
+        assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
+        logs = sorted((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*.log"))
+        assert len(logs) == 2
+        for log in logs:
+            text = log.read_text()
+            assert text.count("WARN: pretend warning") == 1 and "not received" not in text
+        worker.stop()
+
+
+def test_a_three_server_cluster_goes_on_when_one_dies(tmp_path: Path) -> None:
+    from chump_tui.fleet.broker import FleetError
+    from tests.fleet_rig import nats_cluster
+
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "6", "CHUMP_NATS_REPLICAS": "3"}
+    with nats_cluster(tmp_path) as cluster:
+        def ready() -> bool:  # JetStream elects its leaders: streams at 3 replicas
+            try:
+                Broker.from_environ(cluster.url, None, "probe", replicas=3).connect().close()
+            except FleetError:
+                return False
+            return True
+        wait_for(ready, 60, "the cluster's JetStream")
+        worker = start_worker(cluster.url, repos["w1"], "w1", env, heartbeat=1.0)
+        run = console(repos["console"], cluster.url, env, "--watch", "--tick", "0.3")
+        wait_for(lambda: worker.output().count(" as PID ") == 2, 60, "two agents started")
+        cluster.servers[0].stop()
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, out + err
+        assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
+        worker.stop()

@@ -52,12 +52,23 @@ class ClaimHeld(Exception):
         self.claim = claim
 
 
+def server_urls(url: str) -> list[str]:
+    """``--nats`` may list a cluster's servers, comma-separated."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 def safe_url(url: str) -> str:
-    """The URL without its user, password or token."""
-    parts = urlsplit(url if "://" in url else f"nats://{url}")
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
+    """The URL(s) without user, password or token."""
+    shown = []
+    for one in server_urls(url):
+        try:
+            parts = urlsplit(one if "://" in one else f"nats://{one}")
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            shown.append("(malformed URL)")
+            continue
+        shown.append(f"{parts.scheme}://{parts.hostname or ''}{port}")
+    return ",".join(shown)
 
 
 class Broker:
@@ -81,10 +92,15 @@ class Broker:
         self._kv: dict[str, KeyValue] = {}
 
     @classmethod
-    def from_environ(cls, url: str, creds: Path | None, name: str, replicas: int = 1) -> Broker:
-        """Bucket names as upstream lets them be overridden (CHUMP_NATS_GAP_BUCKET, ...)."""
+    def from_environ(cls, url: str, creds: Path | None, name: str,
+                     replicas: int | None = None) -> Broker:
+        """Bucket names as upstream lets them be overridden (CHUMP_NATS_GAP_BUCKET, ...);
+        replicas of what it creates from CHUMP_NATS_REPLICAS (3 on a cluster) unless given."""
         import os
 
+        if replicas is None:
+            raw = os.environ.get("CHUMP_NATS_REPLICAS", "").strip()
+            replicas = int(raw) if raw.isdigit() and 1 <= int(raw) <= 5 else 1
         return cls(url, creds, name=name, replicas=replicas,
                    gap_bucket=os.environ.get("CHUMP_NATS_GAP_BUCKET") or wire.GAP_BUCKET,
                    workers_bucket=os.environ.get("CHUMP_NATS_WORKERS_BUCKET")
@@ -99,6 +115,9 @@ class Broker:
         except (TimeoutError, FutureTimeout):
             future.cancel()
             raise FleetError(f"{self.where}: no answer within {timeout:g}s") from None
+        except NatsError as exc:  # disconnected, no responders, a refused request
+            raise FleetError(f"{self.where}: {type(exc).__name__} "
+                             f"{_one_line(str(exc))}".rstrip()) from None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the loop without waiting for it."""
@@ -133,7 +152,8 @@ class Broker:
         async def go() -> Client:
             # nats-py keeps retrying an unreachable server on its own: bound the first try.
             first = dict(options, max_reconnect_attempts=1, allow_reconnect=False)
-            client = await asyncio.wait_for(nats.connect(self.url, **first), CONNECT_TIMEOUT_S)
+            client = await asyncio.wait_for(nats.connect(server_urls(self.url), **first),
+                                            CONNECT_TIMEOUT_S)
             # Reconnect for ever once it has worked (a broker restart, a failover).
             client.options["allow_reconnect"] = True
             client.options["max_reconnect_attempts"] = -1
@@ -181,11 +201,32 @@ class Broker:
                     bucket=bucket, ttl=ttl, history=1, storage=file, replicas=self.replicas))
 
     def close(self) -> None:
+        """Flush what is pending, close, and end the loop with nothing left running on it."""
         if self._nc is not None:
+            nc = self._nc
+
+            async def flush_and_close() -> None:
+                # Not drain(): it waits on every subscription's queue, a pull consumer's
+                # for its whole fetch. What we published with an ack is stored already;
+                # flush() sends what went out without one (upstream events).
+                with contextlib.suppress(Exception):
+                    await nc.flush(2)
+                await nc.close()
+
             with contextlib.suppress(Exception):
-                self.run(self._nc.drain(), 5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+                self.run(flush_and_close(), 5)
+
+        async def finish() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.run(finish(), 5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
 
     # ------------------------------------------------------------ operations
     def publish(self, subject: str, data: bytes) -> None:
@@ -196,22 +237,21 @@ class Broker:
         async def go() -> bytes:
             reply = await self.nc.request(subject, data, timeout=timeout)
             return bytes(reply.data)
-        try:
-            return self.run(go(), timeout + 1)
-        except NatsError as exc:
-            raise FleetError(f"{subject}: {type(exc).__name__}") from None
+        return self.run(go(), timeout + 1)
 
     def claim(self, gap_id: str, claim: wire.Claim) -> None:
         """Upstream's atomic claim: KV create; ClaimHeld naming the winner otherwise."""
         kv = self._kv[self.gap_bucket]
 
-        async def go() -> None:
-            await kv.create(wire.gap_key(gap_id), claim.to_bytes())
+        async def go() -> bool:
+            try:
+                await kv.create(wire.gap_key(gap_id), claim.to_bytes())
+            except KeyWrongLastSequenceError:
+                return False
+            return True
 
-        try:
-            self.run(go())
-        except KeyWrongLastSequenceError:
-            raise ClaimHeld(self.claim_of(gap_id)) from None
+        if not self.run(go()):
+            raise ClaimHeld(self.claim_of(gap_id))
 
     def claim_of(self, gap_id: str) -> wire.Claim | None:
         data = self.kv_get(self.gap_bucket, wire.gap_key(gap_id))

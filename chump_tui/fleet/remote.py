@@ -158,6 +158,7 @@ class FleetClient:
             collections.OrderedDict()
         self._workers: dict[str, tuple[wire.WorkerRecord, float]] = {}
         self._following = False
+        self._blind = False  # the last look at the workers failed
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -284,9 +285,15 @@ class FleetClient:
         try:
             items = self.broker.kv_items(self.broker.workers_bucket)
         except FleetError:
+            self._blind = True
             return
         now = time.monotonic()
         with self._lock:
+            if self._blind or not self.broker.nc.is_connected:
+                # We could not see anyone (our own link or the broker was down): nobody is
+                # judged silent for that time; each gets a fresh window from now.
+                self._workers = {n: (rec, now) for n, (rec, _) in self._workers.items()}
+                self._blind = not self.broker.nc.is_connected
             for name, data in items.items():
                 try:
                     record = wire.WorkerRecord.from_bytes(data)
@@ -317,6 +324,8 @@ class FleetClient:
     def _watch_workers(self) -> None:
         while not self._stop.wait(1.0):
             self.refresh_workers()
+            if self._blind:
+                continue  # silence we could not have heard is nobody's fault
             with self._lock:
                 agents = [a for a in self._agents.values() if not a.ended.is_set()]
             for agent in agents:

@@ -199,7 +199,10 @@ class Worker:
             # Not acked: the server hands the request out again.
             self._log(f"worker {self.name}: {request.gap_id}: {exc}")
             return
-        queue.ack(msg)
+        try:
+            queue.ack(msg)
+        except FleetError as exc:  # redelivered, then refused: expired or already running
+            self._log(f"worker {self.name}: {request.gap_id}: ack: {exc}")
 
     def _refusal(self, request: wire.DispatchRequest) -> str | None:
         if wire.normalize_origin(request.origin) != wire.normalize_origin(self.origin):
@@ -261,42 +264,53 @@ class Worker:
 
     # ------------------------------------------------------------ agents' output
     def _pump(self) -> None:
+        """Publish what each agent wrote since the last round, then its exit once all of its
+        output is out. Nothing advances until the server took it: a broker that is away
+        (restarting, failing over) delays the output, never loses or reorders it."""
         with self._lock:
             agents = list(self.agents.values())
         for hosted, process in agents:
             if hosted.exit_code is not None:
                 continue
             ended = process is None or process.poll() is not None
-            chunk = self._read(hosted)
-            if chunk:
-                self._report("output", hosted.uid, offset=hosted.sent, data=chunk)
-                hosted.sent += len(chunk)
-                if len(chunk) == CHUNK_BYTES:
-                    continue  # more waiting: its exit is reported after all of it
-            if ended:
+            try:
+                if self._publish_output(hosted) or not ended:
+                    continue
                 code = process.poll() if process is not None else 0
-                hosted.exit_code = 0 if code is None else code
-                self._report("exited", hosted.uid, code=hosted.exit_code)
-                with contextlib.suppress(FleetError):
-                    self.broker.release(hosted.gap_id, hosted.claim_session)
-                with self._lock:
-                    self.agents.pop(hosted.uid, None)
-                self._save()
-                self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) exited "
-                          f"{hosted.exit_code}")
+                self._report("exited", hosted.uid, code=0 if code is None else code)
+            except FleetError as exc:
+                self._log(f"worker {self.name}: publishing {hosted.key}: {exc}")
+                return
+            hosted.exit_code = 0 if code is None else code
+            with contextlib.suppress(FleetError):
+                self.broker.release(hosted.gap_id, hosted.claim_session)
+            with self._lock:
+                self.agents.pop(hosted.uid, None)
+            self._save()
+            self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) exited "
+                      f"{hosted.exit_code}")
 
-    def _read(self, hosted: Hosted) -> bytes:
+    def _publish_output(self, hosted: Hosted) -> bool:
+        """One chunk of new output; True when more is waiting."""
+        position, chunk = self._read(hosted)
+        if not chunk:
+            return False
+        self._report("output", hosted.uid, offset=hosted.sent, data=chunk)
+        hosted.file_pos = position + len(chunk)
+        hosted.sent += len(chunk)
+        return len(chunk) == CHUNK_BYTES
+
+    def _read(self, hosted: Hosted) -> tuple[int, bytes]:
+        """(where the chunk starts in the file, the chunk); the position is not advanced."""
         try:
             with open(hosted.log_path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 if size < hosted.file_pos:  # capped (truncated) by its follower
                     hosted.file_pos = 0
                 fh.seek(hosted.file_pos)
-                data = fh.read(CHUNK_BYTES)
+                return hosted.file_pos, fh.read(CHUNK_BYTES)
         except OSError:
-            return b""
-        hosted.file_pos += len(data)
-        return data
+            return hosted.file_pos, b""
 
     # ------------------------------------------------------------ kills
     async def _on_kill(self, msg: Msg) -> None:

@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the agent CLI when a request names none (default claude)")
     p.add_argument("--heartbeat", type=_positive(float, 3600), default=5.0, metavar="SECONDS",
                    help="seconds between presence records (default 5)")
-    p.add_argument("--replicas", type=_positive(int, 5), default=1, metavar="N",
-                   help="replicas of the streams and buckets it creates (3 on a cluster)")
+    p.add_argument("--replicas", type=_positive(int, 5), default=None, metavar="N",
+                   help="replicas of the streams and buckets it creates (3 on a cluster; "
+                        "default $CHUMP_NATS_REPLICAS or 1)")
     return p
 
 
