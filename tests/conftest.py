@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,15 @@ def stub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 def gh_calls(env: dict[str, str]) -> list[str]:
     log = Path(env["STUB_GH_LOG"])
     return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def model_servers() -> Iterator[list[Any]]:
+    """The scripted model servers a test starts (tests/model_servers); stopped after it."""
+    started: list[Any] = []
+    yield started
+    for server in started:
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture

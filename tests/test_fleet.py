@@ -376,3 +376,69 @@ def test_a_three_server_cluster_goes_on_when_one_dies(tmp_path: Path) -> None:
         assert run.returncode == 0, out + err
         assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
         worker.stop()
+
+
+def test_a_worker_runs_only_its_own_repository_and_safe_ids(tmp_path: Path) -> None:
+    import time
+
+    repos = origin_with_clones(tmp_path, "w1")
+    env = fleet_env(tmp_path)
+    with nats_server(tmp_path) as server:
+        worker = start_worker(server.url, repos["w1"], "w1", env)
+        broker = Broker(server.url, name="test").connect()
+        key = wire.repo_key(str(repos["origin"]))
+
+        def request(uid: str, gap_id: str, origin: str) -> None:
+            broker.publish(wire.dispatch_subject(key), wire.encode(wire.DispatchRequest(
+                uid=uid, key=f"{gap_id}#1", gap_id=gap_id, origin=origin,
+                base_ref="origin/main", harness="claude", console="test",
+                expires_at=time.time() + 30)))
+
+        request("u-foreign", "FLEET-001", "https://elsewhere.example/other/repo.git")
+        request("u-escape", "../../../etc/cron.d/x", str(repos["origin"]))
+        wait_for(lambda: worker.output().count("w1: ") >= 2, 30, "both refusals")
+        out = worker.output()
+        assert "FLEET-001: worker w1 serves" in out and "not elsewhere.example/other/repo" in out
+        assert "'../../../etc/cron.d/x'" in out and "as PID" not in out
+        assert not (repos["w1"].parent / "etc").exists()
+        assert "FLEET-001" not in broker.claims()
+        broker.close()
+        worker.stop()
+
+
+def test_credentials_are_used_and_never_shown(tmp_path: Path) -> None:
+    repos = origin_with_clones(tmp_path, "console")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS)
+    missing = tmp_path / "nope.creds"
+    run = console(repos["console"], "nats://127.0.0.1:4222", fleet_env(tmp_path), "--watch",
+                  "--nats-creds", str(missing))
+    _out, err = run.communicate(timeout=60)
+    assert run.returncode == 2 and err.strip() == (
+        f"chump-tui: {missing}: NATS credentials file not found"), err
+
+
+def test_a_worker_running_the_real_claude_sends_its_activity_and_cost(
+        tmp_path: Path, model_servers: list[object]) -> None:
+    import re
+
+    from tests.agent_clis import agent_cli
+    from tests.test_real_claude import claude_env, ship_plan, start
+
+    claude = agent_cli("claude")
+    _model, server = start(model_servers, ship_plan)  # type: ignore[arg-type]
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    env = {**fleet_env(tmp_path), **claude_env(server, tmp_path, claude)}
+    with nats_server(tmp_path) as nats:
+        worker = start_worker(nats.url, repos["w1"], "w1", env)
+        run = console(repos["console"], nats.url, env, "--watch", "--tick", "0.5")
+        out, err = run.communicate(timeout=240)
+        worker.stop()
+    assert run.returncode == 0, out + err[-3000:]
+    assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out
+    agents = out.split("=== agents ===")[1]
+    assert agents.count("3 turns") == 2 and "claude" in agents
+    assert re.search(r"cost=\$\d+\.\d{4}  turns=6", agents), agents
+    # The stream-json the agent wrote on w1 is mirrored here, whole, for the same parsers.
+    log = next((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*-attempt1.log"))
+    assert '"type":"result"' in log.read_text().replace(" ", "")

@@ -8,7 +8,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,18 +58,10 @@ def claude_env(server: ScriptedServer, tmp_path: Path, claude: Path) -> dict[str
     return env
 
 
-@pytest.fixture
-def serve() -> Iterator[list[ScriptedServer]]:
-    started: list[ScriptedServer] = []
-    yield started
-    for server in started:
-        server.__exit__(None, None, None)
-
-
-def start(serve: list[ScriptedServer], plan: Plan) -> tuple[AnthropicServer, ScriptedServer]:
+def start(model_servers: list[ScriptedServer], plan: Plan) -> tuple[AnthropicServer, ScriptedServer]:
     model = AnthropicServer(plan)
     server = model.start().__enter__()
-    serve.append(server)
+    model_servers.append(server)
     return model, server
 
 
@@ -83,8 +74,8 @@ def plain(repo: Path, env: dict[str, str], *args: str, timeout: float = 240) -> 
 
 def test_plain_execute_watch_ships_four_gaps_with_real_commits(
         git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
-        serve: list[ScriptedServer]) -> None:
-    model, server = start(serve, ship_plan)
+        model_servers: list[ScriptedServer]) -> None:
+    model, server = start(model_servers, ship_plan)
     (git_repo / "docs").mkdir()
     (git_repo / "docs" / "gaps.yaml").write_text(FOUR)
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
@@ -112,12 +103,12 @@ def test_plain_execute_watch_ships_four_gaps_with_real_commits(
 
 
 def test_error_result_is_the_reason(git_repo: Path, stub_env: dict[str, str], tmp_path: Path,
-                                    claude_bin: Path, serve: list[ScriptedServer]) -> None:
+                                    claude_bin: Path, model_servers: list[ScriptedServer]) -> None:
     def plan(gap: str, turn: int) -> Step:
         return bash("exit 3", "a failing step") if turn == 0 else Fail(
             400, "scripted: the model refused")
 
-    _model, server = start(serve, plan)
+    _model, server = start(model_servers, plan)
     (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
     done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5")
@@ -132,8 +123,8 @@ def test_error_result_is_the_reason(git_repo: Path, stub_env: dict[str, str], tm
 @pytest.mark.skipif(os.geteuid() != 0, reason="the CLI refuses only when run as root")
 def test_root_without_is_sandbox_says_so(git_repo: Path, stub_env: dict[str, str],
                                          tmp_path: Path, claude_bin: Path,
-                                         serve: list[ScriptedServer]) -> None:
-    _model, server = start(serve, ship_plan)
+                                         model_servers: list[ScriptedServer]) -> None:
+    _model, server = start(model_servers, ship_plan)
     (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
     env.pop("IS_SANDBOX")
@@ -149,8 +140,8 @@ def test_root_without_is_sandbox_says_so(git_repo: Path, stub_env: dict[str, str
 
 def test_a_model_that_never_answers_is_killed_by_the_first_output_watchdog(
         git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
-        serve: list[ScriptedServer]) -> None:
-    _model, server = start(serve, lambda gap, turn: Hang())
+        model_servers: list[ScriptedServer]) -> None:
+    _model, server = start(model_servers, lambda gap, turn: Hang())
     (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
     done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5",
@@ -161,8 +152,8 @@ def test_a_model_that_never_answers_is_killed_by_the_first_output_watchdog(
 
 def test_hung_model_is_quiet_then_killed_by_idle_timeout(
         git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
-        serve: list[ScriptedServer]) -> None:
-    _model, server = start(serve, lambda gap, turn: bash("echo working") if turn == 0 else Hang())
+        model_servers: list[ScriptedServer]) -> None:
+    _model, server = start(model_servers, lambda gap, turn: bash("echo working") if turn == 0 else Hang())
     (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
     done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5",
@@ -172,7 +163,7 @@ def test_hung_model_is_quiet_then_killed_by_idle_timeout(
 
 
 def test_busy_descendant_is_not_idle(git_repo: Path, stub_env: dict[str, str], tmp_path: Path,
-                                     claude_bin: Path, serve: list[ScriptedServer]) -> None:
+                                     claude_bin: Path, model_servers: list[ScriptedServer]) -> None:
     burn = ("python3 -c 'import time\nend = time.time() + 9\nwhile time.time() < end: pass' "
             "&& echo built")
 
@@ -180,7 +171,7 @@ def test_busy_descendant_is_not_idle(git_repo: Path, stub_env: dict[str, str], t
         return [bash(burn, "a long build that prints nothing"), commit_step(gap),
                 bash("gh pr create --fill")][turn] if turn < 3 else Say("101")
 
-    _model, server = start(serve, plan)
+    _model, server = start(model_servers, plan)
     (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
     env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
     done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5",
@@ -190,7 +181,7 @@ def test_busy_descendant_is_not_idle(git_repo: Path, stub_env: dict[str, str], t
 
 async def test_console_shows_the_running_tool_then_cost_and_turns(
         git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
-        serve: list[ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
+        model_servers: list[ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
     from textual.widgets import DataTable
 
     from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
@@ -202,7 +193,7 @@ async def test_console_shows_the_running_tool_then_cost_and_turns(
                  bash("gh pr create --fill")]
         return steps[turn] if turn < len(steps) else Say("101")
 
-    _model, server = start(serve, plan)
+    _model, server = start(model_servers, plan)
     for key, value in claude_env(server, tmp_path, claude_bin).items():
         monkeypatch.setenv(key, value)
     (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])

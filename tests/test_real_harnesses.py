@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ TWO = """gaps:
 OTHERS = ["codex", "opencode", "gemini"]
 
 
-@pytest.fixture
-def servers() -> Iterator[list[ScriptedServer]]:
-    started: list[ScriptedServer] = []
-    yield started
-    for server in started:
-        server.__exit__(None, None, None)
-
-
 def plain(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "chump_tui", "--no-tui", "--execute", "--watch",
                            "--backlog", "gaps.yaml", "--tick", "0.5", *args], cwd=repo,
@@ -42,9 +33,9 @@ def plain(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_ships_two_gaps_with_real_commits(name: str, git_repo: Path, stub_env: dict[str, str],
-                                          tmp_path: Path, servers: list[ScriptedServer]) -> None:
+                                          tmp_path: Path, model_servers: list[ScriptedServer]) -> None:
     rig = RIGS[name]
-    _model, server = serve(rig, ship_plan(rig), servers)
+    _model, server = serve(rig, ship_plan(rig), model_servers)
     (git_repo / "gaps.yaml").write_text(TWO)
     env = {**stub_env, **rig.environment(server.url, tmp_path)}
     done = plain(git_repo, env, "--harness", name)
@@ -64,15 +55,15 @@ def test_ships_two_gaps_with_real_commits(name: str, git_repo: Path, stub_env: d
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_a_failed_turn_is_the_reason(name: str, git_repo: Path, stub_env: dict[str, str],
-                                     tmp_path: Path, servers: list[ScriptedServer]) -> None:
+                                     tmp_path: Path, model_servers: list[ScriptedServer]) -> None:
     rig = RIGS[name]
 
     def plan(gap: str, turn: int) -> Step:
         return rig.shell("echo a step") if turn == 0 else Fail(400, f"scripted: {name} refused")
 
-    serve(rig, plan, servers)
+    serve(rig, plan, model_servers)
     (git_repo / "gaps.yaml").write_text(TWO.split("  - {id: HX-002")[0])
-    env = {**stub_env, **rig.environment(servers[-1].url, tmp_path)}
+    env = {**stub_env, **rig.environment(model_servers[-1].url, tmp_path)}
     done = plain(git_repo, env, "--harness", name, "--soft-deadline", "4")
     outcome = [ln for ln in done.stderr.splitlines() if ln.startswith("[monitor] claude/hx-001: ")
                and ("EXITED" in ln or "STALLED" in ln)]
@@ -93,12 +84,12 @@ def test_a_model_server_that_is_down_is_caught_by_the_first_output_watchdog(
 
 def test_a_mixed_backlog_runs_all_four_side_by_side(git_repo: Path, stub_env: dict[str, str],
                                                     tmp_path: Path,
-                                                    servers: list[ScriptedServer]) -> None:
+                                                    model_servers: list[ScriptedServer]) -> None:
     env = dict(stub_env)
     lines = ["gaps:"]
     for i, name in enumerate(RIGS):
         rig = RIGS[name]
-        _model, server = serve(rig, ship_plan(rig), servers)
+        _model, server = serve(rig, ship_plan(rig), model_servers)
         env.update(rig.environment(server.url, tmp_path / name))
         lines.append(f"  - {{id: MX-00{i}, title: {name}, priority: P1, effort: s, "
                      f"status: open, harness: {name}}}")
@@ -112,7 +103,7 @@ def test_a_mixed_backlog_runs_all_four_side_by_side(git_repo: Path, stub_env: di
 
 
 async def test_console_shows_each_harness_running_its_command(
-        git_repo: Path, stub_env: dict[str, str], tmp_path: Path, servers: list[ScriptedServer],
+        git_repo: Path, stub_env: dict[str, str], tmp_path: Path, model_servers: list[ScriptedServer],
         monkeypatch: pytest.MonkeyPatch) -> None:
     from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
     from tests.tui_factory import close_app, live_app, until
@@ -120,8 +111,8 @@ async def test_console_shows_each_harness_running_its_command(
     lines = ["gaps:"]
     for i, name in enumerate(OTHERS):
         rig = RIGS[name]
-        serve(rig, ship_plan(rig, first=["sleep 4; echo slow done"]), servers)
-        for key, value in rig.environment(servers[-1].url, tmp_path / name).items():
+        serve(rig, ship_plan(rig, first=["sleep 4; echo slow done"]), model_servers)
+        for key, value in rig.environment(model_servers[-1].url, tmp_path / name).items():
             monkeypatch.setenv(key, value)
         lines.append(f"  - {{id: CX-00{i}, title: {name}, priority: P1, effort: s, "
                      f"status: open, harness: {name}}}")
