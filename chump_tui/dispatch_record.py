@@ -16,6 +16,10 @@ PHASES: tuple[Phase, ...] = ("dispatching", "running", "stalled", "killing", "en
 ACTIVE_PHASES: tuple[Phase, ...] = ("dispatching", "running", "stalled", "killing")
 
 
+LOST_PREFIX = "LOST ("
+"""Killed("LOST (host h silent 20s)"): the outcome of an agent whose host went silent."""
+
+
 @dataclass(slots=True)  # thousands of rows after hours of continuous mode: no __dict__ each
 class Dispatch:
     key: str  # "<gap id>#<attempt>"
@@ -97,6 +101,12 @@ class Dispatch:
         return self.phase in ("running", "stalled") and self.exit_code == 0
 
     @property
+    def lost(self) -> bool:
+        """Ended because its fleet host went silent (the agent may live on there)."""
+        return (self.outcome is not None and self.outcome.kind == "killed"
+                and self.outcome.reason.startswith(LOST_PREFIX))
+
+    @property
     def retryable(self) -> bool:
         if self.phase == "spawn_failed" or self.waiting_for_pr:
             return True
@@ -115,6 +125,8 @@ class Dispatch:
         if self.phase == "killing":
             return "KILLING"
         if self.phase == "ended" and self.outcome is not None:
+            if self.lost:
+                return "LOST"
             if self.outcome.kind == "killed" and self.outcome.reason.startswith("exit code "):
                 # Killed("exit code N") in the reference's words, but nobody killed it.
                 return "EXITED " + self.outcome.reason.removeprefix("exit code ")
@@ -133,6 +145,8 @@ class Dispatch:
             return self.error
         if self.outcome is None:
             return self.kill_reason
+        if self.lost:  # the label says LOST: "host w1 silent 20s"
+            return self.outcome.reason.removeprefix(LOST_PREFIX).removesuffix(")")
         if self.outcome.kind == "killed":
             if self.agent_error and self.outcome.reason.startswith("exit code"):
                 return f"{self.outcome.reason}: {self.agent_error}"

@@ -611,7 +611,13 @@ class Engine:
                 lv.record.gap_id for lv in self._live.values()
                 if lv.record.outcome is not None and lv.record.outcome.kind == "shipped"
             }
-            taken = {lv.record.gap_id for lv in self._live.values()}
+            # A gap whose last attempt was lost with its host is free again (its claim too).
+            latest: dict[str, Dispatch] = {}
+            for lv in self._live.values():
+                seen = latest.get(lv.record.gap_id)
+                if seen is None or lv.record.attempt > seen.attempt:
+                    latest[lv.record.gap_id] = lv.record
+            taken = {gid for gid, rec in latest.items() if not rec.lost}
             blocked = {gid for gid, left in self.leftovers.items() if left.reason()}
             blocked |= set(self.held_elsewhere)
         candidates = [g for g in self.backlog if g.id not in taken and g.id not in blocked]
@@ -772,9 +778,13 @@ class Engine:
                         rec.phase = "stalled"
                         self._changed(live, "stalled")
                 elif isinstance(decision, Done):
-                    if decision.outcome.kind == "killed" and code not in (None, 0):
+                    outcome = decision.outcome
+                    lost = getattr(live.process, "lost", "")  # a fleet host went silent
+                    if lost:
+                        outcome = DispatchOutcome.killed(lost)
+                    elif outcome.kind == "killed" and code not in (None, 0):
                         rec.agent_error = self._exit_detail(live)
-                    self._finish(live, decision.outcome, in_flight)
+                    self._finish(live, outcome, in_flight)
                 elif isinstance(decision, KillThenDone):
                     self._start_kill(live, decision.reason, self.config.kill_grace_s)
 

@@ -442,3 +442,32 @@ def test_a_worker_running_the_real_claude_sends_its_activity_and_cost(
     # The stream-json the agent wrote on w1 is mirrored here, whole, for the same parsers.
     log = next((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*-attempt1.log"))
     assert '"type":"result"' in log.read_text().replace(" ", "")
+
+
+def test_a_cut_off_host_is_lost_redispatched_and_stopped_when_it_returns(tmp_path: Path) -> None:
+    from chump_tui.agent_process import group_has_live_member
+
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
+    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-002")[0])
+    env = fleet_env(tmp_path)
+    with nats_server(tmp_path) as server:
+        w1 = start_worker(server.url, repos["w1"], "w1", {**env, "FAKE_AGENT_MODE": "hang"})
+        run = console(repos["console"], server.url, env, "--watch", "--continuous",
+                      "--max-parallel", "1", "--tick", "0.3")
+        wait_for(lambda: " as PID " in w1.output(), 60, "the agent on w1")
+        pid = int(w1.output().split(" as PID ")[1].split()[0])
+        w2 = start_worker(server.url, repos["w2"], "w2", {**env, "FAKE_AGENT_SECONDS": "3"})
+        w1.process.send_signal(signal.SIGSTOP)  # cut off: no heartbeat, nothing published
+        try:
+            wait_for(lambda: " as PID " in w2.output(), 60, "attempt 2 on w2")
+        finally:
+            w1.process.send_signal(signal.SIGCONT)  # back: its agent must not go on
+        wait_for(lambda: "now; stopping it" in w1.output(), 30, "w1 stopping its agent")
+        wait_for(lambda: not group_has_live_member(pid), 30, "w1's agent gone")
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        assert "KILLED    claude/fleet-001  LOST (host w1 silent" in out, out
+        assert "SHIPPED   claude/fleet-001  PR #" in out and out.rstrip().count("on w2") >= 1
+        assert "shipped=1  ci_failed=0  stalled=0  killed=1  spawn_failures=0" in out
+        for w in (w1, w2):
+            w.stop()

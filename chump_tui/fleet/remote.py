@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
+from chump_tui.dispatch_record import LOST_PREFIX
 from chump_tui.errors import DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent
 from chump_tui.fleet import wire
@@ -66,6 +67,8 @@ class RemoteAgent(AgentProcess):
         self.mirror = mirror
         self.received = 0  # bytes of its output written to the mirror
         self.ended = threading.Event()
+        self.lost = ""  # "LOST (host h silent 20s)" once its host went silent
+        self.stopped_on_return = False
         self._code: int | None = None
         self._write = threading.Lock()
 
@@ -106,6 +109,7 @@ class RemoteAgent(AgentProcess):
             finally:
                 os.close(fd)
         self._code = -1
+        self.lost = why if why.startswith(LOST_PREFIX) else ""
         self.ended.set()
 
     # -- what the engine calls
@@ -202,7 +206,18 @@ class FleetClient:
                 pending.report = report
                 pending.done.set()
         if agent is not None:
+            if agent.lost and report.kind == "output" and not agent.stopped_on_return:
+                # Its host is back, but the attempt was given up (its gap may run elsewhere
+                # now): stop it there rather than let two agents work one gap.
+                agent.stopped_on_return = True
+                self.broker.spawn(self._stop_returned(agent))
             agent.feed(report)
+
+    async def _stop_returned(self, agent: RemoteAgent) -> None:
+        body = wire.encode(wire.KillRequest(uid=agent.uid, grace_s=5.0))
+        with contextlib.suppress(Exception):
+            await self.broker.nc.request(wire.kill_subject(agent.worker), body,
+                                         timeout=KILL_ANSWER_S)
 
     def _register(self, agent: RemoteAgent) -> None:
         with self._lock:

@@ -74,6 +74,7 @@ class Hosted:
     file_pos: int = 0  # how far the log file has been read
     sent: int = 0  # how many bytes of output have been published
     exit_code: int | None = None
+    superseded: bool = False  # its gap was claimed by another session: being stopped
 
     @property
     def claim_session(self) -> str:
@@ -156,6 +157,9 @@ class Worker:
     def _heartbeat(self, status: str) -> None:
         with self._lock:
             running = [(h, p) for h, p in self.agents.values() if h.exit_code is None]
+        if status == "active":
+            with contextlib.suppress(FleetError):
+                self._check_claims(running)
         busy = [h.uid for h, p in running if p is not None and self._busy.busy(p.pid)]
         record = wire.WorkerRecord(
             worker_id=self.name, backend="chump-tui", machine=socket.gethostname(),
@@ -169,6 +173,28 @@ class Worker:
         except FleetError as exc:
             self._log(f"worker {self.name}: heartbeat: {exc}")
         self._save()
+
+    def _check_claims(self, running: list[tuple[Hosted, AgentProcess | None]]) -> None:
+        """Each agent still holds its gap. A claim freed while this worker was silent (its
+        agents were given up as LOST) is taken again; one another session holds now means
+        the gap runs elsewhere: this agent is stopped, never a second worker on one gap."""
+        for hosted, process in running:
+            held = self.broker.claim_of(hosted.gap_id)
+            if held is not None and held.session_id == hosted.claim_session:
+                continue
+            if held is None:
+                try:
+                    self.broker.claim(hosted.gap_id, wire.Claim(hosted.claim_session,
+                                                                wire.rfc3339()))
+                    continue
+                except ClaimHeld as other:
+                    held = other.claim
+            if process is not None and not hosted.superseded:
+                hosted.superseded = True
+                self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) is claimed by "
+                          f"{held.session_id if held else 'another session'} now; stopping it")
+                threading.Thread(target=process.terminate_group, args=(5.0,),
+                                 name=f"superseded-{process.pid}", daemon=True).start()
 
     # ------------------------------------------------------------ requests
     def _report(self, kind: str, uid: str, **fields: Any) -> None:

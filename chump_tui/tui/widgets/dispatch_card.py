@@ -28,6 +28,7 @@ STATE_STYLE = {
     "KILLING": "bold white on dark_orange",
     "DISPATCHING": "bold black on grey70",
     "EXITED, NO PR": "bold black on grey70",
+    "LOST": "bold white on magenta",
 }
 
 
