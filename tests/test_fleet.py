@@ -471,3 +471,16 @@ def test_a_cut_off_host_is_lost_redispatched_and_stopped_when_it_returns(tmp_pat
         assert "shipped=1  ci_failed=0  stalled=0  killed=1  spawn_failures=0" in out
         for w in (w1, w2):
             w.stop()
+
+
+def test_a_round_of_reports_is_packed_into_few_messages_and_read_back_in_order() -> None:
+    reports = [wire.AgentReport(kind="output", uid=f"u{i}", worker="w", host="w", offset=i,
+                                data=bytes([i % 256]) * 100_000) for i in range(12)]
+    messages = wire.encode_reports(reports)
+    assert 1 < len(messages) < len(reports)  # packed, and split under the size limit
+    assert all(len(m) <= wire.MAX_MESSAGE_BYTES for m in messages)
+    assert [r for m in messages for r in wire.decode_reports(m)] == reports
+    with pytest.raises(wire.WireError):
+        wire.decode_reports(b'{"v": 1, "kind": "batch", "reports": [{"kind": "launch"}]}')
+    with pytest.raises(wire.WireError):
+        wire.decode_reports(wire.encode(wire.KillRequest(uid="u", grace_s=1.0)))

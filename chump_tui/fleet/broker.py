@@ -233,6 +233,16 @@ class Broker:
         """Into a stream; returns once the server stored it."""
         self.run(self.js.publish(subject, data))
 
+    def publish_many(self, messages: list[tuple[str, bytes]]) -> list[bool]:
+        """Into streams, all at once (one round trip, not one per message); for each, whether
+        the server stored it."""
+        async def go() -> list[bool]:
+            done = await asyncio.gather(*(self.js.publish(s, d) for s, d in messages),
+                                        return_exceptions=True)
+            return [not isinstance(r, BaseException) for r in done]
+
+        return self.run(go())
+
     def request(self, subject: str, data: bytes, timeout: float) -> bytes:
         async def go() -> bytes:
             reply = await self.nc.request(subject, data, timeout=timeout)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
+from chump_tui.agent_process import FOLLOWERS, AgentProcess, LineCallback, OutputLog
 from chump_tui.dispatch_record import LOST_PREFIX
 from chump_tui.errors import DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent
@@ -43,6 +43,7 @@ ACCEPT_WAIT_S = 10.0  # a request nobody took by then is dropped by whoever gets
 SPAWN_WAIT_S = 300.0  # fetch, worktree, claim script: a big repository takes a while
 KILL_ANSWER_S = 5.0
 DEFAULT_SILENT_S = 20.0
+WAKE_EVERY_S = 0.02
 UNCLAIMED_BUFFER = 4096  # reports for agents not (yet) known here: a replay's head start
 
 
@@ -97,6 +98,7 @@ class RemoteAgent(AgentProcess):
                     os.write(fd, prefix + data)
                 finally:
                     os.close(fd)
+        self.client.output_arrived()
 
     def lose(self, why: str) -> None:
         """Its host went silent: the agent counts as ended (exit -1), saying why."""
@@ -163,6 +165,7 @@ class FleetClient:
         self._workers: dict[str, tuple[wire.WorkerRecord, float]] = {}
         self._following = False
         self._blind = False  # the last look at the workers failed
+        self._woken = 0.0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -174,21 +177,23 @@ class FleetClient:
                 return
             self._following = True
         self.broker.follow_stream(wire.agents_subject(self.key, "*"), wire.AGENTS_STREAM,
-                                  self._on_report, since)
+                                  self._on_reports, since)
         self.refresh_workers()
         self._watcher = threading.Thread(target=self._watch_workers, name="fleet-workers",
                                          daemon=True)
         self._watcher.start()
 
-    def _on_report(self, data: bytes) -> None:
+    def _on_reports(self, data: bytes) -> None:
         try:
-            report = wire.decode(data)
-            if not isinstance(report, wire.AgentReport):
-                raise wire.WireError(f"a {type(report).__name__} on the agents' stream")
+            reports = wire.decode_reports(data)
         except wire.WireError as exc:
             self.dropped += 1
             self.last_drop = one_line(str(exc), 200)
             return
+        for report in reports:
+            self._on_report(report)
+
+    def _on_report(self, report: wire.AgentReport) -> None:
         with self._lock:
             pending = self._pending.get(report.uid)
             agent = self._agents.get(report.uid)
@@ -218,6 +223,14 @@ class FleetClient:
         with contextlib.suppress(Exception):
             await self.broker.nc.request(wire.kill_subject(agent.worker), body,
                                          timeout=KILL_ANSWER_S)
+
+    def output_arrived(self) -> None:
+        """Have the log followers read the mirrors now, not at their next poll (at most
+        every WAKE_EVERY_S: a round reads every file that grew)."""
+        now = time.monotonic()
+        if now - self._woken >= WAKE_EVERY_S:
+            self._woken = now
+            FOLLOWERS.wake()
 
     def _register(self, agent: RemoteAgent) -> None:
         with self._lock:

@@ -179,20 +179,70 @@ def decode(data: bytes) -> DispatchRequest | AgentReport | KillRequest:
     if kind == "kill":
         return KillRequest(uid=_get(obj, "uid", str), grace_s=_get(obj, "grace_s", float))
     if kind in REPORT_KINDS:
-        try:
-            raw = base64.b64decode(_get(obj, "data", str, optional=True) or "", validate=True)
-        except (binascii.Error, ValueError):
-            raise WireError("field 'data': not base64") from None
-        return AgentReport(
-            kind=kind, uid=_get(obj, "uid", str), worker=_get(obj, "worker", str),
-            host=_get(obj, "host", str), pid=_get(obj, "pid", int, optional=True),
-            start_time=_get(obj, "start_time", float, optional=True),
-            harness=_get(obj, "harness", str, optional=True) or "",
-            backend=_get(obj, "backend", str, optional=True) or "",
-            note=_get(obj, "note", str, optional=True) or "",
-            offset=_get(obj, "offset", int, optional=True), data=raw,
-            code=_get(obj, "code", int, optional=True))
+        return _report(obj, kind)
     raise WireError(f"unknown kind {kind!r}")
+
+
+def _report(obj: Mapping[str, Any], kind: str) -> AgentReport:
+    try:
+        raw = base64.b64decode(_get(obj, "data", str, optional=True) or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError("field 'data': not base64") from None
+    return AgentReport(
+        kind=kind, uid=_get(obj, "uid", str), worker=_get(obj, "worker", str),
+        host=_get(obj, "host", str), pid=_get(obj, "pid", int, optional=True),
+        start_time=_get(obj, "start_time", float, optional=True),
+        harness=_get(obj, "harness", str, optional=True) or "",
+        backend=_get(obj, "backend", str, optional=True) or "",
+        note=_get(obj, "note", str, optional=True) or "",
+        offset=_get(obj, "offset", int, optional=True), data=raw,
+        code=_get(obj, "code", int, optional=True))
+
+
+BATCH_BYTES = 384 * 1024
+"""A worker's reports of one round go out in as few messages as fit under this (a chunk of
+CHUNK_BYTES is 342 KiB in base64): one message per round, not one per agent."""
+
+
+def encode_reports(reports: list[AgentReport]) -> list[bytes]:
+    """Reports in order, packed into ``batch`` messages of at most about BATCH_BYTES."""
+    messages: list[bytes] = []
+    bodies: list[dict[str, Any]] = []
+    size = 0
+    for report in reports:
+        body = {**asdict(report), "data": base64.b64encode(report.data).decode("ascii")}
+        weight = len(body["data"]) + 200
+        if bodies and size + weight > BATCH_BYTES:
+            messages.append(_dump({"v": WIRE_VERSION, "kind": "batch", "reports": bodies}))
+            bodies, size = [], 0
+        bodies.append(body)
+        size += weight
+    if bodies:
+        messages.append(_dump({"v": WIRE_VERSION, "kind": "batch", "reports": bodies}))
+    return messages
+
+
+def decode_reports(data: bytes) -> list[AgentReport]:
+    """One report or a batch of them; WireError for anything else."""
+    obj = _load(data)
+    if obj.get("v") != WIRE_VERSION:
+        raise WireError(f"wire version {obj.get('v')!r} (this chump-tui speaks {WIRE_VERSION})")
+    kind = _get(obj, "kind", str)
+    if kind != "batch":
+        single = decode(data)
+        if not isinstance(single, AgentReport):
+            raise WireError(f"a {type(single).__name__} among agents' reports")
+        return [single]
+    items = _get(obj, "reports", list)
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise WireError("a batch's report is not an object")
+        item_kind = _get(item, "kind", str)
+        if item_kind not in REPORT_KINDS:
+            raise WireError(f"unknown report kind {item_kind!r}")
+        out.append(_report(item, item_kind))
+    return out
 
 
 # ---------------------------------------------------------------- upstream's contract

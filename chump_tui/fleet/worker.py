@@ -39,7 +39,7 @@ from chump_tui.spawners import RealSpawner
 from chump_tui.steps import StepCancelled, StepRunner, StepTimeout
 from chump_tui.watchdog import BusyProbe
 
-PUMP_S = 0.1
+PUMP_S = 0.05
 CHUNK_BYTES = 256 * 1024
 DEFAULT_HEARTBEAT_S = 5.0
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -290,19 +290,39 @@ class Worker:
 
     # ------------------------------------------------------------ agents' output
     def _pump(self) -> None:
-        """Publish what each agent wrote since the last round, then its exit once all of its
-        output is out. Nothing advances until the server took it: a broker that is away
-        (restarting, failing over) delays the output, never loses or reorders it."""
+        """Publish what each agent wrote since the last round (one message per agent, all in
+        one round trip), then its exit once all of its output is out. Nothing advances until
+        the server took it: a broker that is away (restarting, failing over) delays the
+        output, never loses or reorders it."""
         with self._lock:
-            agents = list(self.agents.values())
+            agents = [(h, p) for h, p in self.agents.values() if h.exit_code is None]
+        ended = {h.uid: p is None or p.poll() is not None for h, p in agents}
+        chunks = [(h, *self._read(h)) for h, _ in agents]
+        chunks = [(h, pos, data) for h, pos, data in chunks if data]
+        # One message per round for every agent (more only past wire.BATCH_BYTES): the broker
+        # and the console handle a few messages a second, not one per agent and round.
+        reports = [wire.AgentReport(kind="output", uid=h.uid, worker=self.name, host=self.host,
+                                    offset=h.sent, data=data) for h, _pos, data in chunks]
+        messages = wire.encode_reports(reports)
+        try:
+            stored = self.broker.publish_many(
+                [(wire.agents_subject(self.key, self.name), m) for m in messages])
+        except FleetError as exc:
+            self._log(f"worker {self.name}: publishing output: {exc}")
+            return
+        more = set()
+        if all(stored):  # else all of it again next round: the console skips what it has
+            for hosted, position, data in chunks:
+                hosted.file_pos = position + len(data)
+                hosted.sent += len(data)
+        for hosted, _position, data in chunks:
+            if not all(stored) or len(data) == CHUNK_BYTES:
+                more.add(hosted.uid)  # its exit is reported after all of its output
         for hosted, process in agents:
-            if hosted.exit_code is not None:
+            if hosted.uid in more or not ended[hosted.uid]:
                 continue
-            ended = process is None or process.poll() is not None
+            code = process.poll() if process is not None else 0
             try:
-                if self._publish_output(hosted) or not ended:
-                    continue
-                code = process.poll() if process is not None else 0
                 self._report("exited", hosted.uid, code=0 if code is None else code)
             except FleetError as exc:
                 self._log(f"worker {self.name}: publishing {hosted.key}: {exc}")
@@ -315,16 +335,6 @@ class Worker:
             self._save()
             self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) exited "
                       f"{hosted.exit_code}")
-
-    def _publish_output(self, hosted: Hosted) -> bool:
-        """One chunk of new output; True when more is waiting."""
-        position, chunk = self._read(hosted)
-        if not chunk:
-            return False
-        self._report("output", hosted.uid, offset=hosted.sent, data=chunk)
-        hosted.file_pos = position + len(chunk)
-        hosted.sent += len(chunk)
-        return len(chunk) == CHUNK_BYTES
 
     def _read(self, hosted: Hosted) -> tuple[int, bytes]:
         """(where the chunk starts in the file, the chunk); the position is not advanced."""

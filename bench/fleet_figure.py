@@ -1,0 +1,224 @@
+"""Child process for bench/run.py's fleet figure; prints one JSON line.
+
+  fleet WORKERS AGENTS RATE SECONDS
+
+A real nats-server (JetStream), WORKERS real ``chump-tui worker`` processes, each with its
+own clone of a temp origin, AGENTS agents on each writing claude stream-json at RATE events/s
+for SECONDS (every tenth event an assistant text carrying the time it was written), and the
+real console (ChumpApp, headless under Pilot) dispatching them all with ``--nats``. Measured:
+an agent's line to the first frame the console composes after the line reached it; key to
+redraw; the console's CPU; messages into the broker per agent per second (its /varz).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.console_figures import (  # noqa: E402
+    FrameClock,
+    _cpu,
+    key_to_frame,
+    pct,
+    turn_at_edges,
+)
+from chump_tui.cli import parse_args  # noqa: E402
+from chump_tui.events import EngineEvent, OutputLine  # noqa: E402
+from chump_tui.fleet import wire  # noqa: E402
+from chump_tui.fleet.broker import Broker  # noqa: E402
+from chump_tui.tui.app import ChumpApp  # noqa: E402
+from chump_tui.tui.launch import repo_setup  # noqa: E402
+from tests.fleet_rig import NatsServer, free_port, origin_with_clones, start_worker  # noqa: E402
+
+PY = sys.executable
+STUB_GH = ROOT / "tests" / "helpers" / "stub_gh.py"
+
+# The agent: claude's stream-json, RATE events/s in bursts every 100 ms (a tool call and its
+# 4 KB result), an assistant text "t=<time written>" in each burst, then it "merges".
+FLEET_AGENT = r"""#!{py}
+import json, os, subprocess, sys, time
+rate, seconds = int(os.environ["BENCH_RATE"]), float(os.environ["BENCH_SECONDS"])
+branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True,
+                        text=True).stdout.strip()
+out = sys.stdout
+def emit(obj): out.write(json.dumps(obj) + "\n")
+emit({{"type": "system", "subtype": "init", "session_id": branch, "model": "bench"}})
+end, i = time.time() + seconds, 0
+while time.time() < end:
+    for _ in range(max(1, rate // 10 - 1) // 2 or 1):
+        i += 1
+        emit({{"type": "assistant", "message": {{"id": f"m{{i}}", "content": [{{
+              "type": "tool_use", "id": f"t{{i}}", "name": "Bash",
+              "input": {{"command": f"cargo test -p c{{i % 9}}"}}}}],
+              "usage": {{"input_tokens": 1000 + i, "output_tokens": 50}}}}}})
+        emit({{"type": "user", "message": {{"content": [{{"type": "tool_result",
+              "tool_use_id": f"t{{i}}", "content": "x" * 4000, "is_error": False}}]}}}})
+    emit({{"type": "assistant", "message": {{"id": f"s{{i}}", "content": [{{"type": "text",
+          "text": f"t={{time.time():.4f}}"}}]}}}})
+    out.flush()
+    time.sleep(0.1)
+emit({{"type": "result", "subtype": "success", "is_error": False, "num_turns": i,
+      "total_cost_usd": 0.0001 * i, "result": "done", "duration_ms": 1000,
+      "usage": {{"input_tokens": 1000 * i, "output_tokens": 50 * i}}}})
+out.flush()
+with open(os.environ["STUB_GH_STATE"], "a") as fh:
+    fh.write(f"{{branch}} MERGED\n")
+"""
+
+RAMP_S = 40.0
+STAMP = re.compile(r"t=(\d{10}\.\d{4})")
+
+
+def broker_messages(monitor_port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=5) as r:
+        return int(json.load(r)["in_msgs"])
+
+
+async def figure_fleet(workers: int, per_worker: int, rate: int,
+                       seconds: float) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    names = [f"w{i + 1}" for i in range(workers)]
+    repos = origin_with_clones(tmp, "console", *names)
+    n = workers * per_worker
+    (repos["console"] / "gaps.yaml").write_text("gaps:\n" + "".join(
+        f"  - {{id: FLEET-{i:03d}, title: fleet agent {i}, priority: P1, effort: s, "
+        "status: open}\n" for i in range(n)))
+    agent = tmp / "fleet-agent"
+    agent.write_text(FLEET_AGENT.format(py=PY))
+    agent.chmod(0o755)
+    bindir = tmp / "bin"
+    bindir.mkdir()
+    (bindir / "gh").write_text(f"#!/bin/sh\nexec {PY} {STUB_GH} \"$@\"\n")
+    (bindir / "gh").chmod(0o755)
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+           "STUB_GH_STATE": str(tmp / "gh-state.txt"), "STUB_GH_LOG": str(tmp / "gh.log"),
+           "CHUMP_CLAUDE_BIN": str(agent), "BENCH_RATE": str(rate),
+           # The agents write past the measured window: 90 of them take a while to start.
+           "BENCH_SECONDS": str(seconds + RAMP_S), "PYTHONPATH": str(ROOT)}
+    (tmp / "gh-state.txt").touch()
+    os.environ.update(env)
+    monitor = free_port()
+    server = NatsServer(tmp / "js")
+    server.process = subprocess.Popen(
+        [str(Path(PY).parent / "nats-server"), "-js", "-sd", str(server.store), "-a",
+         "127.0.0.1", "-p", str(server.port), "-m", str(monitor)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    hosts = [start_worker(server.url, repos[name], name, env, max_parallel=per_worker,
+                          heartbeat=2.0) for name in names]
+    setup = repo_setup(parse_args([
+        "--backlog", str(repos["console"] / "gaps.yaml"), "--repo-root", str(repos["console"]),
+        "--execute", "--nats", server.url, "--max-parallel", str(n), "--tick", "2"]))
+    app = ChumpApp(setup)
+    engine = setup.engine
+    arrivals: list[tuple[float, float]] = []  # (seconds since written, perf time of arrival)
+
+    def on_event(event: EngineEvent) -> None:
+        if isinstance(event, OutputLine):
+            now, perf = time.time(), time.perf_counter()
+            for text in event.lines:
+                found = STAMP.search(text)
+                if found:
+                    arrivals.append((now - float(found.group(1)), perf))
+
+    engine.subscribe(on_event)
+    # The same reports as a plain subscriber gets them: how much of the latency is the
+    # worker and the broker, how much the console's mirror, follower and frame.
+    probe = Broker(server.url, name="bench probe").connect()
+    at_broker: list[float] = []
+
+    async def on_report(msg: Any) -> None:
+        now = time.time()
+        for report in wire.decode_reports(bytes(msg.data)):
+            at_broker.extend(now - float(s) for s in STAMP.findall(
+                report.data.decode("utf-8", "replace")))
+
+    probe.subscribe(wire.agents_subject(wire.repo_key(str(repos["origin"])), "*"), on_report)
+    me = psutil.Process()
+    keys: list[float] = []
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("m")
+            app.dispatch_gaps(setup.backlog.gaps)
+            started = time.perf_counter()
+            while sum(1 for d in app.dispatches.values() if d.phase == "running") < n:
+                if time.perf_counter() - started > 120:
+                    raise RuntimeError(f"only {len(app.dispatches)} dispatched in 120 s")
+                await asyncio.sleep(0.2)
+            clock = FrameClock(app)
+            monitor_screen = app.screen
+            cpu0, t0, msgs0 = _cpu(), time.perf_counter(), broker_messages(monitor)
+            arrivals.clear()
+            at_broker.clear()
+            ramp = time.perf_counter() - started
+            if ramp > RAMP_S - 5:
+                raise RuntimeError(f"starting {n} agents took {ramp:.0f} s")
+            while time.perf_counter() - t0 < seconds:
+                await asyncio.sleep(0.25)
+                if len(monitor_screen._cards) < 2:  # type: ignore[attr-defined]
+                    continue
+                key = turn_at_edges(monitor_screen, "right" if (len(keys) // 20) % 2 == 0
+                                    else "left")
+                before = monitor_screen.selected  # type: ignore[attr-defined]
+                keys.append(await key_to_frame(
+                    app, clock, key, None,
+                    lambda b=before: monitor_screen.selected != b))  # type: ignore[attr-defined]
+            wall = time.perf_counter() - t0
+            cpu = (_cpu() - cpu0) / wall
+            msgs = broker_messages(monitor) - msgs0
+            frames = sorted(clock.frames)
+            shown: list[float] = []
+            for waited, perf in list(arrivals):
+                later = next((f for f in frames if f >= perf), None)
+                if later is not None:
+                    shown.append((waited + later - perf) * 1000)
+            rss = me.memory_info().rss / 2**20
+            deadline = time.perf_counter() + RAMP_S + 120
+            while any(d.outcome is None for d in app.dispatches.values()):
+                if time.perf_counter() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            shipped = sum(1 for d in app.dispatches.values()
+                          if d.outcome is not None and d.outcome.kind == "shipped")
+            costs = sum(1 for d in app.dispatches.values() if d.cost_usd is not None)
+            app.quit_with("stop_keep")
+    finally:
+        engine.close()
+        if setup.store is not None:
+            setup.store.release()
+        for host in hosts:
+            host.stop()
+        probe.close()
+        server.stop()
+    return {"workers": workers, "agents": n, "rate": rate, "seconds": seconds,
+            "line_p95_ms": pct(shown, 0.95), "line_median_ms": pct(shown, 0.5),
+            "lines_timed": len(shown),
+            "broker_p95_ms": pct([x * 1000 for x in at_broker], 0.95),
+            "broker_median_ms": pct([x * 1000 for x in at_broker], 0.5),
+            "key_p95_ms": pct(keys, 0.95), "keys": len(keys),
+            "cpu_cores": cpu, "rss_mb": rss, "broker_msgs_per_agent_s": msgs / n / wall,
+            "shipped": shipped, "costs_recorded": costs}
+
+
+def main() -> None:
+    workers, per_worker, rate, seconds = (int(sys.argv[1]), int(sys.argv[2]),
+                                          int(sys.argv[3]), float(sys.argv[4]))
+    print(json.dumps(asyncio.run(figure_fleet(workers, per_worker, rate, seconds))))
+
+
+if __name__ == "__main__":
+    main()
