@@ -9,13 +9,14 @@ import sys
 import chump_tui
 
 CORE = sorted(
-    f"chump_tui.{m.name}" for m in pkgutil.iter_modules(chump_tui.__path__)
-    if m.name not in ("tui", "__main__")
+    m.name for m in pkgutil.walk_packages(chump_tui.__path__, "chump_tui.")
+    if not m.name.startswith("chump_tui.tui") and m.name != "chump_tui.__main__"
 )
 
 
 def test_core_module_list_is_not_empty() -> None:
     assert "chump_tui.engine" in CORE and "chump_tui.cli" in CORE and len(CORE) >= 15
+    assert "chump_tui.fleet.worker" in CORE and "chump_tui.agent_streams.claude" in CORE
 
 
 def test_each_core_module_imports_without_textual() -> None:
