@@ -110,6 +110,11 @@ def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
         # Garbage on both our subjects first: logged and dropped, never fatal.
         broker.publish(wire.dispatch_subject(key), b"\x00 not a request")
         broker.publish(wire.agents_subject(key, "intruder"), b'{"v": 99}')
+        events: list[dict[str, str]] = []
+
+        async def on_event(msg: object) -> None:
+            events.append(json.loads(msg.data))  # type: ignore[attr-defined]
+        broker.subscribe("chump.events.>", on_event)
         run = console(repos["console"], server.url, env, "--watch", "--continuous",
                       "--max-parallel", "4", "--tick", "0.3")
         claims_seen: dict[str, wire.Claim] = {}
@@ -137,6 +142,13 @@ def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
             "SELECT COUNT(*) FROM chump_reflections").fetchone()[0]
         assert rows == 6
         assert all(c.startswith("pr list") for c in gh_calls(env))  # one call per poll
+        # Upstream's coordination events: a worker's INTENT per gap, the console's DONE.
+        wait_for(lambda: sum(e["event"] == "DONE" for e in events) == 6, 10, "DONE events")
+        assert sorted(e["gap"] for e in events if e["event"] == "DONE") == [
+            f"FLEET-00{i}" for i in range(1, 7)]
+        assert sum(e["event"] == "INTENT" for e in events) == 6
+        assert all(set(e) <= {"event", "session", "ts", "gap", "reason", "commit"}
+                   for e in events)
         # The agents' commits are on their branches in the workers' clones.
         for w in workers:
             assert "dropped a malformed dispatch request" in "".join(

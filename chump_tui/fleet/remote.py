@@ -44,7 +44,7 @@ SPAWN_WAIT_S = 300.0  # fetch, worktree, claim script: a big repository takes a 
 KILL_ANSWER_S = 5.0
 DEFAULT_SILENT_S = 20.0
 WAKE_EVERY_S = 0.02
-UNCLAIMED_BUFFER = 4096  # reports for agents not (yet) known here: a replay's head start
+UNCLAIMED_BYTES = 64 * 1024 * 1024  # reports for agents not attached (yet) here
 
 
 @dataclass
@@ -162,6 +162,7 @@ class FleetClient:
         self._pending: dict[str, _Pending] = {}
         self._unclaimed: collections.OrderedDict[str, list[wire.AgentReport]] = \
             collections.OrderedDict()
+        self._unclaimed_bytes = 0
         self._workers: dict[str, tuple[wire.WorkerRecord, float]] = {}
         self._following = False
         self._blind = False  # the last look at the workers failed
@@ -197,11 +198,14 @@ class FleetClient:
         with self._lock:
             pending = self._pending.get(report.uid)
             agent = self._agents.get(report.uid)
-            if pending is None and agent is None:
-                held = self._unclaimed.setdefault(report.uid, [])
-                held.append(report)
-                while sum(len(v) for v in self._unclaimed.values()) > UNCLAIMED_BUFFER:
-                    self._unclaimed.popitem(last=False)
+            if agent is None and report.kind in ("output", "exited"):
+                # Not attached yet (its spawned report is being handled, or a replay runs
+                # ahead of the resume): kept for it, within a bound.
+                self._unclaimed.setdefault(report.uid, []).append(report)
+                self._unclaimed_bytes += len(report.data) + 100
+                while self._unclaimed_bytes > UNCLAIMED_BYTES and self._unclaimed:
+                    _uid, dropped = self._unclaimed.popitem(last=False)
+                    self._unclaimed_bytes -= sum(len(r.data) + 100 for r in dropped)
                 return
         if pending is not None and report.kind in ("accepted", "spawned", "rejected"):
             if report.kind == "accepted":
@@ -236,8 +240,9 @@ class FleetClient:
         with self._lock:
             self._agents[agent.uid] = agent
             early = self._unclaimed.pop(agent.uid, [])
-        for report in early:
-            agent.feed(report)
+            self._unclaimed_bytes -= sum(len(r.data) + 100 for r in early)
+            for report in early:  # under the lock: newer reports wait behind these
+                agent.feed(report)
 
     # ------------------------------------------------------------ dispatch
     def request(self, request: wire.DispatchRequest) -> wire.AgentReport:
