@@ -16,6 +16,7 @@ from chump_tui.reflections import DispatchReflection, ReflectionWriter
 
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
+BATCH_MAX = 200  # reflections written in one transaction
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ReflectionQueue:
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._stopping = False
-        self._busy = False
+        self._busy = 0  # reflections being written now
         self._thread = threading.Thread(target=self._run, name="reflection-writer", daemon=True)
         self._thread.start()
 
@@ -51,7 +52,7 @@ class ReflectionQueue:
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._pending) + (1 if self._busy else 0)
+            return len(self._pending) + self._busy
 
     def last_error(self) -> str:
         with self._cond:
@@ -80,36 +81,48 @@ class ReflectionQueue:
     def _run(self) -> None:
         while True:
             with self._cond:
-                item = self._next_due()
-                while item is None:
+                batch = self._due()
+                while not batch:
                     if self._stopping:
                         return
                     self._cond.wait(self._wait_s())
-                    item = self._next_due()
-                self._pending.remove(item)
-                self._busy = True
+                    batch = self._due()
+                for item in batch:
+                    self._pending.remove(item)
+                self._busy = len(batch)
             error = ""
             try:
-                self.writer.write(item.reflection)
+                self._write([item.reflection for item in batch])
             except Exception as exc:  # any writer failure is retried, never fatal
                 error = f"{type(exc).__name__}: {exc}"
             with self._cond:
-                self._busy = False
+                self._busy = 0
                 if error:
-                    item.last_error = error
-                    item.next_try = time.monotonic() + item.backoff
-                    item.backoff = min(item.backoff * 2, MAX_BACKOFF_S)
-                    self._pending.append(item)
+                    for item in batch:
+                        item.last_error = error
+                        item.next_try = time.monotonic() + item.backoff
+                        item.backoff = min(item.backoff * 2, MAX_BACKOFF_S)
+                        self._pending.append(item)
                 self._cond.notify_all()
-            if error:
-                self._on_failed(item.key, error)
-            else:
-                self._on_written(item.key)
+            for item in batch:
+                if error:
+                    self._on_failed(item.key, error)
+                else:
+                    self._on_written(item.key)
 
-    def _next_due(self) -> _Pending | None:
+    def _write(self, reflections: list[DispatchReflection]) -> None:
+        """Everything due in one go where the writer can (one transaction), else in turn."""
+        write_many = getattr(self.writer, "write_many", None)
+        if write_many is not None:
+            write_many(reflections)
+            return
+        for reflection in reflections:
+            self.writer.write(reflection)
+
+    def _due(self) -> list[_Pending]:
         now = time.monotonic()
-        due = [p for p in self._pending if p.next_try <= now]
-        return min(due, key=lambda p: p.next_try) if due else None
+        return sorted((p for p in self._pending if p.next_try <= now),
+                      key=lambda p: p.next_try)[:BATCH_MAX]
 
     def _wait_s(self) -> float:
         if not self._pending:

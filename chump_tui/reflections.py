@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from chump_tui.monitor import DispatchOutcome
 from chump_tui.safe_fs import is_link, real_dir
@@ -156,6 +156,11 @@ class SqliteReflectionWriter:
         return str(self.db_path)
 
     def write(self, reflection: DispatchReflection) -> None:
+        self.write_many([reflection])
+
+    def write_many(self, reflections: list[DispatchReflection]) -> None:
+        """All in one transaction (one sync to disk): continuous mode ends several attempts
+        a second, and a connection, schema check and commit each would fall behind."""
         import sqlite3  # on first write: the console's first frame does not wait for it
 
         real_dir(self.db_path.parent)
@@ -172,31 +177,35 @@ class SqliteReflectionWriter:
             conn.executescript(SCHEMA + KEYS_SCHEMA)
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                if reflection.dispatch_uid and conn.execute(
-                        "SELECT 1 FROM chump_tui_reflection_keys WHERE dispatch_uid = ?",
-                        (reflection.dispatch_uid,)).fetchone():
-                    return
-                cur = conn.execute(
-                    "INSERT INTO chump_reflections (intended_goal, observed_outcome, "
-                    "outcome_class, error_pattern, hypothesis) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        f"ship gap {reflection.gap_id}",
-                        f"outcome={reflection.outcome} duration_s={reflection.duration_s} "
-                        f"pr={_rust_option(reflection.pr_number)}",
-                        reflection.outcome_class,
-                        ERROR_PATTERN,
-                        reflection.notes,
-                    ),
-                )
-                conn.execute(
-                    "INSERT INTO chump_improvement_targets (reflection_id, directive, priority, "
-                    "scope) VALUES (?, ?, ?, ?)",
-                    (cur.lastrowid, reflection.directive(), reflection.priority,
-                     reflection.gap_domain),
-                )
-                if reflection.dispatch_uid:
-                    conn.execute("INSERT INTO chump_tui_reflection_keys (dispatch_uid, "
-                                 "reflection_id) VALUES (?, ?)",
-                                 (reflection.dispatch_uid, cur.lastrowid))
+                for reflection in reflections:
+                    _insert(conn, reflection)
         finally:
             conn.close()
+
+
+def _insert(conn: Any, reflection: DispatchReflection) -> None:
+    """Both rows of one reflection, unless its dispatch uid was written already."""
+    if reflection.dispatch_uid and conn.execute(
+            "SELECT 1 FROM chump_tui_reflection_keys WHERE dispatch_uid = ?",
+            (reflection.dispatch_uid,)).fetchone():
+        return
+    cur = conn.execute(
+        "INSERT INTO chump_reflections (intended_goal, observed_outcome, "
+        "outcome_class, error_pattern, hypothesis) VALUES (?, ?, ?, ?, ?)",
+        (
+            f"ship gap {reflection.gap_id}",
+            f"outcome={reflection.outcome} duration_s={reflection.duration_s} "
+            f"pr={_rust_option(reflection.pr_number)}",
+            reflection.outcome_class,
+            ERROR_PATTERN,
+            reflection.notes,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO chump_improvement_targets (reflection_id, directive, priority, "
+        "scope) VALUES (?, ?, ?, ?)",
+        (cur.lastrowid, reflection.directive(), reflection.priority, reflection.gap_domain),
+    )
+    if reflection.dispatch_uid:
+        conn.execute("INSERT INTO chump_tui_reflection_keys (dispatch_uid, reflection_id) "
+                     "VALUES (?, ?)", (reflection.dispatch_uid, cur.lastrowid))
