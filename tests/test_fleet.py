@@ -18,11 +18,41 @@ from chump_tui.agent_process import group_has_live_member
 from chump_tui.fleet import wire
 from chump_tui.fleet.broker import Broker
 from tests.conftest import HELPERS, gh_calls, wait_for
-from tests.fleet_rig import free_port, nats_server, origin_with_clones, start_worker, wait_exit
+from tests.fleet_rig import (
+    WorkerProcess,
+    free_port,
+    nats_server,
+    origin_with_clones,
+    start_worker,
+    wait_exit,
+)
 
-SIX_GAPS = "gaps:\n" + "".join(
-    f"  - {{id: FLEET-00{i}, title: gap {i}, priority: P1, effort: s, status: open}}\n"
-    for i in range(1, 7))
+
+def fleet_gaps(n: int) -> str:
+    return "gaps:\n" + "".join(
+        f"  - {{id: FLEET-00{i}, title: gap {i}, priority: P1, effort: s, status: open}}\n"
+        for i in range(1, n + 1))
+
+
+SIX_GAPS = fleet_gaps(6)
+
+
+def assert_all_shipped(run: subprocess.Popen[str], n: int,
+                       timeout: float = 180) -> tuple[str, str]:
+    """The console's run ended well with n shipped; its stdout and stderr."""
+    out, err = run.communicate(timeout=timeout)
+    assert run.returncode == 0, out + err
+    assert f"shipped={n}  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
+    return out, err
+
+
+def assert_logs_whole(console_repo: Path, n: int) -> None:
+    """Each attempt's mirrored log holds its agent's output once: no line lost or repeated."""
+    logs = sorted((console_repo / "sessions" / "chump-tui" / "logs").glob("*.log"))
+    assert len(logs) == n
+    for log in logs:
+        text = log.read_text()
+        assert text.count("WARN: pretend warning") == 1 and "not received" not in text
 
 
 # ------------------------------------------------------------------ wire format
@@ -99,6 +129,19 @@ def console(clone: Path, url: str, env: dict[str, str], *args: str,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def two_agents_on_w1(tmp_path: Path, url: str, seconds: int, heartbeat: float = 1.0,
+                     **extra: str) -> tuple[
+        dict[str, Path], dict[str, str], WorkerProcess, subprocess.Popen[str]]:
+    """One worker, a console on two gaps, both agents running (for SECONDS) when it returns."""
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": str(seconds), **extra}
+    worker = start_worker(url, repos["w1"], "w1", env, heartbeat=heartbeat)
+    run = console(repos["console"], url, env, "--watch", "--tick", "0.3")
+    wait_for(lambda: worker.output().count(" as PID ") == 2, 60, "two agents started")
+    return repos, env, worker, run
+
+
 def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
     repos = origin_with_clones(tmp_path, "console", "w1", "w2")
     (repos["console"] / "gaps.yaml").write_text(SIX_GAPS)
@@ -159,7 +202,7 @@ def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
 
 def test_a_claim_upstream_holds_is_never_dispatched(tmp_path: Path) -> None:
     repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
     env = fleet_env(tmp_path)
     with nats_server(tmp_path) as server:
         broker = Broker(server.url, name="test").connect()
@@ -196,7 +239,7 @@ def test_no_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_a_worker_killed_with_9_loses_its_agent_and_frees_its_claim(tmp_path: Path) -> None:
     repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-002")[0])
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
     env = {**fleet_env(tmp_path), "FAKE_AGENT_MODE": "hang"}
     with nats_server(tmp_path) as server:
         broker = Broker(server.url, name="test").connect()
@@ -233,7 +276,7 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
     from tests.tui_factory import close_app, screen_text, until
 
     repos = origin_with_clones(tmp_path, "console", "w1", "w2")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
     env = {**fleet_env(tmp_path), "FAKE_AGENT_MODE": "hang"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -294,74 +337,56 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
 
 def test_console_killed_mid_run_replays_and_records_each_outcome_once(tmp_path: Path) -> None:
     repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-004")[0])
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(3))
     env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "4"}
     with nats_server(tmp_path) as server:
         worker = start_worker(server.url, repos["w1"], "w1", env, max_parallel=3)
         first = console(repos["console"], server.url, env, "--watch", "--max-parallel", "3",
                         "--tick", "0.3")
-        wait_for(lambda: worker.output().count(" as PID ") == 3, 60, "three agents started")
+        state = repos["console"] / "sessions" / "chump-tui" / "state.json"
+
+        def recorded_running() -> bool:  # the console saved all three as running on w1
+            try:
+                rows = json.loads(state.read_text())["dispatches"]
+            except (OSError, ValueError, KeyError):
+                return False
+            return sum(1 for r in rows if r["phase"] == "running" and r.get("remote")) == 3
+        wait_for(recorded_running, 60, "three agents started and recorded")
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=10)
         # The agents finish while no console watches; the next one replays the stream.
         again = console(repos["console"], server.url, env, "--watch", "--max-parallel", "3",
                         "--tick", "0.3")
-        out, err = again.communicate(timeout=120)
-        assert again.returncode == 0, out + err
+        out, err = assert_all_shipped(again, 3)
         assert "re-attached 3 agent(s)" in err
-        assert "shipped=3  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
         assert "DISPATCHED:" not in out  # nothing dispatched twice
         rows = sqlite3.connect(repos["console"] / "sessions" / "chump_memory.db").execute(
             "SELECT intended_goal FROM chump_reflections ORDER BY intended_goal").fetchall()
         assert rows == [(f"ship gap FLEET-00{i}",) for i in range(1, 4)]
-        # The mirrored logs hold the agents' whole output, once.
-        logs = sorted((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*.log"))
-        assert len(logs) == 3
-        for log in logs:
-            assert log.read_text().count("WARN: pretend warning") == 1
+        assert_logs_whole(repos["console"], 3)
         worker.stop()
 
 
 def test_a_restarted_worker_reattaches_its_agents_without_duplicates(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
-    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "8"}
     with nats_server(tmp_path) as server:
-        worker = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
-        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
-        wait_for(lambda: worker.output().count(" as PID ") == 2, 60, "two agents started")
+        repos, env, worker, run = two_agents_on_w1(tmp_path, server.url, 8)
         worker.stop()  # SIGTERM: it leaves its agents running
         assert "2 agent(s) left running" in worker.output()
         back = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
         assert "2 agent(s) re-attached" in back.output(), back.output()
         assert "ended while the worker was down" not in back.output()  # both still ran
-        out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, out + err
-        assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
+        out, _err = assert_all_shipped(run, 2)
         assert out.count("DISPATCHED:") == 2
-        logs = sorted((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*.log"))
-        for log in logs:
-            assert log.read_text().count("WARN: pretend warning") == 1
+        assert_logs_whole(repos["console"], 2)
         back.stop()
 
 
 def test_a_broker_restart_loses_nothing(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
-    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "6"}
     with nats_server(tmp_path) as server:
-        worker = start_worker(server.url, repos["w1"], "w1", env, heartbeat=1.0)
-        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
-        wait_for(lambda: worker.output().count(" as PID ") == 2, 60, "two agents started")
+        repos, _env, worker, run = two_agents_on_w1(tmp_path, server.url, 6)
         server.restart()  # while both agents run: their output and exits come later
-        out, err = run.communicate(timeout=180)
-        assert run.returncode == 0, out + err
-        assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
-        logs = sorted((repos["console"] / "sessions" / "chump-tui" / "logs").glob("*.log"))
-        assert len(logs) == 2
-        for log in logs:
-            text = log.read_text()
-            assert text.count("WARN: pretend warning") == 1 and "not received" not in text
+        assert_all_shipped(run, 2)
+        assert_logs_whole(repos["console"], 2)
         worker.stop()
 
 
@@ -369,9 +394,6 @@ def test_a_three_server_cluster_goes_on_when_one_dies(tmp_path: Path) -> None:
     from chump_tui.fleet.broker import FleetError
     from tests.fleet_rig import nats_cluster
 
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
-    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "6", "CHUMP_NATS_REPLICAS": "3"}
     with nats_cluster(tmp_path) as cluster:
         def ready() -> bool:  # JetStream elects its leaders: streams at 3 replicas
             try:
@@ -380,13 +402,13 @@ def test_a_three_server_cluster_goes_on_when_one_dies(tmp_path: Path) -> None:
                 return False
             return True
         wait_for(ready, 60, "the cluster's JetStream")
-        worker = start_worker(cluster.url, repos["w1"], "w1", env, heartbeat=1.0)
-        run = console(repos["console"], cluster.url, env, "--watch", "--tick", "0.3")
-        wait_for(lambda: worker.output().count(" as PID ") == 2, 60, "two agents started")
+        # The silence window (4 heartbeats: 12 s here, 20 s by default) must outlast the
+        # cluster's failover (a new leader for each stream and bucket, the worker's
+        # reconnect): a loaded 2-core machine took more than 4 s.
+        _repos, _env, worker, run = two_agents_on_w1(tmp_path, cluster.url, 8, heartbeat=3.0,
+                                                     CHUMP_NATS_REPLICAS="3")
         cluster.servers[0].stop()
-        out, err = run.communicate(timeout=180)
-        assert run.returncode == 0, out + err
-        assert "shipped=2  ci_failed=0  stalled=0  killed=0  spawn_failures=0" in out, out + err
+        assert_all_shipped(run, 2)
         worker.stop()
 
 
@@ -439,7 +461,7 @@ def test_a_worker_running_the_real_claude_sends_its_activity_and_cost(
     claude = agent_cli("claude")
     _model, server = start(model_servers, ship_plan)  # type: ignore[arg-type]
     repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-003")[0])
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
     env = {**fleet_env(tmp_path), **claude_env(server, tmp_path, claude)}
     with nats_server(tmp_path) as nats:
         worker = start_worker(nats.url, repos["w1"], "w1", env)
@@ -460,7 +482,7 @@ def test_a_cut_off_host_is_lost_redispatched_and_stopped_when_it_returns(tmp_pat
     from chump_tui.agent_process import group_has_live_member
 
     repos = origin_with_clones(tmp_path, "console", "w1", "w2")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS.split("  - {id: FLEET-002")[0])
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
     env = fleet_env(tmp_path)
     with nats_server(tmp_path) as server:
         w1 = start_worker(server.url, repos["w1"], "w1", {**env, "FAKE_AGENT_MODE": "hang"})
