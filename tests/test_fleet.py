@@ -422,18 +422,23 @@ def test_a_worker_runs_only_its_own_repository_and_safe_ids(tmp_path: Path) -> N
         broker = Broker(server.url, name="test").connect()
         key = wire.repo_key(str(repos["origin"]))
 
-        def request(uid: str, gap_id: str, origin: str) -> None:
+        def request(uid: str, gap_id: str, origin: str, base_ref: str = "origin/main") -> None:
             broker.publish(wire.dispatch_subject(key), wire.encode(wire.DispatchRequest(
                 uid=uid, key=f"{gap_id}#1", gap_id=gap_id, origin=origin,
-                base_ref="origin/main", harness="claude", console="test",
+                base_ref=base_ref, harness="claude", console="test",
                 expires_at=time.time() + 30)))
 
+        here = str(repos["origin"])
         request("u-foreign", "FLEET-001", "https://elsewhere.example/other/repo.git")
-        request("u-escape", "../../../etc/cron.d/x", str(repos["origin"]))
-        wait_for(lambda: worker.output().count("w1: ") >= 2, 30, "both refusals")
+        request("u-escape", "../../../etc/cron.d/x", here)
+        request("u-option", "FLEET-002", here, base_ref="--upload-pack=touch /tmp/pwned")
+        request("u-ansi", "FLEET-\x1b]0;pwned\x07", here)
+        wait_for(lambda: worker.output().count("w1: ") >= 4, 30, "four refusals")
         out = worker.output()
         assert "FLEET-001: worker w1 serves" in out and "not elsewhere.example/other/repo" in out
         assert "'../../../etc/cron.d/x'" in out and "as PID" not in out
+        assert "base ref '--upload-pack=touch /tmp/pwned' is not a plain ref name" in out
+        assert "\x1b" not in out and "pwned\x07" not in out  # shown, never obeyed
         assert not (repos["w1"].parent / "etc").exists()
         assert "FLEET-001" not in broker.claims()
         broker.close()

@@ -33,6 +33,7 @@ from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.errors import ChumpError, DispatchError
 from chump_tui.fleet import wire
 from chump_tui.fleet.broker import Broker, ClaimHeld, FleetError
+from chump_tui.outside_text import visible
 from chump_tui.paths import slug, unsafe_id_reason
 from chump_tui.safe_fs import real_dir
 from chump_tui.spawners import RealSpawner
@@ -43,6 +44,7 @@ PUMP_S = 0.05
 CHUNK_BYTES = 256 * 1024
 DEFAULT_HEARTBEAT_S = 5.0
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SAFE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")  # never an option to git
 
 
 def origin_url(repo_root: Path) -> str:
@@ -111,8 +113,9 @@ class Worker:
         self.started_at = wire.rfc3339()
         self._lock = threading.Lock()
         self._busy = BusyProbe()
-        self._busy_uids: list[str] = []
-        self._log = log or (lambda text: print(text, flush=True))
+        # Requests come from the network: what they say reaches the terminal only as
+        # visible text, never as control sequences.
+        self._log = log or (lambda text: print(visible(text), flush=True))
         self.stop = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -239,6 +242,8 @@ class Worker:
         unsafe = unsafe_id_reason(request.gap_id)
         if unsafe:
             return f"gap {request.gap_id!r}: {unsafe}"
+        if not SAFE_REF.match(request.base_ref) or ".." in request.base_ref:
+            return f"base ref {request.base_ref!r} is not a plain ref name"
         with self._lock:
             if request.uid in self.agents:
                 return "already running here"
