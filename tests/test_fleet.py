@@ -329,6 +329,9 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
                 os.killpg(bystander.pid, signal.SIGKILL)
                 await until(pilot, lambda: app.dispatches[bystander.key].outcome is not None,
                             30, "the other agent's end")
+                await pilot.press("s")  # the summary says where each attempt ran
+                await until(pilot, lambda: "claude/fleet-001 @" in screen_text(app)
+                            and "claude/fleet-002 @" in screen_text(app), 10, "hosts")
         finally:
             close_app(app)
             for w in workers.values():

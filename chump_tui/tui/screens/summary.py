@@ -69,7 +69,8 @@ class SummaryScreen(Screen[None]):
                               app.dispatches.values(), strict=True):
                 cells: dict[str, Text] = {
                     "gap": line(row["gap"]), "attempt": Text(str(row["attempt"])),
-                    "branch": line(row["branch"]),
+                    # A fleet attempt says where it ran.
+                    "branch": line(f"{row['branch']} @{d.host}" if d.host else row["branch"]),
                     "outcome": Text(f" {row['outcome']} ", style=state_style(str(row["outcome"]))),
                     "pr": Text(f"#{row['pr']}" if row["pr"] else "-"),
                     "duration": Text(fmt_duration(float(str(row["duration_s"])))),
