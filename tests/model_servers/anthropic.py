@@ -68,13 +68,30 @@ def tool_results(body: dict[str, Any]) -> int:
 
 
 @dataclass
-class AnthropicServer:
+class PlannedServer:
+    """A scripted model server: each request of an agent's main loop (its prompt names the
+    gap) gets the plan's step for that gap and turn; side requests get ``idle``."""
+
     plan: Plan
-    model: str = "claude-scripted-1"
     main_requests: list[tuple[str, int]] = field(default_factory=list)
 
     def start(self) -> ScriptedServer:
         return ScriptedServer(self.handle)
+
+    def handle(self, request: Request) -> Reply:
+        raise NotImplementedError
+
+    def step_for(self, text: str, turn: int, main: bool = True, idle: str = "ok") -> Step:
+        match = GAP.search(text)
+        if not main or match is None:
+            return Say(idle)
+        self.main_requests.append((match.group(1), turn))
+        return self.plan(match.group(1), turn)
+
+
+@dataclass
+class AnthropicServer(PlannedServer):
+    model: str = "claude-scripted-1"
 
     def handle(self, request: Request) -> Reply:
         body = request.body if isinstance(request.body, dict) else {}
@@ -83,13 +100,9 @@ class AnthropicServer:
                                                            "message": request.path}})
         if request.path.startswith("/v1/messages/count_tokens"):
             return Reply(json_body={"input_tokens": 100})
-        match = GAP.search(conversation_text(body))
-        if not body.get("tools") or match is None:
-            step: Step = Say("ok")  # a side request (title, summary): a short answer
-        else:
-            turn = tool_results(body)
-            self.main_requests.append((match.group(1), turn))
-            step = self.plan(match.group(1), turn)
+        # A request without tools is a side request (title, summary): a short answer.
+        step = self.step_for(conversation_text(body), tool_results(body),
+                             main=bool(body.get("tools")))
         return self.reply(step, body, turn_tokens=100 * (len(body.get("messages") or []) + 1))
 
     def reply(self, step: Step, body: dict[str, Any], turn_tokens: int) -> Reply:

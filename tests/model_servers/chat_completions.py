@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.model_servers.anthropic import GAP, Fail, Hang, Plan, Say, Step, Tool
-from tests.model_servers.base import Reply, Request, ScriptedServer
+from tests.model_servers.anthropic import Fail, Hang, PlannedServer, Step, Tool
+from tests.model_servers.base import Reply, Request
 
 _ids = itertools.count(1)
 MODEL = "scripted-coder"
@@ -38,12 +38,7 @@ def tool_messages(body: dict[str, Any]) -> int:
 
 
 @dataclass
-class ChatServer:
-    plan: Plan
-    main_requests: list[tuple[str, int]] = field(default_factory=list)
-
-    def start(self) -> ScriptedServer:
-        return ScriptedServer(self.handle)
+class ChatServer(PlannedServer):
 
     def handle(self, request: Request) -> Reply:
         body = request.body if isinstance(request.body, dict) else {}
@@ -51,13 +46,7 @@ class ChatServer:
             return Reply(json_body={"object": "list", "data": [{"id": MODEL, "object": "model"}]})
         if not request.path.startswith("/v1/chat/completions"):
             return Reply(404, {"error": {"message": request.path}})
-        match = GAP.search(texts(body))
-        if not body.get("tools") or match is None:
-            step: Step = Say("a title")
-        else:
-            turn = tool_messages(body)
-            self.main_requests.append((match.group(1), turn))
-            step = self.plan(match.group(1), turn)
+        step = self.step_for(texts(body), tool_messages(body), main=bool(body.get("tools")), idle="a title")
         return self.reply(step, 100 * (len(body.get("messages") or []) + 1))
 
     def reply(self, step: Step, tokens_in: int) -> Reply:

@@ -7,12 +7,12 @@ carrying a ``functionCall`` (``run_shell_command``) or a text part; side calls t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.model_servers.anthropic import GAP, Fail, Hang, Plan, Say, Step, Tool
-from tests.model_servers.base import Reply, Request, ScriptedServer
+from tests.model_servers.anthropic import Fail, Hang, PlannedServer, Tool
+from tests.model_servers.base import Reply, Request
 
 
 def shell(command: str) -> Tool:
@@ -32,12 +32,7 @@ def responses(body: dict[str, Any]) -> int:
 
 
 @dataclass
-class GeminiServer:
-    plan: Plan
-    main_requests: list[tuple[str, int]] = field(default_factory=list)
-
-    def start(self) -> ScriptedServer:
-        return ScriptedServer(self.handle)
+class GeminiServer(PlannedServer):
 
     def handle(self, request: Request) -> Reply:
         body = request.body if isinstance(request.body, dict) else {}
@@ -48,13 +43,7 @@ class GeminiServer:
                 {"text": json.dumps({"reasoning": "scripted", "model_choice": "flash"})}, 1))
         if ":streamGenerateContent" not in request.path:
             return Reply(404, {"error": {"message": request.path}})
-        match = GAP.search(texts(body))
-        if match is None:
-            step: Step = Say("ok")
-        else:
-            turn = responses(body)
-            self.main_requests.append((match.group(1), turn))
-            step = self.plan(match.group(1), turn)
+        step = self.step_for(texts(body), responses(body))
         if isinstance(step, Hang):
             return Reply(hang=True)
         if isinstance(step, Fail):

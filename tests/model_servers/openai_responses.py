@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.model_servers.anthropic import GAP, Fail, Hang, Plan, Say, Step, Tool
-from tests.model_servers.base import Reply, Request, ScriptedServer
+from tests.model_servers.anthropic import Fail, Hang, PlannedServer, Step, Tool
+from tests.model_servers.base import Reply, Request
 
 _ids = itertools.count(1)
 
@@ -39,24 +39,13 @@ def tool_outputs(body: dict[str, Any]) -> int:
 
 
 @dataclass
-class ResponsesServer:
-    plan: Plan
-    main_requests: list[tuple[str, int]] = field(default_factory=list)
-
-    def start(self) -> ScriptedServer:
-        return ScriptedServer(self.handle)
+class ResponsesServer(PlannedServer):
 
     def handle(self, request: Request) -> Reply:
         body = request.body if isinstance(request.body, dict) else {}
         if not request.path.startswith("/v1/responses"):
             return Reply(404, {"error": {"message": request.path}})
-        match = GAP.search(texts(body))
-        if match is None:
-            step: Step = Say("ok")
-        else:
-            turn = tool_outputs(body)
-            self.main_requests.append((match.group(1), turn))
-            step = self.plan(match.group(1), turn)
+        step = self.step_for(texts(body), tool_outputs(body))
         return self.reply(step, 100 * (len(body.get("input") or []) + 1))
 
     def reply(self, step: Step, tokens_in: int) -> Reply:
