@@ -160,10 +160,8 @@ def _execute(opts: Options, backlog: Backlog) -> int:
 def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: SessionStore,
                     records: list[Dispatch], notes: list[str]) -> int:
     from chump_tui.assembly import build_engine, follow_fleet
-    from chump_tui.session_store import needs_resume
 
     engine = build_engine(opts, repo_root, backlog, store, warn=_err)
-    writer = engine.writer
     printer = EventPrinter()
     engine.subscribe(printer)
     for note in notes + engine.resume(records):
@@ -178,17 +176,38 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
                                         else leftover.note()))
     for gap_id, holder in engine.held_elsewhere.items():
         _err(f"[dispatch] {gap_id} not dispatched: {holder}")
-    # SIGTERM under --watch stops every agent as Ctrl+C does. While agents are being
-    # dispatched it is only noted (raising mid-spawn could lose a row); after, it raises.
-    terminated, waiting = threading.Event(), threading.Event()
+    # Under --watch, Ctrl+C and SIGTERM stop every agent and record why. Until the wait
+    # starts (agents being dispatched, the engine's threads starting) a signal is only
+    # noted: raising there could lose a row or leave the engine's threads running with
+    # nobody to stop them, and the process would never exit.
+    stop_requested: list[str] = []
+    waiting = threading.Event()
 
-    def on_sigterm(signum: int, frame: object) -> None:
-        terminated.set()
+    def on_stop_signal(signum: int, frame: object) -> None:
+        why = "terminated" if signum == signal.SIGTERM else "interrupted"
+        if not stop_requested:
+            stop_requested.append(why)
         if waiting.is_set():
-            raise Terminated()
+            raise Stopped(why)
 
-    previous_term = signal.signal(signal.SIGTERM, on_sigterm) if opts.watch else \
-        signal.getsignal(signal.SIGTERM)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if opts.watch:
+        signal.signal(signal.SIGTERM, on_stop_signal)
+        signal.signal(signal.SIGINT, on_stop_signal)
+    try:
+        return _dispatch_and_watch(opts, engine, store, printer, waiting, stop_requested)
+    finally:
+        waiting.clear()
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def _dispatch_and_watch(opts: Options, engine: Engine, store: SessionStore,
+                        printer: EventPrinter, waiting: threading.Event,
+                        stop_requested: list[str]) -> int:
+    from chump_tui.session_store import needs_resume
+
     slots = max(0, opts.max_parallel - engine.running_count())
     picked = engine.pickable_now(slots)
     if not picked and not engine.snapshot():
@@ -206,28 +225,24 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
     if opts.no_reflect:
         _err("[chump-tui] --no-reflect set: skipping reflection writes.")
     else:
-        _err(f"[chump-tui] reflection writes will land in {writer.describe()}")
+        _err(f"[chump-tui] reflection writes will land in {engine.writer.describe()}")
     stopped_by: str | None = None
     engine.start()
     if opts.continuous:
         engine.set_continuous(True)
     try:
-        if terminated.is_set():  # SIGTERM came while the agents were being dispatched
-            raise Terminated()
         waiting.set()
+        if stop_requested:  # the signal came while the agents were being dispatched
+            raise Stopped(stop_requested[0])
         engine.wait_until_idle()
-    except (KeyboardInterrupt, Terminated) as exc:
-        stopped_by = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except Stopped as exc:
+        stopped_by = exc.why
+    waiting.clear()  # from here a signal is only noted: the ending below is bounded
+    if stopped_by is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            _err(f"[chump-tui] {stopped_by}: stopping every agent ...")
-            engine.stop_all(stopped_by)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        waiting.clear()
+        _err(f"[chump-tui] {stopped_by}: stopping every agent ...")
+        engine.stop_all(stopped_by)
     engine.settle(AFTER_OUTCOME_WAIT_S)
     engine.close()
     printer.flush()
@@ -248,8 +263,12 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
     return 0
 
 
-class Terminated(Exception):
-    """SIGTERM under --watch: stop every agent and record it, as Ctrl+C does."""
+class Stopped(Exception):
+    """Ctrl+C or SIGTERM under --watch: stop every agent and record ``why``."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 def _spawn_failures(engine: Engine) -> int:

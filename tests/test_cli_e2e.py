@@ -159,6 +159,34 @@ def test_ctrl_c_stops_agents_records_interrupted_and_exits_130(git_repo: Path,
     assert len(rows) == 2 and all(cls == "failure" for _, cls in rows)
 
 
+def test_ctrl_c_while_dispatching_stops_every_agent_and_exits(git_repo: Path,
+                                                              stub_env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    """Ctrl+C before the wait starts (the second gap's claim script still running) is
+    noted, not raised: the dispatch finishes, then every agent is stopped and recorded.
+    Raised mid-dispatch it left the engine's threads running and the process never exited."""
+    marker = tmp_path / "claiming"
+    (git_repo / "scripts").mkdir()
+    (git_repo / "scripts" / "gap-claim.sh").write_text(
+        f'if [ "$1" = E2E-002 ]; then touch {marker}; sleep 2; fi\n')
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    git(git_repo, "add", "scripts", "gaps.yaml")
+    git(git_repo, "-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "-qm",
+        "claim script")
+    git(git_repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    env = dict(os.environ, FAKE_AGENT_MODE="hang")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chump_tui", "--no-tui", "--backlog", "gaps.yaml", "--execute",
+         "--watch", "--tick", "0.2", "--kill-grace", "0.5"],
+        cwd=git_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(marker.exists, 30, "the second gap's claim script")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert out.count("KILLED    claude/e2e-00") == 2 and "interrupted" in out
+    assert len(reflection_rows(git_repo)) == 2
+
+
 def test_self_test_from_any_directory(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "chump_tui", "--self-test", "--no-tui"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
