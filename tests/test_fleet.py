@@ -264,15 +264,12 @@ def test_a_worker_killed_with_9_loses_its_agent_and_frees_its_claim(tmp_path: Pa
 
 async def test_console_shows_hosts_and_kills_on_the_right_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
-
-    from rich.console import Console
-
     from chump_tui.cli import parse_args
     from chump_tui.tui.app import ChumpApp
     from chump_tui.tui.launch import repo_setup
     from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
     from chump_tui.tui.screens.confirm_kill import ConfirmKill
+    from chump_tui.tui.widgets.dispatch_card import DispatchCard
     from tests.tui_factory import close_app, screen_text, until
 
     repos = origin_with_clones(tmp_path, "console", "w1", "w2")
@@ -304,12 +301,8 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
                 assert set(by_host) == {"w1", "w2"}
 
                 def card_text(key: str) -> str:
-                    card = next(c for c in app.screen.query("DispatchCard")
-                                if c.key == key)  # type: ignore[attr-defined]
-                    console = Console(width=200, file=io.StringIO())
-                    with console.capture() as capture:
-                        console.print(card.render())
-                    return capture.get()
+                    card = next(c for c in app.screen.query(DispatchCard) if c.key == key)
+                    return card.drawn_text()
 
                 await until(pilot, lambda: "@w2" in card_text(by_host["w2"].key), 10, "badge")
                 assert "@w1" in card_text(by_host["w1"].key)

@@ -3,7 +3,6 @@ scripted model server on 127.0.0.1, running real shell commands in real worktree
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
@@ -11,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from tests.conftest import git
 from tests.harness_rigs import RIGS, serve, ship_plan
@@ -129,10 +127,7 @@ async def test_console_shows_each_harness_running_its_command(
 
             def showing() -> bool:
                 for card in app.screen.query("DispatchCard"):
-                    console = Console(width=300, file=io.StringIO())
-                    with console.capture() as capture:
-                        console.print(card.render())
-                    text = capture.get()
+                    text = card.drawn_text()  # type: ignore[attr-defined]
                     if "▶ Bash  sleep 4; echo slow done" in text:
                         seen.add(app.dispatches[card.key].harness)  # type: ignore[attr-defined]
                 return {"codex", "gemini"} <= seen

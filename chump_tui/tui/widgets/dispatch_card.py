@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.console import Group, RenderableType
+from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widget import Widget
 
 from chump_tui.activity import Activity
@@ -106,6 +109,12 @@ def fmt_quiet(seconds: float) -> str:
 
 def render_card(d: Dispatch, now: float, tail: list[str], act: Activity | None = None,
                 quiet: Quiet | None = None) -> Group:
+    return Group(*card_lines(d, now, tail, act, quiet))
+
+
+def card_lines(d: Dispatch, now: float, tail: list[str], act: Activity | None = None,
+               quiet: Quiet | None = None) -> list[Text]:
+    """The card's content, one Text per line (each cut to the card's width when drawn)."""
     label = d.label()
     if d.phase == "killing" and d.kill_deadline is not None:
         label = f"KILLING · SIGKILL in {max(0, int(d.kill_deadline - now + 0.999))}s"
@@ -142,11 +151,16 @@ def render_card(d: Dispatch, now: float, tail: list[str], act: Activity | None =
     for line in tail[-TAIL_LINES:]:
         lines.append(Text(f"› {visible(line)}", style="grey70", no_wrap=True, overflow="ellipsis"))
     lines += [Text("")] * (TAIL_LINES - min(TAIL_LINES, len(tail)))
-    return Group(*lines)
+    return lines
 
 
 class DispatchCard(Widget):
     """One dispatch's card. Fixed size, so a redraw never asks for a new layout.
+
+    Drawn line by line: a change repaints only the lines it changed (the tail and the clock
+    change several times a second on every card; the name, branch and PR rarely), and each
+    line is turned into a Strip once. Rendering whole cards through Rich was a third of the
+    console's time in continuous mode.
 
     Selection is the monitor screen's state, not focus, so keys never race focus events.
     """
@@ -158,9 +172,11 @@ class DispatchCard(Widget):
     def __init__(self, key: str) -> None:
         super().__init__(classes="card")
         self.key = key
-        self._renderable: RenderableType = ""
         self._state_class = ""
         self._last: tuple[object, ...] | None = None
+        self._texts: list[Text] = []
+        self._strips: dict[int, Strip] = {}  # line -> drawn at _strip_key's width and style
+        self._strip_key: tuple[int, Style] | None = None
         self.tail: list[str] = []
         self.tail_version = 0
 
@@ -180,7 +196,7 @@ class DispatchCard(Widget):
 
     def show(self, d: Dispatch, now: float, tail: list[str], tail_version: int,
              act: Activity | None = None, quiet: Quiet | None = None) -> None:
-        """Redraw only when something visible changed."""
+        """Redraw only when something visible changed, and only the lines that did."""
         second = int(now) if d.active else 0
         signature = (d, second, tail_version, act.events if act else 0,
                      act.doing if act else "", int(quiet.seconds) if quiet else -1)
@@ -194,8 +210,42 @@ class DispatchCard(Widget):
                 self.remove_class(self._state_class)
             self.add_class(css)
             self._state_class = css
-        self._renderable = render_card(d, now, tail, act, quiet)
-        self.refresh()
+        lines = card_lines(d, now, tail, act, quiet)
+        if len(lines) != len(self._texts):
+            self._texts, self._strips = lines, {}
+            self.refresh()
+            return
+        width = self.content_size.width
+        for y, (old, new) in enumerate(zip(self._texts, lines, strict=True)):
+            if _same_text(old, new):
+                continue
+            self._texts[y] = new
+            self._strips.pop(y, None)
+            self.refresh(Region(0, y, width, 1))
 
-    def render(self) -> RenderableType:
-        return self._renderable
+    def drawn_text(self) -> str:
+        """The card's lines as drawn (without the border): what a person reads on it."""
+        return "\n".join(self.render_line(y).text for y in range(len(self._texts)))
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_size.width
+        style = self.rich_style
+        if (width, style) != self._strip_key:  # resized, or the CSS changed its colours
+            self._strips.clear()
+            self._strip_key = (width, style)
+        strip = self._strips.get(y)
+        if strip is None:
+            if y >= len(self._texts):
+                return Strip.blank(width, style)
+            text = self._texts[y].copy()
+            text.truncate(width, overflow="ellipsis")
+            if text.style and not text.spans:  # Text.render applies the base style only
+                text.stylize(text.style)       # with spans (as a console render would)
+            segments = list(text.render(self.app.console, end=""))
+            strip = Strip(segments, text.cell_len).crop_extend(0, width, None).apply_style(style)
+            self._strips[y] = strip
+        return strip
+
+
+def _same_text(a: Text, b: Text) -> bool:
+    return a.plain == b.plain and a.style == b.style and a.spans == b.spans
