@@ -28,7 +28,7 @@ from chump_tui.summary_export import export_summary
 from chump_tui.tui.text import assemble, block, line
 from chump_tui.tui.widgets.dispatch_card import render_card
 from chump_tui.tui.widgets.gap_table import row_cells
-from chump_tui.tui.widgets.status_line import status_text
+from chump_tui.tui.widgets.status_line import StatusTally, status_text
 from tests.tui_factory import FROZEN_NOW, record, screen_text
 
 HOSTILE = [
@@ -92,7 +92,7 @@ def test_every_console_renderer_shows_outside_text_safely(value: str) -> None:
     for phase in ("ended", "running", "killing", "spawn_failed"):
         d = hostile_dispatch(value, phase)
         assert_safe(segments_text(render_card(d, FROZEN_NOW, [value, value])), multiline=True)
-        assert_safe(segments_text(status_text([d], 3, value, False, 0, False), 10_000))
+        assert_safe(segments_text(status_text(StatusTally.of([d]), 3, value, False, 0, False), 10_000))
     for out in summary_lines([hostile_dispatch(value)]):
         assert_safe(visible(out))
 

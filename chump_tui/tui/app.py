@@ -32,6 +32,7 @@ from chump_tui.outside_text import visible, visible_block
 from chump_tui.picker import pick_reason
 from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
 from chump_tui.tui.screens.backlog import BacklogScreen
+from chump_tui.tui.widgets.status_line import StatusTally
 
 if TYPE_CHECKING:
     from chump_tui.dispatch_record import Dispatch
@@ -129,6 +130,7 @@ class ChumpApp(App[int]):
         self.bridge: EngineBridge | None = None  # set when the engine is connected
         self.redraw_hz = redraw_hz
         self.dispatches: dict[str, Dispatch] = {}
+        self.tally = StatusTally()  # the status line's counts over self.dispatches
         self.latest_by_gap: dict[str, Dispatch] = {}
         self.version = 0
         self.github_error: str | None = None
@@ -326,6 +328,7 @@ class ChumpApp(App[int]):
 
     def _store(self, record: Dispatch) -> None:
         self.dispatches[record.key] = record
+        self.tally.update(record)
         latest = self.latest_by_gap.get(record.gap_id)
         if latest is None or latest.attempt <= record.attempt:
             self.latest_by_gap[record.gap_id] = record
@@ -341,7 +344,7 @@ class ChumpApp(App[int]):
     # ---------------------------------------------------------------- queries
     def all_ended(self) -> bool:
         """Every dispatch ended and (in continuous mode) nothing left to refill with."""
-        if not self.dispatches or any(d.active for d in self.dispatches.values()):
+        if not self.dispatches or self.tally.active():
             return False
         return not (self.engine.config.continuous and self.engine.pickable_now(1))
 

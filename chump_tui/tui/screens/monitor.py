@@ -37,11 +37,25 @@ summary. A grid of thousands of cards (hours of continuous mode) would make ever
 and so every key press, slower."""
 
 
-def cards_to_show(dispatches: dict[str, Dispatch]) -> list[str]:
-    """Every active dispatch and the most recent ended ones, in dispatch order."""
-    ended = [key for key, d in dispatches.items() if not d.active]
-    keep = set(ended[-MAX_ENDED_CARDS:])
-    return [key for key, d in dispatches.items() if d.active or key in keep]
+def cards_to_show(dispatches: dict[str, Dispatch], active: int) -> list[str]:
+    """Every active dispatch (``active`` of them) and the most recent ended ones, in
+    dispatch order. Walks back from the newest row and stops once it has them all, so the
+    cost does not grow with the hours of attempts behind them."""
+    shown: list[str] = []
+    ended = 0
+    for key in reversed(dispatches):
+        if active <= 0 and ended >= MAX_ENDED_CARDS:
+            break
+        if dispatches[key].active:
+            active -= 1
+            shown.append(key)
+        elif ended < MAX_ENDED_CARDS:
+            ended += 1
+            shown.append(key)
+    shown.reverse()
+    return shown
+
+
 TAIL_REFRESH_S = 0.25
 GIT_TIMEOUT_S = 30
 
@@ -109,7 +123,7 @@ class MonitorScreen(Screen[None]):
         grid = self.query_one("#cards", Grid)
         if app.version != self._seen_version:
             self._seen_version = app.version
-            shown = cards_to_show(app.dispatches)
+            shown = cards_to_show(app.dispatches, app.tally.active())
             gone = [key for key in self._cards if key not in shown]
             spare = [self._cards.pop(key) for key in gone]
             new_cards = []
@@ -166,7 +180,7 @@ class MonitorScreen(Screen[None]):
         if status_key != self._status_key:
             self._status_key = status_key
             self.query_one(StatusLine).set_text(status_text(
-                app.dispatches.values(), engine.next_poll_in_s(), app.github_error,
+                app.tally, engine.next_poll_in_s(), app.github_error,
                 engine.config.continuous, engine.reflections.pending(), app.setup.dry_run,
                 self.hidden))
 

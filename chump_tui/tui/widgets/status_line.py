@@ -10,18 +10,60 @@ from textual.widgets import Static
 
 from chump_tui.activity import dollars
 from chump_tui.dispatch_record import Dispatch
-from chump_tui.summary_export import fleet_cost
 from chump_tui.tui.text import assemble, line
 
 
-def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error: str | None,
+class StatusTally:
+    """The counts the status line shows, kept up to date one row at a time: after hours of
+    continuous mode there are thousands of attempts, and counting them all on every change
+    was work that grew with the session."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[str, float | None]] = {}  # key -> (its count, its cost)
+        self.counts: Counter[str] = Counter()
+        self.spent_usd = 0.0
+        self.costed = 0  # rows with a cost
+
+    @classmethod
+    def of(cls, dispatches: Iterable[Dispatch]) -> StatusTally:
+        tally = cls()
+        for d in dispatches:
+            tally.update(d)
+        return tally
+
+    def update(self, d: Dispatch) -> None:
+        old = self._rows.get(d.key)
+        if old is not None:
+            self.counts[old[0]] -= 1
+            if old[1] is not None:
+                self.spent_usd -= old[1]
+                self.costed -= 1
+        if d.active:
+            count = "\0exited" if d.waiting_for_pr else "\0running"
+        else:
+            count = "exited" if d.label().startswith("EXITED") else d.label().lower()
+        self._rows[d.key] = (count, d.cost_usd)
+        self.counts[count] += 1
+        if d.cost_usd is not None:
+            self.spent_usd += d.cost_usd
+            self.costed += 1
+
+    def active(self) -> int:
+        return self.counts["\0running"] + self.counts["\0exited"]
+
+    def ended(self) -> dict[str, int]:
+        return {k: v for k, v in self.counts.items() if v and not k.startswith("\0")}
+
+    def spent(self) -> float | None:
+        return self.spent_usd if self.costed else None
+
+
+def status_text(tally: StatusTally, next_poll_s: float, github_error: str | None,
                 continuous: bool, pending_reflections: int, dry_run: bool,
                 hidden: int = 0) -> Text:
-    rows = list(dispatches)
-    exited = sum(1 for d in rows if d.active and d.waiting_for_pr)
-    running = sum(1 for d in rows if d.active) - exited
-    ended = Counter("exited" if d.label().startswith("EXITED") else d.label().lower()
-                    for d in rows if not d.active)
+    exited = tally.counts["\0exited"]
+    running = tally.counts["\0running"]
+    ended = tally.ended()
     parts: list[Text] = [assemble((str(running), "bold"), " running")]
     if exited:
         parts.append(assemble((str(exited), "bold"), " exited, waiting for a PR"))
@@ -33,7 +75,7 @@ def status_text(dispatches: Iterable[Dispatch], next_poll_s: float, github_error
     if running or exited:
         parts.append(Text(f"next GitHub poll in {int(next_poll_s + 0.999)}s"))
     parts.append(assemble("continuous ", ("ON" if continuous else "off", "bold")))
-    spent = fleet_cost(rows)
+    spent = tally.spent()
     if spent is not None:
         parts.append(assemble(("spent ", ""), (dollars(spent), "bold")))
     if pending_reflections:
