@@ -13,7 +13,7 @@ import pytest
 from chump_tui.backlog import load_backlog
 from chump_tui.cli import parse_args, start_console
 from chump_tui.errors import BacklogError, ChumpError
-from chump_tui.gc_pause import gc_paused, pause_for_startup
+from chump_tui.gc_pause import FULL_COLLECTION_EVERY, gc_paused, pause_for_startup
 from chump_tui.tui.app import ChumpApp
 from chump_tui.tui.launch import repo_setup
 from chump_tui.tui.screens.backlog import BacklogScreen
@@ -62,11 +62,16 @@ def test_console_start_up_turns_the_collector_back_on_when_it_fails(tmp_path: Pa
     assert gc.isenabled()
 
 
-async def test_collector_back_on_after_first_frame_and_modes_round_trip() -> None:
+async def test_collector_back_on_after_first_frame_and_modes_round_trip(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: thresholds.append(t))
+    thresholds: list[tuple[int, ...]] = []
     pause_for_startup()  # as `chump-tui` does before the console starts
     app = frozen_app(every_state())
     async with app.run_test(size=(140, 44)) as pilot:
         await until(pilot, gc.isenabled, 10, "the collector back on after the first frame")
+        # and full collections rarer than Python's default while the screen is live
+        assert thresholds == [(*gc.get_threshold()[:2], FULL_COLLECTION_EVERY)]
         backlog = app.screen
         assert isinstance(backlog, BacklogScreen)
         await pilot.press("m")

@@ -27,7 +27,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from chump_tui.backlog import Backlog, Gap, done_ids
-from chump_tui.gc_pause import startup_done
+from chump_tui.gc_pause import for_a_live_screen, startup_done
 from chump_tui.outside_text import visible, visible_block
 from chump_tui.picker import pick_reason
 from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
@@ -193,6 +193,7 @@ class ChumpApp(App[int]):
     def _after_first_frame(self) -> None:
         self._connect_engine()
         startup_done()
+        for_a_live_screen()
 
     @property
     def engine(self) -> Engine:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
 
 from chump_tui.activity import dollars
-from chump_tui.dispatch_record import Dispatch
 from chump_tui.tui.text import assemble, line
+
+if TYPE_CHECKING:  # the app holds a tally from start-up; the records come with the engine
+    from chump_tui.dispatch_record import Dispatch
 
 
 class StatusTally:
