@@ -450,7 +450,9 @@ async def figure_soak(n: int, parallel: int, seconds: float) -> dict[str, object
             "rss_warm_mb": statistics.median(second), "rss_end_mb": statistics.median(last),
             "rss_growth": statistics.median(last) / statistics.median(second) - 1,
             "key_p95_first_half_ms": pct(early, 0.95) if early else None,
-            "key_p95_second_half_ms": pct(late, 0.95) if late else None}
+            "key_p95_second_half_ms": pct(late, 0.95) if late else None,
+            "key_p99_ms": pct([ms for _, ms in latencies], 0.99),
+            "key_max_ms": max(ms for _, ms in latencies)}
 
 
 def object_counts() -> Counter[str]:
