@@ -135,4 +135,6 @@ def follow_fleet(engine: Engine, records: list[Dispatch]) -> None:
     from chump_tui.fleet.remote import RemoteSpawner, replay_from
 
     if isinstance(engine.spawner, RemoteSpawner):
-        engine.spawner.client.follow(replay_from(records))
+        spawner = engine.spawner
+        spawner.client.on_return = lambda agent: spawner.adopt_returned(engine, agent)
+        spawner.client.follow(replay_from(records))

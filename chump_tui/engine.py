@@ -22,10 +22,10 @@ from pathlib import Path
 
 from chump_tui import watchdog
 from chump_tui.activity import Activity
-from chump_tui.agent_process import AgentProcess, OutputLog, read_log
+from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog, read_log
 from chump_tui.agent_streams.events import AgentEvent, PlainLine
 from chump_tui.backlog import Gap, done_ids, unusable_ids
-from chump_tui.dispatch import dispatch_gap_with
+from chump_tui.dispatch import DispatchHandle, dispatch_gap_with
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.errors import DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice, OutputLine
@@ -51,7 +51,7 @@ from chump_tui.pr_providers import PrProvider
 from chump_tui.reflection_queue import ReflectionQueue
 from chump_tui.reflections import DispatchReflection, ReflectionWriter
 from chump_tui.session_store import SessionStore
-from chump_tui.spawners import Spawner
+from chump_tui.spawners import Spawner, SpawnResult
 from chump_tui.watchdog import (
     DEFAULT_FIRST_OUTPUT_TIMEOUT_S,
     DEFAULT_IDLE_TIMEOUT_S,
@@ -426,19 +426,24 @@ class Engine:
             return
         with self._lock:
             rec = live.record
-            rec.phase = "running"
-            rec.backend = handle.backend
-            rec.harness = handle.harness
             rec.started_at = handle.started_at
             rec.note = handle.claim_note or ""
-            rec.host, rec.remote = handle.host, handle.remote
-            live.process = handle.process
-            if handle.process is not None:
-                rec.pid = handle.process.pid
-                rec.process_start = handle.process.start_time
-                self._watch_exit(live, handle.process)
+            self._attach_handle(live, handle)
             self._changed(live, "dispatched")
         self._request_poll()
+
+    def _attach_handle(self, live: _Live, handle: SpawnResult | DispatchHandle) -> None:
+        """The row runs the process ``handle`` names (caller holds the lock)."""
+        rec = live.record
+        rec.phase = "running"
+        rec.backend = handle.backend
+        rec.harness = handle.harness
+        rec.host, rec.remote = handle.host, handle.remote
+        live.process = handle.process
+        if handle.process is not None:
+            rec.pid = handle.process.pid
+            rec.process_start = handle.process.start_time
+            self._watch_exit(live, handle.process)
 
     def _gap_for(self, record: Dispatch) -> Gap:
         for gap in self.backlog:
@@ -474,6 +479,51 @@ class Engine:
                     return False
                 self._idle.wait(min(left, 0.1))
         return True
+
+    # ---------------------------------------------------------------- adopt
+    def adopt(self, lost_key: str,
+              attach: Callable[[Path, OutputLog, LineCallback], SpawnResult]) -> str | None:
+        """A lost attempt's agent turned out alive (its fleet host came back): follow it
+        again as the gap's next attempt, started by ``attach`` (given the new row's log, its
+        output buffer and line callback). The lost attempt keeps its recorded outcome.
+
+        None (nothing done) unless the lost attempt is still its gap's latest and the
+        console is not stopping: a gap dispatched again meanwhile runs elsewhere, and the
+        returning agent is to be stopped instead.
+        """
+        with self._lock:
+            lost = self._live.get(lost_key)
+            if lost is None or self._stopping.is_set() or not lost.record.lost:
+                return None
+            gap_id = lost.record.gap_id
+            if any(lv.record.gap_id == gap_id and lv.record.attempt > lost.record.attempt
+                   for lv in self._live.values()) or any(g.id == gap_id for g in self._queued):
+                return None
+            live = self._reserve(self._gap_for(lost.record), lost.record.attempt + 1,
+                                 lost.record.stale_prs)
+            live.record.log_path = lost.record.log_path  # the same agent: its log goes on
+        key = live.record.key
+
+        def on_line(lines: list[str]) -> None:
+            self._emit(OutputLine(key, tuple(lines)))
+
+        try:
+            handle = attach(Path(live.record.log_path), live.output, on_line)
+        except Exception as exc:  # the agent could not be followed: this row says why
+            with self._lock:
+                live.record.phase = "spawn_failed"
+                live.record.error = redact(f"re-attaching {lost_key}: {exc}")
+                live.record.ended_at = self.clock()
+                self._changed(live, "spawn_failed")
+            return None
+        with self._lock:
+            rec = live.record
+            rec.started_at = lost.record.started_at  # the same agent: its deadlines stand
+            rec.note = f"re-attached: {lost_key} was lost while its host was silent"
+            self._attach_handle(live, handle)
+            self._changed(live, "dispatched")
+            self._idle.notify_all()
+        return key
 
     # ------------------------------------------------------------ retry & kill
     def retry(self, key: str) -> Dispatch | None:

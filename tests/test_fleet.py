@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -504,6 +505,42 @@ def test_a_cut_off_host_is_lost_redispatched_and_stopped_when_it_returns(tmp_pat
         assert "KILLED    claude/fleet-001  LOST (host w1 silent" in out, out
         assert "SHIPPED   claude/fleet-001  PR #" in out and out.rstrip().count("on w2") >= 1
         assert "shipped=1  ci_failed=0  stalled=0  killed=1  spawn_failures=0" in out
+        for w in (w1, w2):
+            w.stop()
+
+
+def test_a_host_back_from_silence_has_its_agent_followed_again_not_duplicated(
+        tmp_path: Path) -> None:
+    """Not dispatched again meanwhile (no --continuous), the lost agent that still runs on
+    its host is followed again as the gap's next attempt and its outcome recorded."""
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
+    env = fleet_env(tmp_path)
+    state = repos["console"] / "sessions" / "chump-tui" / "state.json"
+    with nats_server(tmp_path) as server:
+        # One slot each, so each host runs one gap; w2's agent keeps the console watching.
+        w1 = start_worker(server.url, repos["w1"], "w1", {**env, "FAKE_AGENT_SECONDS": "12"},
+                          max_parallel=1)
+        w2 = start_worker(server.url, repos["w2"], "w2", {**env, "FAKE_AGENT_SECONDS": "30"},
+                          max_parallel=1)
+        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3",
+                      "--max-parallel", "2")
+        wait_for(lambda: " as PID " in w1.output() and " as PID " in w2.output(), 60,
+                 "an agent on each host")
+        w1.process.send_signal(signal.SIGSTOP)  # cut off: no heartbeat, nothing published
+        try:
+            wait_for(lambda: state.exists() and "LOST (host w1 silent" in state.read_text(),
+                     60, "w1's agent given up as LOST")
+        finally:
+            w1.process.send_signal(signal.SIGCONT)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        lost = re.search(r"KILLED    (claude/fleet-00\d)  LOST \(host w1 silent", out)
+        assert lost is not None, out
+        assert out.count(f"SHIPPED   {lost.group(1)}  PR #") == 1, out  # attempt 2, on w1
+        assert "shipped=2  ci_failed=0  stalled=0  killed=1  spawn_failures=0" in out, out
+        assert w1.output().count(" as PID ") == 1 and "stopping it" not in w1.output()
+        assert w2.output().count(" as PID ") == 1
         for w in (w1, w2):
             w.stop()
 

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +37,7 @@ from chump_tui.spawners import SpawnResult
 
 if TYPE_CHECKING:
     from chump_tui.dispatch_record import Dispatch
+    from chump_tui.engine import Engine
     from chump_tui.watchdog import BusyProbe
 
 ACCEPT_WAIT_S = 10.0  # a request nobody took by then is dropped by whoever gets it later
@@ -71,15 +72,20 @@ class RemoteAgent(AgentProcess):
         self.lost = ""  # "LOST (host h silent 20s)" once its host went silent
         self.stopped_on_return = False
         self._code: int | None = None
+        self._reported_exit: int | None = None  # its host's exited report, even while lost
         self._write = threading.Lock()
 
     # -- fed by the client, on the broker's thread
     def feed(self, report: wire.AgentReport) -> None:
         if report.kind == "output" and report.offset is not None:
             self._append(report.offset, report.data)
-        elif report.kind == "exited" and not self.ended.is_set():
-            self._code = report.code if report.code is not None else 0
-            self.ended.set()
+        elif report.kind == "exited":
+            code = report.code if report.code is not None else 0
+            with self._write:
+                self._reported_exit = code
+                if not self.ended.is_set():
+                    self._code = code
+                    self.ended.set()
 
     def _append(self, offset: int, data: bytes) -> None:
         with self._write:
@@ -113,6 +119,16 @@ class RemoteAgent(AgentProcess):
         self._code = -1
         self.lost = why if why.startswith(LOST_PREFIX) else ""
         self.ended.set()
+
+    def revive(self) -> None:
+        """Its host came back and the console follows it again (as a new attempt): running
+        unless its host already said it exited."""
+        with self._write:
+            self.lost = ""
+            self.stopped_on_return = False
+            self._code = self._reported_exit
+            if self._reported_exit is None:
+                self.ended.clear()
 
     # -- what the engine calls
     def poll(self) -> int | None:
@@ -169,6 +185,8 @@ class FleetClient:
         self._woken = 0.0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        # Set by the console: follow a lost agent whose host came back; False: stop it.
+        self.on_return: Callable[[RemoteAgent], bool] | None = None
 
     # ------------------------------------------------------------ streams
     def follow(self, since: float | None) -> None:
@@ -216,11 +234,17 @@ class FleetClient:
                 pending.done.set()
         if agent is not None:
             if agent.lost and report.kind == "output" and not agent.stopped_on_return:
-                # Its host is back, but the attempt was given up (its gap may run elsewhere
-                # now): stop it there rather than let two agents work one gap.
+                # Its host is back with the agent alive: followed again if its gap was not
+                # dispatched anew meanwhile, else stopped there (never two agents on a gap).
                 agent.stopped_on_return = True
-                self.broker.spawn(self._stop_returned(agent))
+                threading.Thread(target=self._returned, args=(agent,), daemon=True,
+                                 name=f"fleet-returned-{agent.uid[:8]}").start()
             agent.feed(report)
+
+    def _returned(self, agent: RemoteAgent) -> None:
+        adopt = self.on_return
+        if adopt is None or not adopt(agent):
+            self.broker.spawn(self._stop_returned(agent))
 
     async def _stop_returned(self, agent: RemoteAgent) -> None:
         body = wire.encode(wire.KillRequest(uid=agent.uid, grace_s=5.0))
@@ -453,6 +477,22 @@ class RemoteSpawner:
         agent.follow(log_path, output, on_line, 0, stream_format(report.harness))
         return SpawnResult(agent, report.backend or "claude", report.harness,
                            host=report.host, remote=f"{report.worker}/{uid}")
+
+    def adopt_returned(self, engine: Engine, agent: RemoteAgent) -> bool:
+        """A lost agent's host came back: the engine follows it as its gap's next attempt
+        (False when the gap was dispatched again meanwhile, or its row is not found)."""
+        lost = next((d for d in engine.snapshot()
+                     if d.lost and d.remote.partition("/")[2] == agent.uid), None)
+        if lost is None:
+            return False
+
+        def attach(log_path: Path, output: OutputLog, on_line: LineCallback) -> SpawnResult:
+            agent.revive()
+            agent.follow(log_path, output, on_line, 0, stream_format(lost.harness))
+            return SpawnResult(agent, lost.backend, lost.harness, host=lost.host,
+                               remote=lost.remote)
+
+        return engine.adopt(lost.key, attach) is not None
 
     def reattach(self, record: Dispatch) -> RemoteAgent | None:
         """A resumed session's fleet agent: its output is replayed from the stream."""
