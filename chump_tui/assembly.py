@@ -137,4 +137,5 @@ def follow_fleet(engine: Engine, records: list[Dispatch]) -> None:
     if isinstance(engine.spawner, RemoteSpawner):
         spawner = engine.spawner
         spawner.client.on_return = lambda agent: spawner.adopt_returned(engine, agent)
+        spawner.on_request = engine.note_request
         spawner.client.follow(replay_from(records))

@@ -297,8 +297,15 @@ class Engine:
         """
         notes: list[str] = []
         reattached = gone = 0
+        resume_dispatch = getattr(self.spawner, "resume_dispatch", None)
+        unanswered: list[tuple[str, Callable[[OutputLog, LineCallback], SpawnResult]]] = []
         for rec in records:
-            if rec.phase == "dispatching":
+            if rec.phase == "dispatching" and rec.remote and resume_dispatch is not None:
+                # Its request went out to the fleet: a host may have started it since.
+                unanswered.append((rec.key, resume_dispatch(rec)))
+                notes.append(f"{rec.key}: was being dispatched when the console stopped; "
+                             "waiting for the fleet's answer")
+            elif rec.phase == "dispatching":
                 rec.phase = "spawn_failed"
                 rec.error = "console stopped during dispatch (check the worktree)"
                 rec.ended_at = rec.ended_at or self.clock()
@@ -327,6 +334,8 @@ class Engine:
                 elif rec.outcome is not None and not rec.reflection_written:
                     self._queue_reflection(live, rec.outcome, 1)
                     notes.append(f"{rec.key}: reflection not written yet; writing it now")
+        for key, wait in unanswered:
+            self._finish_dispatch(self._live[key], wait)
         if reattached or gone:
             notes.insert(0, f"re-attached {reattached} agent(s) still running from the console "
                             f"that closed" + (f"; {gone} ended while nobody watched" if gone
@@ -414,15 +423,7 @@ class Engine:
                 environ=self.config.environ, clock=self.clock, stopping=self._stopping.is_set,
             )
         except Exception as exc:  # any failure is this gap's spawn failure, never a lost row
-            error = str(exc) if isinstance(exc, DispatchError) else \
-                f"dispatching {gap.id}: {type(exc).__name__}: {exc}"
-            with self._lock:
-                live.record.phase = "spawn_failed"
-                live.record.error = redact(error)
-                live.record.ended_at = self.clock()
-                self._changed(live, "spawn_failed")
-                self._idle.notify_all()
-            self._refill_soon()
+            self._spawn_failed(live, exc)
             return
         with self._lock:
             rec = live.record
@@ -431,6 +432,51 @@ class Engine:
             self._attach_handle(live, handle)
             self._changed(live, "dispatched")
         self._request_poll()
+
+    def _spawn_failed(self, live: _Live, exc: Exception) -> None:
+        error = str(exc) if isinstance(exc, DispatchError) else \
+            f"dispatching {live.record.gap_id}: {type(exc).__name__}: {exc}"
+        with self._lock:
+            live.record.phase = "spawn_failed"
+            live.record.error = redact(error)
+            live.record.ended_at = self.clock()
+            self._changed(live, "spawn_failed")
+            self._idle.notify_all()
+        self._refill_soon()
+
+    def note_request(self, log_path: Path, remote: str) -> None:
+        """A spawner's request for the row dispatching into ``log_path`` is about to go out
+        (``remote``: how to find its answer); saved first, so a console killed while it
+        waits resumes the wait instead of losing the agent."""
+        with self._lock:
+            for live in self._live.values():
+                rec = live.record
+                if rec.phase == "dispatching" and rec.log_path == str(log_path):
+                    rec.remote = remote
+                    self._changed(live, "requested")
+                    return
+
+    def _finish_dispatch(self, live: _Live,
+                         wait: Callable[[OutputLog, LineCallback], SpawnResult]) -> None:
+        """A resumed row's dispatch, on a thread: running once its host answers."""
+        key = live.record.key
+
+        def on_line(lines: list[str]) -> None:
+            self._emit(OutputLine(key, tuple(lines)))
+
+        def run() -> None:
+            try:
+                handle = wait(live.output, on_line)
+            except Exception as exc:
+                self._spawn_failed(live, exc)
+                return
+            with self._lock:
+                live.record.note = "started by its host while the console was down"
+                self._attach_handle(live, handle)
+                self._changed(live, "dispatched")
+                self._idle.notify_all()
+
+        threading.Thread(target=run, name=f"resumed-dispatch-{key}", daemon=True).start()
 
     def _attach_handle(self, live: _Live, handle: SpawnResult | DispatchHandle) -> None:
         """The row runs the process ``handle`` names (caller holds the lock)."""

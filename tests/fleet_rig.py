@@ -72,12 +72,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-def origin_with_clones(tmp_path: Path, *names: str) -> dict[str, Path]:
-    """A bare origin with one commit on main, and a clone of it per name."""
+def origin_with_clones(tmp_path: Path, *names: str,
+                       files: dict[str, str] | None = None) -> dict[str, Path]:
+    """A bare origin with one commit on main (a README and ``files``), and a clone of it
+    per name."""
     seed = tmp_path / "seed"
     subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)
     (seed / "README").write_text("fleet test repo\n")
-    git(seed, "add", "README")
+    for name, text in (files or {}).items():
+        (seed / name).parent.mkdir(parents=True, exist_ok=True)
+        (seed / name).write_text(text)
+    git(seed, "add", ".")
     git(seed, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "init")
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(origin)], check=True)

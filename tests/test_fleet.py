@@ -364,6 +364,34 @@ def test_console_killed_mid_run_replays_and_records_each_outcome_once(tmp_path: 
         worker.stop()
 
 
+def test_a_console_killed_while_its_host_starts_the_agent_finds_the_agent_again(
+        tmp_path: Path) -> None:
+    """Killed after its request went out and before the host said it started the agent,
+    the next console waits for the host's answer (replayed) instead of losing the agent."""
+    claiming, release = tmp_path / "claiming", tmp_path / "release"
+    repos = origin_with_clones(tmp_path, "console", "w1", files={
+        "scripts/gap-claim.sh": f"touch {claiming}\n"
+                                f"while [ ! -e {release} ]; do sleep 0.05; done\n"})
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "2"}
+    with nats_server(tmp_path) as server:
+        worker = start_worker(server.url, repos["w1"], "w1", env)
+        first = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        wait_for(claiming.exists, 60, "w1 running the gap's claim script")
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)
+        release.touch()
+        wait_for(lambda: " as PID " in worker.output(), 60, "w1 starting the agent")
+        again = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        _out, err = assert_all_shipped(again, 1)
+        assert "FLEET-001#1: was being dispatched when the console stopped; waiting" in err
+        assert worker.output().count(" as PID ") == 1  # the one agent, found again
+        rows = sqlite3.connect(repos["console"] / "sessions" / "chump_memory.db").execute(
+            "SELECT intended_goal FROM chump_reflections").fetchall()
+        assert rows == [("ship gap FLEET-001",)]
+        worker.stop()
+
+
 def test_a_restarted_worker_reattaches_its_agents_without_duplicates(tmp_path: Path) -> None:
     with nats_server(tmp_path) as server:
         repos, env, worker, run = two_agents_on_w1(tmp_path, server.url, 8)

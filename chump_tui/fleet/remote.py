@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 ACCEPT_WAIT_S = 10.0  # a request nobody took by then is dropped by whoever gets it later
 SPAWN_WAIT_S = 300.0  # fetch, worktree, claim script: a big repository takes a while
 KILL_ANSWER_S = 5.0
+REPLAY_WAIT_S = 15.0  # a resumed console: the replay brings a request's answers by then
 DEFAULT_SILENT_S = 20.0
 WAKE_EVERY_S = 0.02
 UNCLAIMED_BYTES = 64 * 1024 * 1024  # reports for agents not attached (yet) here
@@ -272,29 +273,47 @@ class FleetClient:
     def request(self, request: wire.DispatchRequest) -> wire.AgentReport:
         """Queue the request and wait for the worker that took it: its spawned or
         rejected report. DispatchError when nobody takes it in time."""
-        pending = _Pending()
-        with self._lock:
-            self._pending[request.uid] = pending
+        pending = self.expect(request.uid)
         try:
             self.broker.publish(wire.dispatch_subject(self.key), wire.encode(request))
-            if not pending.accepted.wait(ACCEPT_WAIT_S) and not pending.done.is_set():
+        except FleetError as exc:
+            self.forget(request.uid)
+            raise DispatchError(str(exc)) from None
+        return self.answer(request.uid, pending, ACCEPT_WAIT_S)
+
+    def expect(self, uid: str) -> _Pending:
+        """Catch the answers to request ``uid`` from now on (a resumed session's request:
+        before the replay of the stream starts)."""
+        pending = _Pending()
+        with self._lock:
+            self._pending[uid] = pending
+        return pending
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._pending.pop(uid, None)
+
+    def answer(self, uid: str, pending: _Pending, accept_within_s: float) -> wire.AgentReport:
+        """Wait for the spawned or rejected report of request ``uid``; DispatchError when no
+        worker took it within ``accept_within_s`` or the one that did went silent."""
+        try:
+            if not pending.accepted.wait(accept_within_s) and not pending.done.is_set():
                 up = self.workers_up()
                 raise DispatchError(
-                    f"no worker took it within {ACCEPT_WAIT_S:g}s ("
+                    f"no worker took it within {accept_within_s:g}s ("
                     + (f"{len(up)} up for this repository, "
                        f"{sum(w.running for w in up)}/{sum(w.max_parallel for w in up)} "
                        "slots busy" if up else "no worker is up for this repository")
                     + ")")
-            self._wait_spawned(request, pending)
+            self._wait_spawned(uid, pending)
         except FleetError as exc:
             raise DispatchError(str(exc)) from None
         finally:
-            with self._lock:
-                self._pending.pop(request.uid, None)
+            self.forget(uid)
         assert pending.report is not None
         return pending.report
 
-    def _wait_spawned(self, request: wire.DispatchRequest, pending: _Pending) -> None:
+    def _wait_spawned(self, uid: str, pending: _Pending) -> None:
         """Until the worker that took it says spawned or rejected; a DispatchError if it goes
         silent first (its claim is released: nobody else would) or takes too long."""
         deadline = time.monotonic() + SPAWN_WAIT_S
@@ -303,7 +322,7 @@ class FleetClient:
             silent = self.silent_for(worker) if worker else None
             if silent is not None:
                 with contextlib.suppress(FleetError):
-                    self.broker.release_by_session(claim_session(request.uid))
+                    self.broker.release_by_session(claim_session(uid))
                 raise DispatchError(f"worker {worker} took it and went silent ({silent:.0f}s) "
                                     "before starting it")
             if time.monotonic() > deadline:
@@ -427,6 +446,9 @@ class RemoteSpawner:
         self.gap_harness = dict(gap_harness or {})
         self.backend = "claude"
         self.backend_warning: str | None = None
+        # Set by the console: save "/<request uid>" in the row of log_path before the
+        # request goes out, so a console killed while it waits can find the answer.
+        self.on_request: Callable[[Path, str], None] | None = None
 
     def held_elsewhere(self, gap_ids: set[str]) -> dict[str, str]:
         """Gaps of the backlog already claimed in chump_gaps (by anyone): who holds each."""
@@ -464,8 +486,31 @@ class RemoteSpawner:
             uid=uid, key=log_path.stem, gap_id=gap_id, origin=self.client.origin,
             base_ref=self.base_ref, harness=harness, console=self.client.session,
             expires_at=time.time() + ACCEPT_WAIT_S)
+        if self.on_request is not None:  # the row knows its request before it goes out
+            self.on_request(log_path, f"/{uid}")
         self.client.follow(None)
-        report = self.client.request(request)
+        return self._started(uid, self.client.request(request), log_path, output, on_line)
+
+    def resume_dispatch(self, record: Dispatch) -> Callable[[OutputLog, LineCallback],
+                                                            SpawnResult]:
+        """A row the console was dispatching when it stopped: its request's answers are
+        caught from now on (the replay brings those given meanwhile); the returned call
+        waits for them and follows the agent, or raises DispatchError."""
+        uid = record.remote.partition("/")[2]
+        pending = self.client.expect(uid)
+        log_path = Path(record.log_path)
+        # Taken by then or never (a worker refuses an expired request); the replay of what
+        # was said meanwhile needs a moment whatever the clock says.
+        accept_by = record.started_at + ACCEPT_WAIT_S - time.time()
+
+        def wait(output: OutputLog, on_line: LineCallback) -> SpawnResult:
+            report = self.client.answer(uid, pending, max(accept_by, REPLAY_WAIT_S))
+            return self._started(uid, report, log_path, output, on_line)
+
+        return wait
+
+    def _started(self, uid: str, report: wire.AgentReport, log_path: Path, output: OutputLog,
+                 on_line: LineCallback | None) -> SpawnResult:
         if report.kind == "rejected":
             raise DispatchError(f"{report.host} ({report.worker}): {report.note}")
         if report.pid is None:
