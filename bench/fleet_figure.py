@@ -1,6 +1,7 @@
 """Child process for bench/run.py's fleet figure; prints one JSON line.
 
   fleet WORKERS AGENTS RATE SECONDS
+  fleet probe URL SUBJECT OUT     (the broker-side probe, in a process of its own)
 
 A real nats-server (JetStream), WORKERS real ``chump-tui worker`` processes, each with its
 own clone of a temp origin, AGENTS agents on each writing claude stream-json at RATE events/s
@@ -137,17 +138,11 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
 
     engine.subscribe(on_event)
     # The same reports as a plain subscriber gets them: how much of the latency is the
-    # worker and the broker, how much the console's mirror, follower and frame.
-    probe = Broker(server.url, name="bench probe").connect()
-    at_broker: list[float] = []
-
-    async def on_report(msg: Any) -> None:
-        now = time.time()
-        for report in wire.decode_reports(bytes(msg.data)):
-            at_broker.extend(now - float(s) for s in STAMP.findall(
-                report.data.decode("utf-8", "replace")))
-
-    probe.subscribe(wire.agents_subject(wire.repo_key(str(repos["origin"])), "*"), on_report)
+    # worker and the broker, how much the console's mirror, follower and frame. In a
+    # process of its own: decoding every report here would count in the console's CPU.
+    probe_out = tmp / "probe.json"
+    probe = subprocess.Popen([PY, __file__, "probe", server.url, wire.agents_subject(
+        wire.repo_key(str(repos["origin"])), "*"), str(probe_out)])
     me = psutil.Process()
     keys: list[float] = []
     try:
@@ -162,8 +157,8 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
             clock = FrameClock(app)
             monitor_screen = app.screen
             cpu0, t0, msgs0 = _cpu(), time.perf_counter(), broker_messages(monitor)
+            window = (time.time(), time.time() + seconds)
             arrivals.clear()
-            at_broker.clear()
             ramp = time.perf_counter() - started
             if ramp > RAMP_S - 5:
                 raise RuntimeError(f"starting {n} agents took {ramp:.0f} s")
@@ -202,8 +197,11 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
             setup.store.release()
         for host in hosts:
             host.stop()
-        probe.close()
+        probe.terminate()
+        probe.wait(30)
         server.stop()
+    at_broker = [waited for arrived, waited in json.loads(probe_out.read_text())
+                 if window[0] <= arrived <= window[1]]
     return {"workers": workers, "agents": n, "rate": rate, "seconds": seconds,
             "line_p95_ms": pct(shown, 0.95), "line_median_ms": pct(shown, 0.5),
             "lines_timed": len(shown),
@@ -214,7 +212,32 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
             "shipped": shipped, "costs_recorded": costs}
 
 
+def probe(url: str, subject: str, out_path: str) -> None:
+    """Until SIGTERM: (arrival time, seconds since written) of each stamped line."""
+    import signal
+    import threading
+
+    seen: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    async def on_report(msg: Any) -> None:
+        now = time.time()
+        for report in wire.decode_reports(bytes(msg.data)):
+            seen.extend((now, now - float(s)) for s in STAMP.findall(
+                report.data.decode("utf-8", "replace")))
+
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    broker = Broker(url, name="bench probe").connect()
+    broker.subscribe(subject, on_report)
+    done.wait()
+    broker.close()
+    Path(out_path).write_text(json.dumps(seen))
+
+
 def main() -> None:
+    if sys.argv[1] == "probe":
+        probe(*sys.argv[2:5])
+        return
     workers, per_worker, rate, seconds = (int(sys.argv[1]), int(sys.argv[2]),
                                           int(sys.argv[3]), float(sys.argv[4]))
     print(json.dumps(asyncio.run(figure_fleet(workers, per_worker, rate, seconds))))

@@ -56,6 +56,8 @@ class Activity:
     finished: Finished | None = None
     fatal_error: str = ""  # a failed turn or error event: the outcome's reason
     _by_message: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _by_message_in: int = field(default=0, repr=False)  # the sums over _by_message
+    _by_message_out: int = field(default=0, repr=False)
     _base_in: int = field(default=0, repr=False)  # totals from TurnUsage (harnesses without ids)
     _base_out: int = field(default=0, repr=False)
     _tools: dict[str, str] = field(default_factory=dict, repr=False)  # running tool id -> name
@@ -85,7 +87,11 @@ class Activity:
             self.tool_errors += not event.ok
             self.doing = "thinking…"
         elif isinstance(event, MessageUsage):
+            # A message's usage is restated as it grows: replace its share of the sums.
+            was_in, was_out = self._by_message.get(event.message_id, (0, 0))
             self._by_message[event.message_id] = (event.tokens_in, event.tokens_out)
+            self._by_message_in += event.tokens_in - was_in
+            self._by_message_out += event.tokens_out - was_out
             self._sum_tokens()
             self.turns = max(self.turns, len(self._by_message))
         elif isinstance(event, TurnUsage):
@@ -105,8 +111,8 @@ class Activity:
             self.doing = f"retrying: {first_line(event.message, 80)}"
 
     def _sum_tokens(self) -> None:
-        self.tokens_in = self._base_in + sum(i for i, _ in self._by_message.values())
-        self.tokens_out = self._base_out + sum(o for _, o in self._by_message.values())
+        self.tokens_in = self._base_in + self._by_message_in
+        self.tokens_out = self._base_out + self._by_message_out
 
     def _finish(self, event: Finished) -> None:
         self.finished = event
@@ -126,10 +132,15 @@ class Activity:
         """Drop what only a running agent needs (per-message usage, running tools)."""
         self._base_in, self._base_out = self.tokens_in, self.tokens_out
         self._by_message.clear()
+        self._by_message_in = self._by_message_out = 0
         self._tools.clear()
 
     def copy(self) -> Activity:
-        return dataclasses.replace(self, _by_message={}, _tools={})
+        """A snapshot to show; its sums are folded into the base, as forget_details does."""
+        return dataclasses.replace(
+            self, _by_message={}, _tools={}, _by_message_in=0, _by_message_out=0,
+            _base_in=self._base_in + self._by_message_in,
+            _base_out=self._base_out + self._by_message_out)
 
     def counters(self) -> str:
         """``3 turns · in 12.3k out 1.2k · $0.0412`` (cost only where the harness says)."""

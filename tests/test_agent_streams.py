@@ -97,6 +97,21 @@ def test_while_a_tool_runs_the_activity_says_so() -> None:
     assert act.turns == 1 and act.tokens_in == 400
 
 
+def test_usage_restated_for_a_message_replaces_its_share_and_copies_keep_the_sums() -> None:
+    from chump_tui.agent_streams.events import MessageUsage
+
+    act = Activity()
+    for message_id, tokens_in, tokens_out in [("m1", 100, 5), ("m2", 200, 7), ("m1", 150, 9)]:
+        act.apply(MessageUsage(message_id, tokens_in, tokens_out), 0.0)
+    assert (act.turns, act.tokens_in, act.tokens_out) == (2, 350, 16)
+    shown = act.copy()
+    shown.apply(MessageUsage("m3", 10, 1), 0.0)
+    assert (shown.tokens_in, shown.tokens_out) == (360, 17)
+    act.forget_details()
+    act.apply(MessageUsage("m4", 50, 2), 0.0)
+    assert (act.tokens_in, act.tokens_out) == (400, 18)
+
+
 def test_an_error_result_is_the_agents_error() -> None:
     result = {"type": "result", "subtype": "success", "is_error": True, "num_turns": 2,
               "result": "API Error: 400 scripted: the model refused", "total_cost_usd": 0.002}

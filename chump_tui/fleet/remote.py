@@ -74,6 +74,7 @@ class RemoteAgent(AgentProcess):
         self.stopped_on_return = False
         self._code: int | None = None
         self._reported_exit: int | None = None  # its host's exited report, even while lost
+        self._mirror_fd: int | None = None
         self._write = threading.Lock()
 
     # -- fed by the client, on the broker's thread
@@ -84,6 +85,7 @@ class RemoteAgent(AgentProcess):
             code = report.code if report.code is not None else 0
             with self._write:
                 self._reported_exit = code
+                self._close_mirror()
                 if not self.ended.is_set():
                     self._code = code
                     self.ended.set()
@@ -99,24 +101,34 @@ class RemoteAgent(AgentProcess):
             if not data:
                 return
             self.received += len(data)
-            with contextlib.suppress(OSError):
-                fd = open_nofollow(self.mirror, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-                try:
-                    os.write(fd, prefix + data)
-                finally:
-                    os.close(fd)
+            self._write_mirror(prefix + data)
         self.client.output_arrived()
+
+    def _write_mirror(self, data: bytes) -> None:
+        """Append to the mirror (caller holds _write). The file stays open while reports
+        come: opening it for each one was a fifth of the receiving thread."""
+        with contextlib.suppress(OSError):
+            if self._mirror_fd is None:
+                self._mirror_fd = open_nofollow(self.mirror,
+                                                os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.write(self._mirror_fd, data)
+        if self._reported_exit is not None:  # output after its end: nothing more will come
+            self._close_mirror()
+
+    def _close_mirror(self) -> None:
+        """Caller holds _write; the next write opens it again."""
+        if self._mirror_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._mirror_fd)
+            self._mirror_fd = None
 
     def lose(self, why: str) -> None:
         """Its host went silent: the agent counts as ended (exit -1), saying why."""
         if self.ended.is_set():
             return
-        with self._write, contextlib.suppress(OSError):
-            fd = open_nofollow(self.mirror, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            try:
-                os.write(fd, f"\n[chump-tui] {why}\n".encode())
-            finally:
-                os.close(fd)
+        with self._write:
+            self._write_mirror(f"\n[chump-tui] {why}\n".encode())
+            self._close_mirror()
         self._code = -1
         self.lost = why if why.startswith(LOST_PREFIX) else ""
         self.ended.set()

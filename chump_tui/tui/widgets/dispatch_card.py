@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.console import Group
-from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.geometry import Region
@@ -175,8 +174,8 @@ class DispatchCard(Widget):
         self._state_class = ""
         self._last: tuple[object, ...] | None = None
         self._texts: list[Text] = []
-        self._strips: dict[int, Strip] = {}  # line -> drawn at _strip_key's width and style
-        self._strip_key: tuple[int, Style] | None = None
+        self._strips: dict[int, Strip] = {}  # line -> drawn at _strip_width, current CSS
+        self._strip_width = -1
         self.tail: list[str] = []
         self.tail_version = 0
 
@@ -227,14 +226,19 @@ class DispatchCard(Widget):
         """The card's lines as drawn (without the border): what a person reads on it."""
         return "\n".join(self.render_line(y).text for y in range(len(self._texts)))
 
+    def notify_style_update(self) -> None:
+        """Its CSS changed (state, selection, theme): the drawn lines carry the old colours."""
+        super().notify_style_update()
+        self._strips.clear()
+
     def render_line(self, y: int) -> Strip:
         width = self.content_size.width
-        style = self.rich_style
-        if (width, style) != self._strip_key:  # resized, or the CSS changed its colours
+        if width != self._strip_width:
             self._strips.clear()
-            self._strip_key = (width, style)
+            self._strip_width = width
         strip = self._strips.get(y)
         if strip is None:
+            style = self.rich_style
             if y >= len(self._texts):
                 return Strip.blank(width, style)
             text = self._texts[y].copy()
