@@ -556,11 +556,7 @@ class Engine:
         try:
             handle = attach(Path(live.record.log_path), live.output, on_line)
         except Exception as exc:  # the agent could not be followed: this row says why
-            with self._lock:
-                live.record.phase = "spawn_failed"
-                live.record.error = redact(f"re-attaching {lost_key}: {exc}")
-                live.record.ended_at = self.clock()
-                self._changed(live, "spawn_failed")
+            self._spawn_failed(live, DispatchError(f"re-attaching {lost_key}: {exc}"))
             return None
         with self._lock:
             rec = live.record
