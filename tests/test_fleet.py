@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ from chump_tui.fleet import wire
 from chump_tui.fleet.broker import Broker
 from tests.conftest import HELPERS, gh_calls, wait_for
 from tests.fleet_rig import (
+    NatsServer,
     WorkerProcess,
     free_port,
     nats_server,
@@ -479,6 +481,49 @@ def test_credentials_are_used_and_never_shown(tmp_path: Path) -> None:
     _out, err = run.communicate(timeout=60)
     assert run.returncode == 2 and err.strip() == (
         f"chump-tui: {missing}: NATS credentials file not found"), err
+
+
+def certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the test certificates)")
+    ca_key, ca, key, csr, cert = (directory / n for n in (
+        "ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for argv in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+             str(ca), "-days", "2", "-subj", "/CN=chump-tui test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+             "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext)]):
+        subprocess.run(["openssl", *argv], check=True, capture_output=True)
+    return ca, cert, key
+
+
+def test_tls_urls_connect_over_tls_and_an_untrusted_server_is_one_line(tmp_path: Path) -> None:
+    ca, cert, key = certificates(tmp_path)
+    repos = origin_with_clones(tmp_path, "console", "w1")
+    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
+    server = NatsServer(tmp_path / "jetstream", scheme="tls",
+                        extra=("--tls", "--tlscert", str(cert), "--tlskey", str(key))).start()
+    try:
+        # Not trusted (the system's CA store does not know our CA): refused, one line.
+        refused = console(repos["console"], server.url, fleet_env(tmp_path), "--watch")
+        _out, err = refused.communicate(timeout=60)
+        assert refused.returncode == 2, err
+        assert len(err.strip().splitlines()) == 1 and "cannot connect to NATS" in err, err
+        assert "Traceback" not in err
+        # Trusted through the standard OpenSSL variable: the fleet works over TLS.
+        env = {**fleet_env(tmp_path), "SSL_CERT_FILE": str(ca)}
+        worker = start_worker(server.url, repos["w1"], "w1", env)
+        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        out, _err = assert_all_shipped(run, 1)
+        assert "on w1" in out
+        worker.stop()
+    finally:
+        server.stop()
 
 
 def test_a_worker_running_the_real_claude_sends_its_activity_and_cost(
