@@ -1,8 +1,11 @@
 """The session on disk: ``sessions/chump-tui/state.json`` and the one-console-per-repo lock.
 
-The dispatch table is rewritten atomically on every change (temp file, fsync,
+The rows still in play are rewritten atomically on every change (temp file, fsync,
 rename, fsync of the directory), so a crash at any moment leaves either the
-previous table or the new one, never half of one. The file may come from a
+previous table or the new one, never half of one. A settled row (ended, its
+reflection written) moves to ``settled.jsonl``, appended once and synced before the
+table drops it: hours of continuous mode make thousands of rows, and rewriting them
+all on every change grew with the session. Loading merges the two. The file may come from a
 repository someone else committed: every record's shape and paths are checked
 on load, and nothing is opened through a symbolic link. The lock is an ``flock`` on
 ``sessions/chump-tui/lock`` holding the owner's pid; the kernel drops it when
@@ -41,10 +44,12 @@ class SessionStore:
         self.directory = directory
         self.repo_root = repo_root if repo_root is not None else directory.parent.parent
         self.state_path = directory / "state.json"
+        self.settled_path = directory / "settled.jsonl"
         self.lock_path = directory / "lock"
         self.log_dir = directory / "logs"
         self._lock_fd: int | None = None
         self._encoded: dict[str, str] = {}  # row key -> its JSON, as last saved
+        self._settled: dict[str, str] = {}  # row key -> its JSON, as in settled.jsonl
         self.saves = 0
 
     @classmethod
@@ -91,19 +96,26 @@ class SessionStore:
 
         Each row's JSON is kept between saves: hours of continuous mode make thousands of
         rows, and encoding them all on every change starved the console (bench/ soak).
+        Settled rows go to settled.jsonl (once per version) and out of the table.
         """
         self._ensure_dirs()
         if changed is None:
             self._encoded.clear()
         else:
             self._encoded.pop(changed, None)
-        rows = []
+        rows: list[str] = []
+        newly_settled: list[tuple[str, str]] = []
         for record in records:
             encoded = self._encoded.get(record.key)
             if encoded is None:
                 encoded = self._encoded[record.key] = json.dumps(record.to_json(),
                                                                  separators=(",", ":"))
-            rows.append(encoded)
+            if not settled(record):
+                rows.append(encoded)
+            elif self._settled.get(record.key) != encoded:
+                newly_settled.append((record.key, encoded))
+        if newly_settled:  # synced before the table drops them: a row is always somewhere
+            self._append_settled(newly_settled)
         head = json.dumps({"version": STATE_VERSION, "saved_at": time.time(),
                            "pid": os.getpid()}, separators=(",", ":"))
         text = f'{head[:-1]},"dispatches":[{",".join(rows)}]}}'
@@ -123,22 +135,42 @@ class SessionStore:
             os.close(dir_fd)
         self.saves += 1
 
+    def _append_settled(self, rows: list[tuple[str, str]]) -> None:
+        fd = open_nofollow(self.settled_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            os.write(fd, "".join(f"{encoded}\n" for _, encoded in rows).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._settled.update(rows)
+
     def load(self, read_only: bool = False) -> tuple[list[Dispatch], list[str]]:
         """The saved rows and warnings.
 
         A file of the wrong shape is set aside whole (``state.corrupt-<time>.json``); a
         record naming a log or worktree outside this session is refused and the original
-        file kept as ``state.refused-<time>.json``. ``read_only`` (another console's
-        session) reads and moves nothing.
+        file kept as ``state.refused-<time>.json`` (``settled.*`` for settled.jsonl, whose
+        last line may also be cut by a crash mid-append: it is left out). ``read_only``
+        (another console's session) reads and moves nothing.
         """
+        live, warnings = self._load_table(read_only)
+        settled_rows, more = self._load_settled(read_only)
+        warnings += more
+        if not settled_rows:
+            return live, warnings
+        by_key = {row.key: row for row in live}
+        by_key.update((row.key, row) for row in settled_rows)  # the later of the two
+        return sorted(by_key.values(), key=lambda r: (r.started_at, r.attempt)), warnings
+
+    def _load_table(self, read_only: bool) -> tuple[list[Dispatch], list[str]]:
         try:
-            raw = self._read_state()
+            raw = self._read(self.state_path)
         except FileNotFoundError:
             return [], []
         except OSError as exc:
             if read_only:
                 return [], []
-            return [], [self._set_aside("corrupt", exc.strerror or str(exc))]
+            return [], [self._set_aside(self.state_path, "corrupt", exc.strerror or str(exc))]
         try:
             data: Any = json.loads(raw)
             if not isinstance(data, dict) or not isinstance(data.get("dispatches"), list):
@@ -147,7 +179,41 @@ class SessionStore:
         except (ValueError, TypeError, RecursionError) as exc:
             if read_only:
                 return [], []
-            return [], [self._set_aside("corrupt", f"unreadable ({exc})")]
+            return [], [self._set_aside(self.state_path, "corrupt", f"unreadable ({exc})")]
+        return self._kept(self.state_path, rows, raw, read_only)
+
+    def _load_settled(self, read_only: bool) -> tuple[list[Dispatch], list[str]]:
+        try:
+            raw = self._read(self.settled_path)
+        except FileNotFoundError:
+            return [], []
+        except OSError as exc:
+            if read_only:
+                return [], []
+            return [], [self._set_aside(self.settled_path, "corrupt",
+                                        exc.strerror or str(exc))]
+        lines = raw.split("\n")
+        if lines[-1]:  # no newline after it: an append a crash cut short
+            lines[-1] = ""
+            if not read_only:  # cut it off, or the next append would bury it mid-file
+                self._cut_torn_line()
+        rows: dict[str, Dispatch] = {}
+        try:
+            for line in lines[:-1]:
+                row = Dispatch.from_json(json.loads(line))
+                rows.pop(row.key, None)  # a later version of a row comes last
+                rows[row.key] = row
+        except (ValueError, TypeError, RecursionError) as exc:
+            if read_only:
+                return [], []
+            return [], [self._set_aside(self.settled_path, "corrupt", f"unreadable ({exc})")]
+        kept, warnings = self._kept(self.settled_path, list(rows.values()), raw, read_only)
+        self._settled = {row.key: json.dumps(row.to_json(), separators=(",", ":"))
+                         for row in kept}
+        return kept, warnings
+
+    def _kept(self, path: Path, rows: list[Dispatch], raw: str,
+              read_only: bool) -> tuple[list[Dispatch], list[str]]:
         kept: list[Dispatch] = []
         refused: list[str] = []
         for row in rows:
@@ -158,13 +224,25 @@ class SessionStore:
                 refused.append(f"dispatch {row.key}: {why}")
         if not refused:
             return kept, []
-        warnings = [f"{self.state_path}: refused {r}" for r in refused]
+        warnings = [f"{path}: refused {r}" for r in refused]
         if not read_only:
-            warnings.append(self._copy_aside("refused", raw))
+            warnings.append(self._copy_aside(path, "refused", raw))
         return kept, warnings
 
-    def _read_state(self) -> str:
-        fd = open_nofollow(self.state_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    def _cut_torn_line(self) -> None:
+        with contextlib.suppress(OSError):
+            fd = open_nofollow(self.settled_path, os.O_RDWR)
+            try:
+                size = os.fstat(fd).st_size
+                start = max(0, size - 1024 * 1024)  # a row is far shorter than this
+                tail = os.pread(fd, size - start, start)
+                os.ftruncate(fd, start + tail.rfind(b"\n") + 1)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _read(self, path: Path) -> str:
+        fd = open_nofollow(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode):
@@ -191,29 +269,45 @@ class SessionStore:
             return f"key {row.key!r} does not name gap {row.gap_id!r}"
         return None
 
-    def _set_aside(self, kind: str, why: str) -> str:
-        aside = self.state_path.with_name(f"state.{kind}-{int(time.time())}.json")
+    def _set_aside(self, path: Path, kind: str, why: str) -> str:
+        aside = _aside_name(path, kind)
         with contextlib.suppress(OSError):
-            os.replace(self.state_path, aside)
-        return f"{self.state_path}: {why}; moved to {aside.name}"
+            os.replace(path, aside)
+        return f"{path}: {why}; moved to {aside.name}"
 
-    def _copy_aside(self, kind: str, raw: str) -> str:
-        aside = self.state_path.with_name(f"state.{kind}-{int(time.time())}.json")
+    def _copy_aside(self, path: Path, kind: str, raw: str) -> str:
+        aside = _aside_name(path, kind)
         try:
             fd = open_nofollow(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(raw)
         except OSError as exc:
-            return f"{self.state_path}: could not keep a copy ({exc.strerror or exc})"
-        return f"{self.state_path}: the file as it was is kept as {aside.name}"
+            return f"{path}: could not keep a copy ({exc.strerror or exc})"
+        return f"{path}: the file as it was is kept as {aside.name}"
 
     def archive(self) -> Path | None:
-        """Move a finished session's table aside so the next run starts a fresh one."""
-        if not os.path.lexists(self.state_path):
+        """Move a finished session's table (and its settled rows) aside so the next run
+        starts a fresh one."""
+        if not os.path.lexists(self.state_path) and not os.path.lexists(self.settled_path):
             return None
-        target = self.state_path.with_name(time.strftime("state-%Y%m%d-%H%M%S.json"))
-        os.replace(self.state_path, target)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.state_path.with_name(f"state-{stamp}.json")
+        if os.path.lexists(self.state_path):
+            os.replace(self.state_path, target)
+        if os.path.lexists(self.settled_path):
+            os.replace(self.settled_path, self.settled_path.with_name(f"settled-{stamp}.jsonl"))
+        self._settled.clear()
         return target
+
+
+def settled(record: Dispatch) -> bool:
+    """Nothing more will happen to it: ended, and its reflection written (if it has one)."""
+    return not record.active and (record.outcome is None or record.reflection_written)
+
+
+def _aside_name(path: Path, kind: str) -> Path:
+    """``state.json`` -> ``state.<kind>-<time>.json`` (the same for settled.jsonl)."""
+    return path.with_name(f"{path.stem}.{kind}-{int(time.time())}{path.suffix}")
 
 
 def needs_resume(records: list[Dispatch]) -> bool:

@@ -66,6 +66,63 @@ def test_state_file_is_atomic_json_and_round_trips(tmp_path: Path) -> None:
     assert list(store.directory.glob("state.corrupt-*.json"))
 
 
+def settled_row(tmp_path: Path, n: int, **fields: object) -> Dispatch:
+    row = Dispatch(key=f"S-{n}#1", gap_id=f"S-{n}", title="t", priority="P1", effort="s",
+                   branch=f"claude/s-{n}", worktree=str(tmp_path / f".claude/worktrees/s-{n}"),
+                   attempt=1, started_at=float(n), soft_deadline_s=60, phase="ended",
+                   outcome=DispatchOutcome.shipped(n), reflection_written=True)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    return row
+
+
+def test_settled_rows_leave_the_table_once_and_load_back_merged(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "sessions" / "chump-tui", tmp_path)
+    done = [settled_row(tmp_path, n) for n in range(3)]
+    running = settled_row(tmp_path, 3, phase="running", outcome=None, reflection_written=False)
+    store.save([*done, running])
+    store.save([*done, running], changed=running.key)  # nothing settled anew: no append
+    table = json.loads(store.state_path.read_text())["dispatches"]
+    assert [r["key"] for r in table] == ["S-3#1"]  # only the row still in play
+    assert len(store.settled_path.read_text().splitlines()) == 3
+    assert (store.settled_path.stat().st_mode & 0o077) == 0
+    # A settled row that changes again (its late cost) is appended; the later one wins.
+    done[1] = settled_row(tmp_path, 1, cost_usd=0.5)
+    store.save([*done, running], changed=done[1].key)
+    again = SessionStore(store.directory, tmp_path)
+    loaded, warnings = again.load()
+    assert warnings == [] and loaded == [*done, running]
+    again.save(loaded)  # a resumed session appends nothing it already holds
+    assert len(store.settled_path.read_text().splitlines()) == 4
+    assert again.archive() is not None
+    assert not store.settled_path.exists() and list(store.directory.glob("settled-*.jsonl"))
+
+
+def test_a_settled_file_cut_by_a_crash_or_planted_is_never_trusted(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "sessions" / "chump-tui", tmp_path)
+    store.save([settled_row(tmp_path, 1)])
+    with store.settled_path.open("a") as fh:  # a crash in the middle of an append
+        fh.write('{"key": "S-2#1", "gap_')
+    resumed = SessionStore(store.directory, tmp_path)
+    loaded, warnings = resumed.load()
+    assert [r.key for r in loaded] == ["S-1#1"] and warnings == []
+    resumed.save([*loaded, settled_row(tmp_path, 2)])  # after the cut line, not inside it
+    assert [r.key for r in SessionStore(store.directory, tmp_path).load()[0]] == [
+        "S-1#1", "S-2#1"]
+    outside = settled_row(tmp_path, 3, log_path=str(tmp_path / "precious.bin"))
+    with store.settled_path.open("a") as fh:
+        fh.write(json.dumps(outside.to_json()) + "\n")
+    loaded, warnings = SessionStore(store.directory, tmp_path).load()
+    assert [r.key for r in loaded] == ["S-1#1", "S-2#1"]
+    assert "refused dispatch S-3#1" in warnings[0]
+    assert list(store.directory.glob("settled.refused-*.jsonl"))
+    store.settled_path.unlink()
+    store.settled_path.symlink_to(tmp_path / "elsewhere.jsonl")
+    (tmp_path / "elsewhere.jsonl").write_text(json.dumps(settled_row(tmp_path, 4).to_json()))
+    loaded, warnings = SessionStore(store.directory, tmp_path).load()
+    assert loaded == [] and "symbolic link" in warnings[0]
+
+
 def test_second_holder_is_refused_with_the_pid(tmp_path: Path) -> None:
     first = SessionStore(tmp_path / "s")
     first.acquire()
