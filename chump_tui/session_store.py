@@ -162,15 +162,22 @@ class SessionStore:
         by_key.update((row.key, row) for row in settled_rows)  # the later of the two
         return sorted(by_key.values(), key=lambda r: (r.started_at, r.attempt)), warnings
 
-    def _load_table(self, read_only: bool) -> tuple[list[Dispatch], list[str]]:
+    def _read_or_set_aside(self, path: Path, read_only: bool) -> tuple[str | None, list[str]]:
+        """The file's text; None when it is absent, or unreadable (then set aside, unless
+        ``read_only``, with a warning)."""
         try:
-            raw = self._read(self.state_path)
+            return self._read(path), []
         except FileNotFoundError:
-            return [], []
+            return None, []
         except OSError as exc:
             if read_only:
-                return [], []
-            return [], [self._set_aside(self.state_path, "corrupt", exc.strerror or str(exc))]
+                return None, []
+            return None, [self._set_aside(path, "corrupt", exc.strerror or str(exc))]
+
+    def _load_table(self, read_only: bool) -> tuple[list[Dispatch], list[str]]:
+        raw, warnings = self._read_or_set_aside(self.state_path, read_only)
+        if raw is None:
+            return [], warnings
         try:
             data: Any = json.loads(raw)
             if not isinstance(data, dict) or not isinstance(data.get("dispatches"), list):
@@ -183,15 +190,9 @@ class SessionStore:
         return self._kept(self.state_path, rows, raw, read_only)
 
     def _load_settled(self, read_only: bool) -> tuple[list[Dispatch], list[str]]:
-        try:
-            raw = self._read(self.settled_path)
-        except FileNotFoundError:
-            return [], []
-        except OSError as exc:
-            if read_only:
-                return [], []
-            return [], [self._set_aside(self.settled_path, "corrupt",
-                                        exc.strerror or str(exc))]
+        raw, warnings = self._read_or_set_aside(self.settled_path, read_only)
+        if raw is None:
+            return [], warnings
         lines = raw.split("\n")
         if lines[-1]:  # no newline after it: an append a crash cut short
             lines[-1] = ""
