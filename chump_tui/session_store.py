@@ -15,6 +15,7 @@ the owner dies, so a crashed console never blocks the next one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -138,8 +139,16 @@ class SessionStore:
     def _append_settled(self, rows: list[tuple[str, str]]) -> None:
         fd = open_nofollow(self.settled_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
-            os.write(fd, "".join(f"{encoded}\n" for _, encoded in rows).encode("utf-8"))
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            data = "".join(f"{encoded}\n" for _, encoded in rows).encode("utf-8")
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):  # no half row for the next append to bury
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
         self._settled.update(rows)

@@ -123,6 +123,23 @@ def test_a_settled_file_cut_by_a_crash_or_planted_is_never_trusted(tmp_path: Pat
     assert loaded == [] and "symbolic link" in warnings[0]
 
 
+def test_a_short_append_leaves_no_half_row(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import chump_tui.session_store as session_store
+
+    store = SessionStore(tmp_path / "sessions" / "chump-tui", tmp_path)
+    store.save([settled_row(tmp_path, 1)])
+    real_write = os.write
+    monkeypatch.setattr(session_store.os, "write",
+                        lambda fd, data: real_write(fd, data[:len(data) // 2]))
+    with pytest.raises(OSError):  # the disk filled mid-append: the engine reports it
+        store.save([settled_row(tmp_path, 1), settled_row(tmp_path, 2)])
+    monkeypatch.setattr(session_store.os, "write", real_write)
+    store.save([settled_row(tmp_path, 1), settled_row(tmp_path, 2)])
+    loaded, warnings = SessionStore(store.directory, tmp_path).load()
+    assert warnings == [] and [r.key for r in loaded] == ["S-1#1", "S-2#1"]
+
+
 def test_second_holder_is_refused_with_the_pid(tmp_path: Path) -> None:
     first = SessionStore(tmp_path / "s")
     first.acquire()
