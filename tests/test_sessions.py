@@ -128,14 +128,15 @@ def test_a_short_append_leaves_no_half_row(tmp_path: Path,
     import chump_tui.session_store as session_store
 
     store = SessionStore(tmp_path / "sessions" / "chump-tui", tmp_path)
-    store.save([settled_row(tmp_path, 1)])
+    rows = [settled_row(tmp_path, 1), settled_row(tmp_path, 2)]
+    store.save(rows[:1])
     real_write = os.write
     monkeypatch.setattr(session_store.os, "write",
-                        lambda fd, data: real_write(fd, data[:len(data) // 2]))
+                        lambda fd, data: real_write(fd, data[:len(data) // 3]))
     with pytest.raises(OSError):  # the disk filled mid-append: the engine reports it
-        store.save([settled_row(tmp_path, 1), settled_row(tmp_path, 2)])
+        store.save(rows)
     monkeypatch.setattr(session_store.os, "write", real_write)
-    store.save([settled_row(tmp_path, 1), settled_row(tmp_path, 2)])
+    store.save(rows)
     loaded, warnings = SessionStore(store.directory, tmp_path).load()
     assert warnings == [] and [r.key for r in loaded] == ["S-1#1", "S-2#1"]
 
