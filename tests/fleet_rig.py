@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,6 +113,22 @@ class WorkerProcess:
             self.process.wait(20)
 
 
+STARTED: list[WorkerProcess] = []  # every worker a test started (see end_workers_and_agents)
+
+
+def end_workers_and_agents() -> None:
+    """After a test, passed or failed: no worker it started and no agent they spawned
+    lives on (a failed assertion skips the test's own stop; hung agents ignore SIGTERM)."""
+    for worker in STARTED:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait(10)
+        for pid in re.findall(r" as PID (\d+)", worker.output()):
+            with contextlib.suppress(OSError):
+                os.killpg(int(pid), signal.SIGKILL)
+    STARTED.clear()
+
+
 def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_parallel: int = 2,
                  heartbeat: float = 0.5) -> WorkerProcess:
     log = clone.parent / f"worker-{name}.log"
@@ -124,6 +141,7 @@ def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_para
         start_new_session=True)
     fh.close()
     worker = WorkerProcess(name, process, log)
+    STARTED.append(worker)
     wait_for(lambda: worker.output().count("serving") > started_before
              or process.poll() is not None, 20, f"worker {name} to start")
     assert process.poll() is None, worker.output()

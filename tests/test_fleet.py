@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from tests.conftest import HELPERS, gh_calls, wait_for
 from tests.fleet_rig import (
     NatsServer,
     WorkerProcess,
+    end_workers_and_agents,
     free_port,
     nats_server,
     origin_with_clones,
@@ -38,6 +40,12 @@ def fleet_gaps(n: int) -> str:
 
 
 SIX_GAPS = fleet_gaps(6)
+
+
+@pytest.fixture(autouse=True)
+def no_worker_or_agent_outlives_its_test() -> Iterator[None]:
+    yield
+    end_workers_and_agents()
 
 
 def assert_all_shipped(run: subprocess.Popen[str], n: int,
