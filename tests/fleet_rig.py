@@ -123,10 +123,22 @@ def end_workers_and_agents() -> None:
         if worker.process.poll() is None:
             worker.process.kill()
             worker.process.wait(10)
-        for pid in re.findall(r" as PID (\d+)", worker.output()):
-            with contextlib.suppress(OSError):
-                os.killpg(int(pid), signal.SIGKILL)
+        for pid in map(int, re.findall(r" as PID (\d+)", worker.output())):
+            if _runs_under(pid, worker.log.parent):  # never a reused pid's group
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
     STARTED.clear()
+
+
+def _runs_under(pid: int, directory: Path) -> bool:
+    """The process leads its group and works in ``directory`` (a test's worktrees)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return os.getpgid(pid) == pid and Path(process.cwd()).is_relative_to(directory)
+    except (psutil.Error, OSError):
+        return False
 
 
 def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_parallel: int = 2,
