@@ -597,7 +597,12 @@ def test_a_host_back_from_silence_has_its_agent_followed_again_not_duplicated(
     repos = origin_with_clones(tmp_path, "console", "w1", "w2")
     (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
     env = fleet_env(tmp_path)
-    state = repos["console"] / "sessions" / "chump-tui" / "state.json"
+    session = repos["console"] / "sessions" / "chump-tui"
+
+    def saved() -> str:  # the table and the settled rows (a LOST row settles once reflected)
+        return "".join(p.read_text() for p in (session / "state.json",
+                                               session / "settled.jsonl") if p.exists())
+
     with nats_server(tmp_path) as server:
         # One slot each, so each host runs one gap; w2's agent keeps the console watching.
         w1 = start_worker(server.url, repos["w1"], "w1", {**env, "FAKE_AGENT_SECONDS": "12"},
@@ -610,8 +615,7 @@ def test_a_host_back_from_silence_has_its_agent_followed_again_not_duplicated(
                  "an agent on each host")
         w1.process.send_signal(signal.SIGSTOP)  # cut off: no heartbeat, nothing published
         try:
-            wait_for(lambda: state.exists() and "LOST (host w1 silent" in state.read_text(),
-                     60, "w1's agent given up as LOST")
+            wait_for(lambda: "LOST (host w1 silent" in saved(), 60, "w1's agent given up as LOST")
         finally:
             w1.process.send_signal(signal.SIGCONT)
         out, err = run.communicate(timeout=120)
