@@ -12,8 +12,8 @@ from typing import Any
 
 from tests.agent_clis import agent_cli
 from tests.model_servers import anthropic, chat_completions, gemini, openai_responses
-from tests.model_servers.anthropic import Plan, Say, Step, Tool
 from tests.model_servers.base import ScriptedServer
+from tests.model_servers.plan import Plan, Say, Step, Tool
 
 
 @dataclass(frozen=True)

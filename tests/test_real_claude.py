@@ -14,8 +14,9 @@ import pytest
 
 from tests.agent_clis import agent_cli
 from tests.conftest import git
-from tests.model_servers.anthropic import AnthropicServer, Fail, Hang, Plan, Say, Step, bash
+from tests.model_servers.anthropic import AnthropicServer, bash
 from tests.model_servers.base import ScriptedServer
+from tests.model_servers.plan import Fail, Hang, Plan, Say, Step
 
 FOUR = """gaps:
   - {id: RC-001, title: one, priority: P1, effort: s, status: open}

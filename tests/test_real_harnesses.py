@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import git
 from tests.harness_rigs import RIGS, serve, ship_plan
-from tests.model_servers.anthropic import Fail, Step
 from tests.model_servers.base import ScriptedServer
+from tests.model_servers.plan import Fail, Step
 
 TWO = """gaps:
   - {id: HX-001, title: one, priority: P1, effort: s, status: open}

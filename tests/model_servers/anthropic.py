@@ -10,45 +10,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from tests.model_servers.base import Reply, Request, ScriptedServer
+from tests.model_servers.base import Reply, Request
+from tests.model_servers.plan import Fail, Hang, PlannedServer, Step, Tool
 
-GAP = re.compile(r"working on gap (\S+?)\. ")
 _ids = itertools.count(1)
-
-
-@dataclass
-class Tool:
-    name: str
-    input: dict[str, Any]
 
 
 def bash(command: str, description: str = "run a command") -> Tool:
     return Tool("Bash", {"command": command, "description": description})
-
-
-@dataclass
-class Say:
-    text: str
-
-
-@dataclass
-class Hang:
-    """The model never answers (a stuck connection)."""
-
-
-@dataclass
-class Fail:
-    status: int = 400
-    message: str = "scripted failure"
-
-
-Step = Tool | Say | Hang | Fail
-Plan = Callable[[str, int], Step]
 
 
 def conversation_text(body: dict[str, Any]) -> str:
@@ -65,28 +37,6 @@ def conversation_text(body: dict[str, Any]) -> str:
 def tool_results(body: dict[str, Any]) -> int:
     return sum(1 for m in body.get("messages") or [] if isinstance(m.get("content"), list)
                for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result")
-
-
-@dataclass
-class PlannedServer:
-    """A scripted model server: each request of an agent's main loop (its prompt names the
-    gap) gets the plan's step for that gap and turn; side requests get ``idle``."""
-
-    plan: Plan
-    main_requests: list[tuple[str, int]] = field(default_factory=list)
-
-    def start(self) -> ScriptedServer:
-        return ScriptedServer(self.handle)
-
-    def handle(self, request: Request) -> Reply:
-        raise NotImplementedError
-
-    def step_for(self, text: str, turn: int, main: bool = True, idle: str = "ok") -> Step:
-        match = GAP.search(text)
-        if not main or match is None:
-            return Say(idle)
-        self.main_requests.append((match.group(1), turn))
-        return self.plan(match.group(1), turn)
 
 
 @dataclass

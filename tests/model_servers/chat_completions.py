@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.model_servers.anthropic import Fail, Hang, PlannedServer, Step, Tool
 from tests.model_servers.base import Reply, Request
+from tests.model_servers.plan import Fail, Hang, PlannedServer, Step, Tool
 
 _ids = itertools.count(1)
 MODEL = "scripted-coder"
