@@ -273,8 +273,7 @@ class Engine:
         log_path = Path(record.log_path) if record.log_path else None
         fmt = stream_format(record.harness)
         if process is not None and log_path is not None:
-            process.follow(log_path, live.output,
-                           lambda lines: self._emit(OutputLine(key, tuple(lines))), fmt=fmt)
+            process.follow(log_path, live.output, self._line_sink(key), fmt=fmt)
         elif log_path is not None and log_path.exists():
             read_log(log_path, live.output, fmt)
         with self._lock:
@@ -334,8 +333,10 @@ class Engine:
                 elif rec.outcome is not None and not rec.reflection_written:
                     self._queue_reflection(live, rec.outcome, 1)
                     notes.append(f"{rec.key}: reflection not written yet; writing it now")
-        for key, wait in unanswered:
-            self._finish_dispatch(self._live[key], wait)
+        for key, wait in unanswered:  # each on a thread: running once its host answers
+            threading.Thread(target=self._follow, name=f"resumed-dispatch-{key}", daemon=True,
+                             args=(self._live[key], wait,
+                                   "started by its host while the console was down")).start()
         if reattached or gone:
             notes.insert(0, f"re-attached {reattached} agent(s) still running from the console "
                             f"that closed" + (f"; {gone} ended while nobody watched" if gone
@@ -408,13 +409,13 @@ class Engine:
             self._changed(live, "dispatching")
         return live
 
+    def _line_sink(self, key: str) -> LineCallback:
+        """What a row's log follower calls with new lines: an OutputLine event."""
+        return lambda lines: self._emit(OutputLine(key, tuple(lines)))
+
     def _launch(self, live: _Live, spawner: Spawner) -> None:
         gap = self._gap_for(live.record)
-        key = live.record.key
-
-        def on_line(lines: list[str]) -> None:
-            self._emit(OutputLine(key, tuple(lines)))
-
+        on_line = self._line_sink(live.record.key)
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)  # the session checked its parents
             handle = dispatch_gap_with(
@@ -456,27 +457,21 @@ class Engine:
                     self._changed(live, "requested")
                     return
 
-    def _finish_dispatch(self, live: _Live,
-                         wait: Callable[[OutputLog, LineCallback], SpawnResult]) -> None:
-        """A resumed row's dispatch, on a thread: running once its host answers."""
-        key = live.record.key
-
-        def on_line(lines: list[str]) -> None:
-            self._emit(OutputLine(key, tuple(lines)))
-
-        def run() -> None:
-            try:
-                handle = wait(live.output, on_line)
-            except Exception as exc:
-                self._spawn_failed(live, exc)
-                return
-            with self._lock:
-                live.record.note = "started by its host while the console was down"
-                self._attach_handle(live, handle)
-                self._changed(live, "dispatched")
-                self._idle.notify_all()
-
-        threading.Thread(target=run, name=f"resumed-dispatch-{key}", daemon=True).start()
+    def _follow(self, live: _Live, start: Callable[[OutputLog, LineCallback], SpawnResult],
+                note: str) -> bool:
+        """The row runs the agent ``start`` hands over (an agent started elsewhere: its host
+        answered a resumed dispatch, or a lost one came back); a spawn failure if it raises."""
+        try:
+            handle = start(live.output, self._line_sink(live.record.key))
+        except Exception as exc:  # this row says why; the engine goes on
+            self._spawn_failed(live, exc)
+            return False
+        with self._lock:
+            live.record.note = note
+            self._attach_handle(live, handle)
+            self._changed(live, "dispatched")
+            self._idle.notify_all()
+        return True
 
     def _attach_handle(self, live: _Live, handle: SpawnResult | DispatchHandle) -> None:
         """The row runs the process ``handle`` names (caller holds the lock)."""
@@ -528,10 +523,10 @@ class Engine:
 
     # ---------------------------------------------------------------- adopt
     def adopt(self, lost_key: str,
-              attach: Callable[[Path, OutputLog, LineCallback], SpawnResult]) -> str | None:
+              start: Callable[[OutputLog, LineCallback], SpawnResult]) -> str | None:
         """A lost attempt's agent turned out alive (its fleet host came back): follow it
-        again as the gap's next attempt, started by ``attach`` (given the new row's log, its
-        output buffer and line callback). The lost attempt keeps its recorded outcome.
+        again as the gap's next attempt, with the same log and deadlines, ``start`` handing
+        it over. The lost attempt keeps its recorded outcome.
 
         None (nothing done) unless the lost attempt is still its gap's latest and the
         console is not stopping: a gap dispatched again meanwhile runs elsewhere, and the
@@ -547,25 +542,10 @@ class Engine:
                 return None
             live = self._reserve(self._gap_for(lost.record), lost.record.attempt + 1,
                                  lost.record.stale_prs)
-            live.record.log_path = lost.record.log_path  # the same agent: its log goes on
-        key = live.record.key
-
-        def on_line(lines: list[str]) -> None:
-            self._emit(OutputLine(key, tuple(lines)))
-
-        try:
-            handle = attach(Path(live.record.log_path), live.output, on_line)
-        except Exception as exc:  # the agent could not be followed: this row says why
-            self._spawn_failed(live, DispatchError(f"re-attaching {lost_key}: {exc}"))
-            return None
-        with self._lock:
-            rec = live.record
-            rec.started_at = lost.record.started_at  # the same agent: its deadlines stand
-            rec.note = f"re-attached: {lost_key} was lost while its host was silent"
-            self._attach_handle(live, handle)
-            self._changed(live, "dispatched")
-            self._idle.notify_all()
-        return key
+            live.record.log_path = lost.record.log_path
+            live.record.started_at = lost.record.started_at
+        note = f"re-attached: {lost_key} was lost while its host was silent"
+        return live.record.key if self._follow(live, start, note) else None
 
     # ------------------------------------------------------------ retry & kill
     def retry(self, key: str) -> Dispatch | None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 
 from chump_tui.backlog import Backlog, Gap
 from chump_tui.dispatch_record import Dispatch
@@ -26,7 +26,7 @@ from chump_tui.plain import summary_lines
 from chump_tui.pr_providers import PrStatus
 from chump_tui.summary_export import export_summary
 from chump_tui.tui.text import assemble, block, line
-from chump_tui.tui.widgets.dispatch_card import render_card
+from chump_tui.tui.widgets.dispatch_card import card_lines
 from chump_tui.tui.widgets.gap_table import row_cells
 from chump_tui.tui.widgets.status_line import StatusTally, status_text
 from tests.tui_factory import FROZEN_NOW, record, screen_text
@@ -91,7 +91,8 @@ def test_every_console_renderer_shows_outside_text_safely(value: str) -> None:
     assert_safe("".join(text for text, _style in cells))
     for phase in ("ended", "running", "killing", "spawn_failed"):
         d = hostile_dispatch(value, phase)
-        assert_safe(segments_text(render_card(d, FROZEN_NOW, [value, value])), multiline=True)
+        card = Group(*card_lines(d, FROZEN_NOW, [value, value]))
+        assert_safe(segments_text(card), multiline=True)
         assert_safe(segments_text(status_text(StatusTally.of([d]), 3, value, False, 0, False), 10_000))
     for out in summary_lines([hostile_dispatch(value)]):
         assert_safe(visible(out))

@@ -543,9 +543,9 @@ class RemoteSpawner:
         if lost is None:
             return False
 
-        def attach(log_path: Path, output: OutputLog, on_line: LineCallback) -> SpawnResult:
+        def attach(output: OutputLog, on_line: LineCallback) -> SpawnResult:
             agent.revive()
-            agent.follow(log_path, output, on_line, 0, stream_format(lost.harness))
+            agent.follow(agent.mirror, output, on_line, 0, stream_format(lost.harness))
             return SpawnResult(agent, lost.backend, lost.harness, host=lost.host,
                                remote=lost.remote)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.console import Group
 from rich.text import Text
 from textual import events
 from textual.geometry import Region
@@ -104,11 +103,6 @@ def quiet_badge(quiet: Quiet | None) -> Text:
 def fmt_quiet(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m}m{s:02d}s" if m else f"{s}s"
-
-
-def render_card(d: Dispatch, now: float, tail: list[str], act: Activity | None = None,
-                quiet: Quiet | None = None) -> Group:
-    return Group(*card_lines(d, now, tail, act, quiet))
 
 
 def card_lines(d: Dispatch, now: float, tail: list[str], act: Activity | None = None,

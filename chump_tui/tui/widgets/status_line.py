@@ -16,14 +16,25 @@ if TYPE_CHECKING:  # the app holds a tally from start-up; the records come with 
     from chump_tui.dispatch_record import Dispatch
 
 
+RUNNING = "running"  # active kinds, counted apart from the ended labels (lower case)
+WAITING = "waiting for a PR"
+
+
+def _kind(d: Dispatch) -> tuple[bool, str]:
+    """(active, kind): an active row runs or waits for its PR; an ended one counts by label."""
+    if d.active:
+        return True, WAITING if d.waiting_for_pr else RUNNING
+    return False, "exited" if d.label().startswith("EXITED") else d.label().lower()
+
+
 class StatusTally:
     """The counts the status line shows, kept up to date one row at a time: after hours of
     continuous mode there are thousands of attempts, and counting them all on every change
     was work that grew with the session."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, tuple[str, float | None]] = {}  # key -> (its count, its cost)
-        self.counts: Counter[str] = Counter()
+        self._rows: dict[str, tuple[tuple[bool, str], float | None]] = {}  # key -> kind, cost
+        self.counts: Counter[tuple[bool, str]] = Counter()
         self.spent_usd = 0.0
         self.costed = 0  # rows with a cost
 
@@ -41,21 +52,24 @@ class StatusTally:
             if old[1] is not None:
                 self.spent_usd -= old[1]
                 self.costed -= 1
-        if d.active:
-            count = "\0exited" if d.waiting_for_pr else "\0running"
-        else:
-            count = "exited" if d.label().startswith("EXITED") else d.label().lower()
-        self._rows[d.key] = (count, d.cost_usd)
-        self.counts[count] += 1
+        kind = _kind(d)
+        self._rows[d.key] = (kind, d.cost_usd)
+        self.counts[kind] += 1
         if d.cost_usd is not None:
             self.spent_usd += d.cost_usd
             self.costed += 1
 
+    def running(self) -> int:
+        return self.counts[True, RUNNING]
+
+    def waiting(self) -> int:
+        return self.counts[True, WAITING]
+
     def active(self) -> int:
-        return self.counts["\0running"] + self.counts["\0exited"]
+        return self.running() + self.waiting()
 
     def ended(self) -> dict[str, int]:
-        return {k: v for k, v in self.counts.items() if v and not k.startswith("\0")}
+        return {kind: n for (active, kind), n in self.counts.items() if n and not active}
 
     def spent(self) -> float | None:
         return self.spent_usd if self.costed else None
@@ -64,18 +78,17 @@ class StatusTally:
 def status_text(tally: StatusTally, next_poll_s: float, github_error: str | None,
                 continuous: bool, pending_reflections: int, dry_run: bool,
                 hidden: int = 0) -> Text:
-    exited = tally.counts["\0exited"]
-    running = tally.counts["\0running"]
+    waiting, running = tally.waiting(), tally.running()
     ended = tally.ended()
     parts: list[Text] = [assemble((str(running), "bold"), " running")]
-    if exited:
-        parts.append(assemble((str(exited), "bold"), " exited, waiting for a PR"))
+    if waiting:
+        parts.append(assemble((str(waiting), "bold"), " exited, waiting for a PR"))
     parts.append(assemble((str(sum(ended.values())), "bold"), " ended"))
     if ended:
         parts.append(Text(" ".join(f"{k} {v}" for k, v in sorted(ended.items()))))
     if hidden:
         parts.append(Text(f"{hidden} older in the summary (s)", style="dim"))
-    if running or exited:
+    if running or waiting:
         parts.append(Text(f"next GitHub poll in {int(next_poll_s + 0.999)}s"))
     parts.append(assemble("continuous ", ("ON" if continuous else "off", "bold")))
     spent = tally.spent()
