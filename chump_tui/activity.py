@@ -30,6 +30,7 @@ from chump_tui.agent_streams.events import (
 )
 from chump_tui.agent_streams.fields import first_line
 from chump_tui.log_lines import human_bytes
+from chump_tui.numbers import dollars, short_count
 
 WRAP = 110
 
@@ -150,20 +151,6 @@ class Activity:
         if self.cost_usd is not None:
             parts.append(dollars(self.cost_usd))
         return " · ".join(parts)
-
-
-def short_count(n: int) -> str:
-    if n < 1000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k"
-    return f"{n / 1_000_000:.1f}M"
-
-
-def dollars(cost: float | None) -> str:
-    if cost is None:
-        return "-"
-    return f"${cost:.4f}" if cost < 1 else f"${cost:.2f}"
 
 
 def render(event: AgentEvent) -> list[str]:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from chump_tui import numbers
 from chump_tui.activity import Activity, render
 from chump_tui.agent_streams.decoder import StreamFormat, decode
 from chump_tui.agent_streams.events import AgentEvent
@@ -87,13 +88,24 @@ class OutputLog:
             self._signals.extend(signals)
 
     def record(self, events: list[AgentEvent]) -> list[str]:
-        """Fold the agent's events into its activity and its lines; returns the new lines."""
-        lines = [line for event in events for line in render(event)]
+        """Fold the agent's events into its activity and its lines; returns the new lines.
+
+        An event that cannot be shown or counted is skipped with a note: one bad event
+        never stops the agent being followed (nor its log being capped)."""
+        lines: list[str] = []
+        for event in events:
+            try:
+                lines += render(event)
+            except Exception as exc:
+                lines.append(skipped_note(event, exc))
         signals = [line for line in lines if is_signal_line(line)]
         now = self.clock()
         with self._lock:
             for event in events:
-                self._activity.apply(event, now)
+                try:
+                    self._activity.apply(event, now)
+                except Exception as exc:
+                    lines.append(skipped_note(event, exc))
             self.lines_seen += len(lines)
             self._tail.extend(lines)
             self._signals.extend(signals)
@@ -122,6 +134,10 @@ class OutputLog:
     def signal_lines(self) -> list[str]:
         with self._lock:
             return list(self._signals)
+
+
+def skipped_note(event: object, exc: BaseException) -> str:
+    return f"[chump-tui] skipped a {type(event).__name__} event ({type(exc).__name__})"
 
 
 class LogFollower:
@@ -227,10 +243,17 @@ class LogFollower:
         self._deliver(self._splitter.flush())
 
     def _deliver(self, lines: list[Line]) -> None:
-        """Decode and record a chunk at once: per-line Python work is what costs."""
+        """Decode and record a chunk at once: per-line Python work is what costs. A chunk
+        that cannot be read is skipped with a note; the follower goes on (and the log cap
+        is still enforced after it)."""
         if not lines:
             return
-        shown = self.output.record(decode(lines, self.fmt))
+        try:
+            shown = self.output.record(decode(lines, self.fmt))
+        except Exception as exc:
+            shown = [f"[chump-tui] skipped {len(lines)} line(s) it could not read "
+                     f"({type(exc).__name__})"]
+            self.output.add_many(shown)
         if self.on_line is not None and shown:
             self.on_line(shown)
 
@@ -350,6 +373,8 @@ class AgentProcess:
     @classmethod
     def attach(cls, pid: int, start_time: float, marker: str = "") -> AgentProcess | None:
         """Re-attach to a live agent only if pid AND start time match: a reused pid is not ours."""
+        if numbers.pid(pid) is None or numbers.timestamp(start_time) is None:
+            return None  # -1 or 0 would name every process or our own group
         actual = _process_start_time(pid)
         if actual is None or abs(actual - start_time) > 1.0:
             return None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from chump_tui import numbers
 from chump_tui.monitor import OUTCOME_KINDS, DispatchOutcome
 from chump_tui.pr_providers import PrStatus
 
@@ -169,41 +170,41 @@ _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "so
 _STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
         "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error", "host",
         "remote")
-_NUMBER = ("started_at", "soft_deadline_s")
-_OPTIONAL_NUMBER = ("process_start", "ended_at", "kill_deadline", "cost_usd")
-_OPTIONAL_INT = ("pid", "exit_code", "turns", "tokens_in", "tokens_out")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+# Every number is checked for its value, not only its type: a row with pid -1 or a start
+# time of -1e308 would crash the first look at it (psutil, a duration), at every start.
+_NUMBERS: dict[str, Callable[[object], object]] = {
+    "started_at": numbers.timestamp, "soft_deadline_s": numbers.positive_duration,
+    "attempt": numbers.attempt,
+}
+_OPTIONAL_NUMBERS: dict[str, Callable[[object], object]] = {
+    "process_start": numbers.timestamp, "ended_at": numbers.timestamp,
+    "kill_deadline": numbers.timestamp, "cost_usd": numbers.cost, "pid": numbers.pid,
+    "exit_code": numbers.exit_code, "turns": numbers.count, "tokens_in": numbers.count,
+    "tokens_out": numbers.count,
+}
+MAX_STALE_PRS = 1000
 
 
 def _checked(name: str, value: Any) -> Any:
-    """``value`` when it has the shape field ``name`` needs, else ValueError."""
+    """``value`` when it has the shape and a usable value for field ``name``, else
+    ValueError naming the field."""
     ok: bool
     if name in _STR:
         ok = isinstance(value, str)
-    elif name in _NUMBER:
-        ok = _is_number(value)
-    elif name in _OPTIONAL_NUMBER:
-        ok = value is None or _is_number(value)
-    elif name in _OPTIONAL_INT:
-        ok = value is None or _is_int(value)
-    elif name == "attempt":
-        ok = _is_int(value) and value >= 1
+    elif name in _NUMBERS:
+        ok = _NUMBERS[name](value) is not None
+    elif name in _OPTIONAL_NUMBERS:
+        ok = value is None or _OPTIONAL_NUMBERS[name](value) is not None
     elif name == "phase":
         ok = value in PHASES
     elif name == "reflection_written":
         ok = isinstance(value, bool)
     elif name == "stale_prs":
-        ok = isinstance(value, list) and all(_is_int(v) for v in value)
+        ok = (isinstance(value, list) and len(value) <= MAX_STALE_PRS
+              and all(numbers.pr_number(v) is not None for v in value))
     elif name == "pr":
         ok = value is None or (isinstance(value, dict) and set(value) <= _PR_KEYS
-                               and _is_int(value.get("number"))
+                               and numbers.pr_number(value.get("number")) is not None
                                and isinstance(value.get("state"), str)
                                and isinstance(value.get("merge_state_status", ""), str)
                                and isinstance(value.get("failed_checks", []), list)
@@ -212,12 +213,13 @@ def _checked(name: str, value: Any) -> Any:
         ok = value is None or (isinstance(value, dict) and set(value) <= _OUTCOME_KEYS
                                and value.get("kind") in OUTCOME_KINDS
                                and (value.get("pr_number") is None
-                                    or _is_int(value.get("pr_number")))
+                                    or numbers.pr_number(value.get("pr_number")) is not None)
                                and isinstance(value.get("reason", ""), str))
     else:
         ok = True
     if not ok:
-        raise ValueError(f"field {name!r} has the wrong shape ({type(value).__name__})")
+        shown = repr(value) if isinstance(value, int | float) else type(value).__name__
+        raise ValueError(f"field {name!r} is unusable ({shown[:40]})")
     return value
 
 
@@ -227,7 +229,7 @@ _OUTCOME_KEYS = {"kind", "pr_number", "reason"}
 
 def fmt_duration(seconds: float) -> str:
     """``05:07`` or ``1:02:03``: every duration the console, plain mode and exports show."""
-    seconds = int(max(0, seconds))
+    seconds = numbers.whole_seconds(seconds)  # whatever a caller subtracted: never raises
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from chump_tui.backlog import Backlog, default_backlog_path, done_ids, load_backlog
@@ -68,12 +69,10 @@ def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> 
 
 
 def summary_lines(rows: list[Dispatch]) -> list[str]:
-    from chump_tui.activity import dollars, short_count
+    from chump_tui.numbers import dollars, short_count
     from chump_tui.summary_export import cost_line, totals_line
 
-    ended = [r for r in rows if r.outcome is not None]
-    lines = ["", f"=== monitor summary ({len(ended)} entries) ==="]
-    for r in ended:
+    def outcome_line(r: Dispatch) -> str:
         assert r.outcome is not None
         if r.outcome.kind == "shipped":
             line = f"  SHIPPED   {r.branch}  PR #{r.outcome.pr_number}"
@@ -83,19 +82,34 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
             line = f"  KILLED    {r.branch}  {r.outcome.reason}"
         else:
             line = f"  CI-FAILED {r.branch}  PR #{r.outcome.pr_number}"
-        lines.append(line + (f"  on {r.host}" if r.host else ""))
+        return line + (f"  on {r.host}" if r.host else "")
+
+    def agent_line(r: Dispatch) -> str:
+        return (f"  {r.branch} #{r.attempt}  {r.harness or r.backend}  "
+                f"{r.turns or 0} turns  in {short_count(r.tokens_in or 0)} "
+                f"out {short_count(r.tokens_out or 0)}  {dollars(r.cost_usd)}")
+
+    ended = [r for r in rows if r.outcome is not None]
+    lines = ["", f"=== monitor summary ({len(ended)} entries) ==="]
+    lines += [_drawn(f"the summary row of {r.key}", outcome_line, r) for r in ended]
     lines.append(totals_line(rows))
     costs = cost_line(rows)
     if costs:  # ours, after the reference's lines
         lines += ["", "=== agents ==="]
-        for r in rows:
-            if r.turns is None and r.cost_usd is None:
-                continue
-            lines.append(f"  {r.branch} #{r.attempt}  {r.harness or r.backend}  "
-                         f"{r.turns or 0} turns  in {short_count(r.tokens_in or 0)} "
-                         f"out {short_count(r.tokens_out or 0)}  {dollars(r.cost_usd)}")
+        lines += [_drawn(f"the agent row of {r.key}", agent_line, r) for r in rows
+                  if r.turns is not None or r.cost_usd is not None]
         lines.append(costs)
     return lines
+
+
+def _drawn(what: str, draw: Callable[[Dispatch], str], row: Dispatch) -> str:
+    """One row's line; a row that cannot be printed says so and the others follow."""
+    try:
+        return draw(row)
+    except Exception as exc:
+        from chump_tui.crash_log import draw_failure
+
+        return f"  {draw_failure(what, exc)}"
 
 
 def run_plain(opts: Options) -> int:
@@ -294,6 +308,14 @@ class EventPrinter:
             _err(f"[chump-tui] {event.text}")
 
     def dispatch_changed(self, d: Dispatch, why: str) -> None:
+        try:
+            self._dispatch_changed(d, why)
+        except Exception as exc:  # one row's line never stops the others
+            from chump_tui.crash_log import draw_failure
+
+            _err(f"[chump-tui] {draw_failure(f'the line for {d.key} ({why})', exc)}")
+
+    def _dispatch_changed(self, d: Dispatch, why: str) -> None:
         if why == "dispatched":
             pid = d.pid if d.pid is not None else "<no-pid>"
             on_host = f" on {d.host}" if d.host else ""  # a fleet agent: the host runs it

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from chump_tui import numbers
 from chump_tui.errors import ChumpError
 from chump_tui.steps import StepRunner, StepTimeout
 
@@ -86,8 +87,9 @@ def parse_pr_list(stdout: bytes) -> list[tuple[str, PrStatus]]:
     for row in rows:
         if not isinstance(row, dict):
             continue
-        number, state, head = row.get("number"), row.get("state"), row.get("headRefName")
-        if not isinstance(number, int) or not isinstance(state, str) or not isinstance(head, str):
+        number = numbers.pr_number(row.get("number"))
+        state, head = row.get("state"), row.get("headRefName")
+        if number is None or not isinstance(state, str) or not isinstance(head, str):
             continue
         merge = row.get("mergeStateStatus")
         out.append((head, PrStatus(number, state.upper(), merge if isinstance(merge, str) else "",

@@ -21,11 +21,13 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.errors import ChumpError
+from chump_tui.outside_text import one_line
 from chump_tui.paths import dispatch_paths, unsafe_id_reason
 from chump_tui.safe_fs import is_link, open_nofollow, real_dir
 
@@ -191,12 +193,17 @@ class SessionStore:
             data: Any = json.loads(raw)
             if not isinstance(data, dict) or not isinstance(data.get("dispatches"), list):
                 raise ValueError("expected an object with a 'dispatches' list")
-            rows = [Dispatch.from_json(d) for d in data["dispatches"]]
         except (ValueError, TypeError, RecursionError) as exc:
             if read_only:
                 return [], []
             return [], [self._set_aside(self.state_path, "corrupt", f"unreadable ({exc})")]
-        return self._kept(self.state_path, rows, raw, read_only)
+        rows, unusable = _rows(enumerate(data["dispatches"], 1))
+        if unusable and not rows:  # not one usable row: a corrupt file, set aside whole
+            if read_only:
+                return [], []
+            return [], [self._set_aside(self.state_path, "corrupt",
+                                        f"unreadable ({unusable[0]})")]
+        return self._kept(self.state_path, rows, raw, read_only, unusable)
 
     def _load_settled(self, read_only: bool) -> tuple[list[Dispatch], list[str]]:
         raw, warnings = self._read_or_set_aside(self.settled_path, read_only)
@@ -207,25 +214,36 @@ class SessionStore:
             lines[-1] = ""
             if not read_only:  # cut it off, or the next append would bury it mid-file
                 self._cut_torn_line()
-        rows: dict[str, Dispatch] = {}
-        try:
-            for line in lines[:-1]:
-                row = Dispatch.from_json(json.loads(line))
-                rows.pop(row.key, None)  # a later version of a row comes last
-                rows[row.key] = row
-        except (ValueError, TypeError, RecursionError) as exc:
+        parsed: list[tuple[int, object]] = []
+        unusable: list[str] = []
+        for number, line in enumerate(lines[:-1], 1):
+            try:
+                parsed.append((number, json.loads(line)))
+            except (ValueError, RecursionError) as exc:
+                unusable.append(f"line {number}: not a JSON row ({_short(exc)})")
+        found, more = _rows(parsed, "line")
+        unusable += more
+        if unusable and not found:
             if read_only:
                 return [], []
-            return [], [self._set_aside(self.settled_path, "corrupt", f"unreadable ({exc})")]
-        kept, warnings = self._kept(self.settled_path, list(rows.values()), raw, read_only)
+            return [], [self._set_aside(self.settled_path, "corrupt",
+                                        f"unreadable ({unusable[0]})")]
+        rows: dict[str, Dispatch] = {}
+        for row in found:
+            rows.pop(row.key, None)  # a later version of a row comes last
+            rows[row.key] = row
+        kept, warnings = self._kept(self.settled_path, list(rows.values()), raw, read_only,
+                                    unusable)
         self._settled = {row.key: json.dumps(row.to_json(), separators=(",", ":"))
                          for row in kept}
         return kept, warnings
 
-    def _kept(self, path: Path, rows: list[Dispatch], raw: str,
-              read_only: bool) -> tuple[list[Dispatch], list[str]]:
+    def _kept(self, path: Path, rows: list[Dispatch], raw: str, read_only: bool,
+              unusable: list[str] | None = None) -> tuple[list[Dispatch], list[str]]:
+        """The rows that may be used; one warning per row set aside (unusable values, or
+        paths outside the session), and the file as it was kept beside it."""
         kept: list[Dispatch] = []
-        refused: list[str] = []
+        refused = list(unusable or ())
         for row in rows:
             why = self._outside_reason(row)
             if why is None:
@@ -313,6 +331,26 @@ class SessionStore:
 def settled(record: Dispatch) -> bool:
     """Nothing more will happen to it: ended, and its reflection written (if it has one)."""
     return not record.active and (record.outcome is None or record.reflection_written)
+
+
+def _rows(items: Iterable[tuple[int, object]], what: str = "row") -> tuple[list[Dispatch],
+                                                                          list[str]]:
+    """Rows rebuilt from JSON values, and one line per value that is not a usable row (the
+    rest load: one bad number never costs the whole table)."""
+    rows: list[Dispatch] = []
+    unusable: list[str] = []
+    for number, item in items:
+        try:
+            rows.append(Dispatch.from_json(item))
+        except (ValueError, TypeError, RecursionError) as exc:
+            key = item.get("key") if isinstance(item, dict) else None
+            name = f" ({one_line(key, 60)})" if isinstance(key, str) else ""
+            unusable.append(f"{what} {number}{name}: {_short(exc)}")
+    return rows, unusable
+
+
+def _short(exc: BaseException) -> str:
+    return one_line(str(exc), 160)
 
 
 def _aside_name(path: Path, kind: str) -> Path:

@@ -9,8 +9,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from chump_tui.activity import dollars, short_count
+from chump_tui.crash_log import draw_failure
 from chump_tui.dispatch_record import Dispatch, fmt_duration
+from chump_tui.numbers import dollars, short_count, whole_seconds
 from chump_tui.outside_text import visible
 from chump_tui.safe_fs import open_nofollow, real_dir
 
@@ -51,18 +52,29 @@ def fleet_cost(dispatches: Iterable[Dispatch]) -> float | None:
 def summary_rows(dispatches: Iterable[Dispatch], now: float) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for d in dispatches:
-        pr = d.outcome.pr_number if d.outcome is not None else None
-        if pr is None and d.pr is not None:
-            pr = d.pr.number
-        rows.append({
-            "key": d.key, "gap": d.gap_id, "attempt": d.attempt, "branch": d.branch,
-            "outcome": d.label(), "pr": pr, "duration_s": int(d.duration_s(now)),
-            "reason": d.reason(), "backend": d.backend, "harness": d.harness,
-            "worktree": d.worktree, "reflection_written": d.reflection_written,
-            "turns": d.turns, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
-            "cost_usd": d.cost_usd, "host": d.host or None,
-        })
+        try:
+            rows.append(summary_row(d, now))
+        except Exception as exc:  # one row that cannot be shown never hides the others
+            rows.append({"key": d.key, "gap": d.gap_id, "attempt": d.attempt,
+                         "branch": d.branch, "outcome": "UNREADABLE", "pr": None,
+                         "duration_s": 0, "reason": draw_failure(f"the row of {d.key}", exc),
+                         "turns": None, "tokens_in": None, "tokens_out": None,
+                         "cost_usd": None, "host": d.host or None})
     return rows
+
+
+def summary_row(d: Dispatch, now: float) -> dict[str, object]:
+    pr = d.outcome.pr_number if d.outcome is not None else None
+    if pr is None and d.pr is not None:
+        pr = d.pr.number
+    return {
+        "key": d.key, "gap": d.gap_id, "attempt": d.attempt, "branch": d.branch,
+        "outcome": d.label(), "pr": pr, "duration_s": whole_seconds(d.duration_s(now)),
+        "reason": d.reason(), "backend": d.backend, "harness": d.harness,
+        "worktree": d.worktree, "reflection_written": d.reflection_written,
+        "turns": d.turns, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
+        "cost_usd": d.cost_usd, "host": d.host or None,
+    }
 
 
 def export_summary(dispatches: list[Dispatch], directory: Path, now: float,

@@ -23,9 +23,9 @@ from chump_tui.agent_streams.events import (
     ToolFinished,
 )
 from chump_tui.agent_streams.fields import (
+    as_cost,
+    as_count,
     as_dict,
-    as_float,
-    as_int,
     as_list,
     as_str,
     first_line,
@@ -43,7 +43,7 @@ def parse(event: dict[str, Any]) -> list[AgentEvent]:
         if subtype == "init":
             return [SessionStarted(as_str(event.get("session_id")), as_str(event.get("model")))]
         if subtype == "api_retry":
-            return [Retrying(f"API retry {as_int(event.get('attempt')) or ''}".strip())]
+            return [Retrying(f"API retry {as_count(event.get('attempt')) or ''}".strip())]
         return []
     if kind == "assistant":
         return _assistant(as_dict(event.get("message")))
@@ -82,7 +82,7 @@ def _assistant(message: dict[str, Any]) -> list[AgentEvent]:
     usage = as_dict(message.get("usage"))
     if usage:
         out.append(MessageUsage(as_str(message.get("id")), _tokens_in(usage),
-                                as_int(usage.get("output_tokens")) or 0))
+                                as_count(usage.get("output_tokens")) or 0))
     return out
 
 
@@ -106,14 +106,14 @@ def _result(event: dict[str, Any]) -> Finished:
         text = "; ".join(as_str(e) for e in as_list(event.get("errors")) if isinstance(e, str))
     return Finished(
         ok=not is_error, text=text, subtype=as_str(event.get("subtype")),
-        turns=as_int(event.get("num_turns")), cost_usd=as_float(event.get("total_cost_usd")),
+        turns=as_count(event.get("num_turns")), cost_usd=as_cost(event.get("total_cost_usd")),
         tokens_in=_tokens_in(usage) if usage else None,
-        tokens_out=as_int(usage.get("output_tokens")) if usage else None,
-        duration_ms=as_int(event.get("duration_ms")),
+        tokens_out=as_count(usage.get("output_tokens")) if usage else None,
+        duration_ms=as_count(event.get("duration_ms")),
     )
 
 
 def _tokens_in(usage: dict[str, Any]) -> int:
     """Everything the model read: fresh input plus cache writes and cache reads."""
-    return sum(as_int(usage.get(k)) or 0 for k in
+    return sum(as_count(usage.get(k)) or 0 for k in
                ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))

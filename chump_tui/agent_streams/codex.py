@@ -28,7 +28,15 @@ from chump_tui.agent_streams.events import (
     ToolFinished,
     TurnUsage,
 )
-from chump_tui.agent_streams.fields import as_dict, as_int, as_list, as_str, first_line, head_fields
+from chump_tui.agent_streams.fields import (
+    as_count,
+    as_dict,
+    as_exit_code,
+    as_list,
+    as_str,
+    first_line,
+    head_fields,
+)
 
 _SHELL_WRAP = re.compile(r"^/\S*(?:ba|z)?sh\s+-l?c\s+(.+)$", re.S)
 
@@ -43,8 +51,8 @@ def parse(event: dict[str, Any]) -> list[AgentEvent]:
         return _item(as_dict(event.get("item")), kind == "item.completed")
     if kind == "turn.completed":
         usage = as_dict(event.get("usage"))
-        return [TurnUsage(as_int(usage.get("input_tokens")) or 0,
-                          as_int(usage.get("output_tokens")) or 0)]
+        return [TurnUsage(as_count(usage.get("input_tokens")) or 0,
+                          as_count(usage.get("output_tokens")) or 0)]
     if kind == "turn.failed":
         return [AgentError(_message(as_dict(event.get("error")).get("message")), fatal=True)]
     if kind == "error":
@@ -70,8 +78,10 @@ def _item(item: dict[str, Any], done: bool) -> list[AgentEvent]:
         if not done:
             return [ToolCall(item_id, "Bash", command_shown(as_str(item.get("command"))))]
         output = as_str(item.get("aggregated_output"))
-        ok = item.get("exit_code") == 0 and item.get("status") != "failed"
-        preview = first_line(output) or (f"exit {item.get('exit_code')}" if not ok else "")
+        code = as_exit_code(item.get("exit_code"))
+        ok = code == 0 and item.get("status") != "failed"
+        preview = first_line(output) or (f"exit {'?' if code is None else code}"
+                                         if not ok else "")
         return [ToolFinished(item_id, ok, len(output.encode("utf-8", errors="replace")),
                              preview)]
     if not done:

@@ -1,11 +1,12 @@
-"""Reading fields of untrusted JSON events without trusting their shapes."""
+"""Reading fields of untrusted JSON events without trusting their shapes or their numbers."""
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
+
+from chump_tui import numbers
 
 PREVIEW_CHARS = 160
 
@@ -45,20 +46,18 @@ def as_str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    return None
+def as_count(value: Any) -> int | None:
+    """Tokens, turns, calls, milliseconds: a usable count or None (``chump_tui.numbers``)."""
+    return numbers.count(value)
 
 
-def as_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
+def as_cost(value: Any) -> float | None:
+    """Dollars: finite and not negative, or None."""
+    return numbers.cost(value)
+
+
+def as_exit_code(value: Any) -> int | None:
+    return numbers.exit_code(value)
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from chump_tui.agent_streams.events import (
     TurnUsage,
 )
 from chump_tui.agent_streams.fields import (
+    as_count,
     as_dict,
-    as_int,
     as_str,
     first_line,
     head_fields,
@@ -73,9 +73,9 @@ def _result(event: dict[str, Any]) -> Finished:
     message = as_str(as_dict(event.get("error")).get("message"))
     inner = _API_ERROR.search(message.replace('\\"', '"'))
     text = inner.group(1) if inner else message
-    calls = as_int(stats.get("tool_calls"))
+    calls = as_count(stats.get("tool_calls"))
     return Finished(ok=ok, text=text, subtype="" if ok else as_str(event.get("status")),
                     turns=calls + 1 if calls is not None else None,
-                    tokens_in=as_int(stats.get("input_tokens")),
-                    tokens_out=as_int(stats.get("output_tokens")),
-                    duration_ms=as_int(stats.get("duration_ms")))
+                    tokens_in=as_count(stats.get("input_tokens")),
+                    tokens_out=as_count(stats.get("output_tokens")),
+                    duration_ms=as_count(stats.get("duration_ms")))

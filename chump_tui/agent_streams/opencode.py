@@ -21,9 +21,10 @@ from chump_tui.agent_streams.events import (
     TurnUsage,
 )
 from chump_tui.agent_streams.fields import (
+    as_cost,
+    as_count,
     as_dict,
-    as_float,
-    as_int,
+    as_exit_code,
     as_str,
     first_line,
     head_fields,
@@ -45,9 +46,9 @@ def parse(event: dict[str, Any]) -> list[AgentEvent]:
     if kind == "step_finish":
         tokens = as_dict(part.get("tokens"))
         cache = as_dict(tokens.get("cache"))
-        cost = as_float(part.get("cost"))
-        return [TurnUsage((as_int(tokens.get("input")) or 0) + (as_int(cache.get("read")) or 0),
-                          as_int(tokens.get("output")) or 0,
+        cost = as_cost(part.get("cost"))
+        return [TurnUsage((as_count(tokens.get("input")) or 0) + (as_count(cache.get("read")) or 0),
+                          as_count(tokens.get("output")) or 0,
                           cost if cost else None)]  # 0: a provider without prices, not free
     if kind == "error":
         error = as_dict(event.get("error"))
@@ -68,8 +69,9 @@ def _tool(part: dict[str, Any]) -> list[AgentEvent]:
     state = as_dict(part.get("state"))
     call_id = as_str(part.get("callID"))
     output = as_str(state.get("output"))
-    exit_code = as_dict(state.get("metadata")).get("exit")
-    ok = state.get("status") == "completed" and exit_code in (0, None)
+    raw_exit = as_dict(state.get("metadata")).get("exit")
+    exit_code = as_exit_code(raw_exit)
+    ok = state.get("status") == "completed" and (raw_exit is None or exit_code == 0)
     preview = first_line(output) if output != "(no output)" else ""
     if not ok and exit_code not in (0, None):
         preview = f"exit {exit_code}" + (f": {preview}" if preview else "")

@@ -16,10 +16,12 @@ import binascii
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from chump_tui import numbers
 
 WIRE_VERSION = 1
 
@@ -81,6 +83,7 @@ def rfc3339(ts: float | None = None) -> str:
 
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 def _get(obj: Mapping[str, Any], name: str, kind: type[T], optional: bool = False) -> T:
@@ -92,6 +95,20 @@ def _get(obj: Mapping[str, Any], name: str, kind: type[T], optional: bool = Fals
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise WireError(f"field {name!r}: expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _number(obj: Mapping[str, Any], name: str, usable: Callable[[object], N | None],
+            optional: bool = False) -> N:
+    """A number field with a usable value (``chump_tui.numbers``), else WireError: a report
+    with pid -1, an offset of 2**62 or a cost of -999 is refused, never obeyed."""
+    value = obj.get(name)
+    if value is None and optional:
+        return None  # type: ignore[return-value]
+    checked = usable(value)
+    if checked is None:
+        shown = repr(value)[:40] if isinstance(value, int | float) else type(value).__name__
+        raise WireError(f"field {name!r}: unusable value {shown}")
+    return checked
 
 
 def _load(data: bytes) -> dict[str, Any]:
@@ -174,10 +191,12 @@ def decode(data: bytes) -> DispatchRequest | AgentReport | KillRequest:
             uid=_get(obj, "uid", str), key=_get(obj, "key", str),
             gap_id=_get(obj, "gap_id", str), origin=_get(obj, "origin", str),
             base_ref=_get(obj, "base_ref", str), harness=_get(obj, "harness", str),
-            console=_get(obj, "console", str), expires_at=_get(obj, "expires_at", float),
+            console=_get(obj, "console", str),
+            expires_at=_number(obj, "expires_at", numbers.timestamp),
             title=_get(obj, "title", str, optional=True) or "")
     if kind == "kill":
-        return KillRequest(uid=_get(obj, "uid", str), grace_s=_get(obj, "grace_s", float))
+        return KillRequest(uid=_get(obj, "uid", str),
+                           grace_s=_number(obj, "grace_s", numbers.duration))
     if kind in REPORT_KINDS:
         return _report(obj, kind)
     raise WireError(f"unknown kind {kind!r}")
@@ -190,13 +209,13 @@ def _report(obj: Mapping[str, Any], kind: str) -> AgentReport:
         raise WireError("field 'data': not base64") from None
     return AgentReport(
         kind=kind, uid=_get(obj, "uid", str), worker=_get(obj, "worker", str),
-        host=_get(obj, "host", str), pid=_get(obj, "pid", int, optional=True),
-        start_time=_get(obj, "start_time", float, optional=True),
+        host=_get(obj, "host", str), pid=_number(obj, "pid", numbers.pid, optional=True),
+        start_time=_number(obj, "start_time", numbers.timestamp, optional=True),
         harness=_get(obj, "harness", str, optional=True) or "",
         backend=_get(obj, "backend", str, optional=True) or "",
         note=_get(obj, "note", str, optional=True) or "",
-        offset=_get(obj, "offset", int, optional=True), data=raw,
-        code=_get(obj, "code", int, optional=True))
+        offset=_number(obj, "offset", numbers.offset, optional=True), data=raw,
+        code=_number(obj, "code", numbers.exit_code, optional=True))
 
 
 BATCH_BYTES = 384 * 1024
@@ -308,9 +327,14 @@ class WorkerRecord:
             updated_at=_get(obj, "updated_at", str),
             current_gap=_get(obj, "current_gap", str, optional=True),
             repo=_get(obj, "repo", str, optional=True) or "",
-            max_parallel=_get(obj, "max_parallel", int, optional=True) or 0,
-            running=_get(obj, "running", int, optional=True) or 0,
-            heartbeat_s=_get(obj, "heartbeat_s", float, optional=True) or 0.0, **lists)
+            max_parallel=_number(obj, "max_parallel", _slots, optional=True) or 0,
+            running=_number(obj, "running", _slots, optional=True) or 0,
+            heartbeat_s=_number(obj, "heartbeat_s", numbers.duration, optional=True) or 0.0,
+            **lists)
+
+
+def _slots(value: object) -> int | None:
+    return numbers.int_in(value, 0, 100_000)
 
 
 def coord_event(kind: str, session: str, gap: str | None = None, reason: str | None = None,

@@ -21,12 +21,13 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
 
+from chump_tui import numbers
 from chump_tui.agent_process import AgentProcess, OutputLog
 from chump_tui.backlog import Gap
 from chump_tui.dispatch import dispatch_gap_with
@@ -81,6 +82,30 @@ class Hosted:
     @property
     def claim_session(self) -> str:
         return claim_session(self.uid)
+
+    @classmethod
+    def from_json(cls, row: object) -> Hosted:
+        """A row of the worker's state file, every field checked (ValueError naming it)."""
+        if not isinstance(row, dict):
+            raise ValueError(f"a row is a {type(row).__name__}")
+        checks: dict[str, Any] = {
+            "pid": numbers.pid, "start_time": numbers.timestamp, "file_pos": numbers.offset,
+            "sent": numbers.offset}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = row.get(f.name)
+            if f.name in checks:
+                if checks[f.name](value) is None:
+                    raise ValueError(f"field {f.name!r} is unusable")
+            elif f.name == "exit_code":
+                if value is not None and numbers.exit_code(value) is None:
+                    raise ValueError("field 'exit_code' is unusable")
+            elif f.name == "superseded":
+                value = value is True
+            elif not isinstance(value, str):
+                raise ValueError(f"field {f.name!r} is not a string")
+            values[f.name] = value
+        return cls(**values)
 
 
 def claim_session(uid: str) -> str:
@@ -393,13 +418,21 @@ class Worker:
         try:
             data = json.loads(self.state_path.read_text(encoding="utf-8"))
             rows = data["agents"]
-            hosted = [Hosted(**row) for row in rows]
+            if not isinstance(rows, list):
+                raise TypeError("'agents' is not a list")
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._log(f"worker {self.name}: {self.state_path}: unreadable ({exc}); "
                       "starting empty")
             return
+        hosted: list[Hosted] = []
+        for number, row in enumerate(rows, 1):
+            try:
+                hosted.append(Hosted.from_json(row))
+            except ValueError as exc:  # one bad row is left out; the others re-attach
+                self._log(f"worker {self.name}: {self.state_path}: row {number} left out "
+                          f"({exc})")
         for h in hosted:
             if not Path(h.log_path).resolve().is_relative_to(self.log_dir.resolve()):
                 self._log(f"worker {self.name}: {h.key}: log outside {self.log_dir}; dropped")

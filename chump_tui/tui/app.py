@@ -285,17 +285,9 @@ class ChumpApp(App[int]):
         Textual offers no public hook for this; the override keeps Textual's handling
         (exit code 1, the exception re-raised under Pilot) and drops only its printout.
         """
-        import tempfile
-        import traceback
+        from chump_tui.crash_log import write_traceback
 
-        path = Path(tempfile.gettempdir()) / f"chump-tui-crash-{os.getpid()}.log"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as fh:
-                fh.write("".join(traceback.format_exception(error)))
-            where = f"traceback in {path}"
-        except OSError:
-            where = "the traceback could not be saved"
+        where = write_traceback(error, "the console")
         agents = ""
         if self.setup.engine_built and self.setup.store is not None:
             active = self.setup.engine.active_count()

@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from chump_tui.activity import dollars
 from chump_tui.dispatch_record import fmt_duration
+from chump_tui.numbers import dollars
 from chump_tui.summary_export import cost_line, export_summary, summary_rows, totals_line
 from chump_tui.tui.text import assemble, line
 from chump_tui.tui.widgets.dispatch_card import state_style

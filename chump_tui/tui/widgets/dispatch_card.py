@@ -13,12 +13,14 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from chump_tui.activity import Activity
+from chump_tui.crash_log import draw_failure
 from chump_tui.dispatch_record import Dispatch, fmt_duration
 from chump_tui.outside_text import visible
 from chump_tui.watchdog import Quiet
 
 TAIL_LINES = 2
 BAR_WIDTH = 24
+CARD_LINES = 6 + TAIL_LINES
 
 STATE_STYLE = {
     "SHIPPED": "bold black on green",
@@ -172,6 +174,8 @@ class DispatchCard(Widget):
         self._strip_width = -1
         self.tail: list[str] = []
         self.tail_version = 0
+        self._failed = ""  # the exception type its last drawing failed with
+        self._failure = ""
 
     def rebind(self, key: str) -> None:
         """Show another dispatch in this card (the monitor recycles cards of old attempts)."""
@@ -203,7 +207,7 @@ class DispatchCard(Widget):
                 self.remove_class(self._state_class)
             self.add_class(css)
             self._state_class = css
-        lines = card_lines(d, now, tail, act, quiet)
+        lines = self._lines(d, now, tail, act, quiet)
         if len(lines) != len(self._texts):
             self._texts, self._strips = lines, {}
             self.refresh()
@@ -215,6 +219,23 @@ class DispatchCard(Widget):
             self._texts[y] = new
             self._strips.pop(y, None)
             self.refresh(Region(0, y, width, 1))
+
+    def _lines(self, d: Dispatch, now: float, tail: list[str], act: Activity | None,
+               quiet: Quiet | None) -> list[Text]:
+        """The card's lines; a card that cannot be drawn says so (its traceback goes to the
+        crash log once) and the other cards, the keys and the agents go on."""
+        try:
+            lines = card_lines(d, now, tail, act, quiet)
+            self._failed = ""
+            return lines
+        except Exception as exc:
+            if type(exc).__name__ != self._failed:
+                self._failed = type(exc).__name__
+                self._failure = draw_failure(f"the card of {d.key}", exc)
+            return [Text(visible(d.key), style="bold"),
+                    Text(visible(self._failure), style="bold red", no_wrap=True,
+                         overflow="ellipsis"),
+                    *[Text("")] * (CARD_LINES - 2)]
 
     def drawn_text(self) -> str:
         """The card's lines as drawn (without the border): what a person reads on it."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
-from chump_tui.activity import dollars
+from chump_tui.numbers import dollars
 from chump_tui.tui.text import assemble, line
 
 if TYPE_CHECKING:  # the app holds a tally from start-up; the records come with the engine
