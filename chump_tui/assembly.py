@@ -91,7 +91,7 @@ def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
     fleet = None
     spawner: Spawner
     if opts.nats:
-        fleet, spawner = open_fleet(opts, repo_root, backlog)
+        fleet, spawner = open_fleet(opts, repo_root, backlog, warn)
     else:
         spawner = RealSpawner(repo_root, os.environ, opts.harness, gap_harnesses(backlog))
         if spawner.backend_warning:
@@ -113,21 +113,54 @@ def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
     return engine
 
 
-def open_fleet(opts: Options, repo_root: Path, backlog: Backlog) -> tuple[FleetClient, Spawner]:
+def open_fleet(opts: Options, repo_root: Path, backlog: Backlog,
+               warn: Callable[[str], None] = _stderr) -> tuple[FleetClient, Spawner]:
     """The fleet's client and spawner (``--nats``): FleetError (one line) when the server
-    cannot be reached. The replay of a resumed session starts at ``follow_fleet``."""
+    cannot be reached or admits clients without credentials (without --insecure-broker).
+    The replay of a resumed session starts at ``follow_fleet``."""
     import socket
 
     from chump_tui.fleet.broker import Broker
+    from chump_tui.fleet.identity import TrustList
     from chump_tui.fleet.remote import FleetClient, RemoteSpawner
+    from chump_tui.fleet.roster import inbox_prefix
+    from chump_tui.fleet.security import broker_check, fleet_identity
     from chump_tui.fleet.worker import origin_url
+    from chump_tui.fleet.worker_keys import WorkerKeys
 
     assert opts.nats
     origin = origin_url(repo_root)
+    session_dir = repo_root / "sessions" / "chump-tui"
+    identity = fleet_identity(opts.nats_creds, session_dir / "fleet-key.nk")
+    trust = TrustList().add(opts.trust_worker, "worker").add(
+        [os.environ.get("CHUMP_FLEET_TRUST", "")])
     broker = Broker.from_environ(opts.nats, opts.nats_creds,
-                                 f"chump-tui console {socket.gethostname()}").connect()
-    client = FleetClient(broker, origin, f"chump-tui:{socket.gethostname()}:{os.getpid()}")
+                                 f"chump-tui console {socket.gethostname()}",
+                                 identity=identity,
+                                 inbox=inbox_prefix(identity.public_key)).connect()
+    try:
+        for line in broker_check(broker, opts.insecure_broker):
+            warn(f"[fleet] {line}")
+    except Exception:
+        broker.close()
+        raise
+    warn(f"[fleet] this console signs with {identity.public_key}; workers run its requests "
+         "only if they trust that key")
+    keys = WorkerKeys(trust, session_dir / "fleet-pins.json")
+    client = FleetClient(broker, origin, f"chump-tui:{socket.gethostname()}:{os.getpid()}",
+                         keys=keys)
     return client, RemoteSpawner(client, opts.base_ref, opts.harness, gap_harnesses(backlog))
+
+
+def fleet_report(engine: Engine) -> str | None:
+    """What the fleet dropped (unsigned, forged, malformed), for the end of a run."""
+    from chump_tui.fleet.remote import RemoteSpawner
+
+    if not isinstance(engine.spawner, RemoteSpawner) or not engine.spawner.client.dropped:
+        return None
+    client = engine.spawner.client
+    return (f"[fleet] dropped {client.dropped} message(s) not signed by the worker they "
+            f"name, malformed or foreign (last: {client.last_drop})")
 
 
 def follow_fleet(engine: Engine, records: list[Dispatch]) -> None:

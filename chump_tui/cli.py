@@ -133,7 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dispatch through chump-tui workers on other hosts via this NATS "
                         "server (no URL: $CHUMP_NATS_URL); see README 'Across machines'")
     p.add_argument("--nats-creds", type=Path, default=None, metavar="FILE",
-                   help="NATS credentials file (.creds) for --nats")
+                   help="this console's fleet identity for --nats: the nkey seed file "
+                        "chump-tui fleet init wrote (or a .creds file)")
+    p.add_argument("--trust-worker", action="append", default=[], metavar="KEY|FILE",
+                   help="a worker key (U…) or trust file whose reports the console believes "
+                        "(repeatable; also $CHUMP_FLEET_TRUST; none: each worker's first "
+                        "key is pinned)")
+    p.add_argument("--insecure-broker", action="store_true",
+                   help="use --nats even though the broker lets clients without "
+                        "credentials in")
     return p
 
 
@@ -153,8 +161,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         ns.nats = os.environ.get("CHUMP_NATS_URL", "").strip()
         if not ns.nats:
             parser.error("--nats without a URL needs CHUMP_NATS_URL")
-    if ns.nats_creds is not None and ns.nats is None:
-        parser.error("--nats-creds needs --nats")
+    if ns.nats is None:
+        for flag, value in (("--nats-creds", ns.nats_creds), ("--trust-worker", ns.trust_worker),
+                            ("--insecure-broker", ns.insecure_broker)):
+            if value:
+                parser.error(f"{flag} needs --nats")
     return Options(**vars(ns))
 
 
@@ -188,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from chump_tui.fleet.worker_cli import run_worker_cli
 
         return run_worker_cli(args[1:])
+    if args[:1] == ["fleet"]:
+        from chump_tui.fleet.fleet_cli import run_fleet_cli
+
+        return run_fleet_cli(args[1:])
     opts = parse_args(args)
     try:
         if opts.self_test:

@@ -16,6 +16,7 @@ multi-byte character).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -46,6 +47,30 @@ class Redactor:
     def __init__(self, secrets: Sequence[str]) -> None:
         self.secrets = [s for s in secrets if s]
         self.longest = max((len(s) for s in self.secrets), default=0)
+        raw = sorted({s.encode("utf-8", errors="surrogatepass") for s in self.secrets},
+                     key=len, reverse=True)
+        self._raw = raw
+        self._raw_pattern = re.compile(b"|".join(re.escape(r) for r in raw)) if raw else None
+
+    def redact_stream(self, data: bytes, final: bool = False) -> tuple[bytes, int]:
+        """Bytes of a stream with every secret replaced, and how many bytes at the end were
+        held back: they may be the start of a secret the next read completes (none when
+        ``final``: a stream's end, where a secret's first bytes are masked as in
+        ``drop_partial_tail``). The held bytes are passed again at the head of the next read."""
+        if self._raw_pattern is None:
+            return data, 0
+        matches = list(self._raw_pattern.finditer(data))
+        after_last = matches[-1].end() if matches else 0
+        held = 0
+        for secret in self._raw:
+            for k in range(min(len(secret) - 1, len(data) - after_last), held, -1):
+                if data.endswith(secret[:k]):
+                    held = k
+                    break
+        redacted = self._raw_pattern.sub(b"***", data[:len(data) - held])
+        if not final:
+            return redacted, held
+        return redacted + (b"***" if held > 3 else data[len(data) - held:]), 0
 
     def __call__(self, line: str) -> str:
         for secret in self.secrets:

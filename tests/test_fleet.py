@@ -19,13 +19,14 @@ import pytest
 
 from chump_tui.agent_process import group_has_live_member
 from chump_tui.fleet import wire
-from chump_tui.fleet.broker import Broker
 from tests.conftest import HELPERS, gh_calls, wait_for
 from tests.fleet_rig import (
-    NatsServer,
     WorkerProcess,
     end_workers_and_agents,
+    fleet_client,
     free_port,
+    member_args,
+    member_env,
     nats_server,
     origin_with_clones,
     start_worker,
@@ -134,9 +135,11 @@ def fleet_env(tmp_path: Path) -> dict[str, str]:
 
 def console(clone: Path, url: str, env: dict[str, str], *args: str,
             timeout: float = 120) -> subprocess.Popen[str]:
+    """Plain mode on the fleet, as the running fleet's console identity."""
     return subprocess.Popen(
         [sys.executable, "-m", "chump_tui", "--no-tui", "--backlog", "gaps.yaml", "--execute",
-         "--nats", url, *args], cwd=clone, env={**os.environ, **env}, text=True,
+         "--nats", url, *member_args("console"), *args], cwd=clone,
+        env={**os.environ, **member_env(), **env}, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -144,8 +147,8 @@ def two_agents_on_w1(tmp_path: Path, url: str, seconds: int, heartbeat: float = 
                      **extra: str) -> tuple[
         dict[str, Path], dict[str, str], WorkerProcess, subprocess.Popen[str]]:
     """One worker, a console on two gaps, both agents running (for SECONDS) when it returns."""
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
+    repos = origin_with_clones(tmp_path, "console", "w1",
+                               files={"gaps.yaml": fleet_gaps(2)})
     env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": str(seconds), **extra}
     worker = start_worker(url, repos["w1"], "w1", env, heartbeat=heartbeat)
     run = console(repos["console"], url, env, "--watch", "--tick", "0.3")
@@ -154,16 +157,18 @@ def two_agents_on_w1(tmp_path: Path, url: str, seconds: int, heartbeat: float = 
 
 
 def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS)
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2",
+                               files={"gaps.yaml": SIX_GAPS})
     env = fleet_env(tmp_path)
     with nats_server(tmp_path) as server:
         workers = [start_worker(server.url, repos[n], n, env) for n in ("w1", "w2")]
-        broker = Broker(server.url, name="test").connect()
+        broker = server.client()
         key = wire.repo_key(str(repos["origin"]))
         # Garbage on both our subjects first: logged and dropped, never fatal.
         broker.publish(wire.dispatch_subject(key), b"\x00 not a request")
-        broker.publish(wire.agents_subject(key, "intruder"), b'{"v": 99}')
+        intruder = server.client("intruder")  # a worker identity: its own subject only
+        intruder.publish(wire.agents_subject(key, "intruder"), b'{"v": 99}')
+        intruder.close()
         events: list[dict[str, str]] = []
 
         async def on_event(msg: object) -> None:
@@ -212,11 +217,11 @@ def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
 
 
 def test_a_claim_upstream_holds_is_never_dispatched(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
+    repos = origin_with_clones(tmp_path, "console", "w1",
+                               files={"gaps.yaml": fleet_gaps(2)})
     env = fleet_env(tmp_path)
     with nats_server(tmp_path) as server:
-        broker = Broker(server.url, name="test").connect()
+        broker = server.client()
         broker.claim("FLEET-001", wire.Claim("upstream-session-7", "2026-11-25T06:00:00Z"))
         worker = start_worker(server.url, repos["w1"], "w1", env)
         run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
@@ -232,8 +237,8 @@ def test_a_claim_upstream_holds_is_never_dispatched(tmp_path: Path) -> None:
 
 
 def test_no_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS)
+    repos = origin_with_clones(tmp_path, "console",
+                               files={"gaps.yaml": SIX_GAPS})
     url = f"nats://someone:s3cret-token@127.0.0.1:{free_port()}"
     run = console(repos["console"], url, fleet_env(tmp_path), "--watch")
     out, err = run.communicate(timeout=60)
@@ -249,11 +254,11 @@ def test_no_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_a_worker_killed_with_9_loses_its_agent_and_frees_its_claim(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
+    repos = origin_with_clones(tmp_path, "console", "w1",
+                               files={"gaps.yaml": fleet_gaps(1)})
     env = {**fleet_env(tmp_path), "FAKE_AGENT_MODE": "hang"}
     with nats_server(tmp_path) as server:
-        broker = Broker(server.url, name="test").connect()
+        broker = server.client()
         worker = start_worker(server.url, repos["w1"], "w1", env, heartbeat=0.5)
         run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
         wait_for(lambda: "as PID" in worker.output(), 60, "the agent to start")
@@ -283,19 +288,21 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
     from chump_tui.tui.widgets.dispatch_card import DispatchCard
     from tests.tui_factory import close_app, screen_text, until
 
-    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2",
+                               files={"gaps.yaml": fleet_gaps(2)})
     env = {**fleet_env(tmp_path), "FAKE_AGENT_MODE": "hang"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with nats_server(tmp_path) as server:
+        for name, value in member_env().items():
+            monkeypatch.setenv(name, value)
         # One slot each: the second request must go to the other host.
         workers = {n: start_worker(server.url, repos[n], n, env, max_parallel=1)
                    for n in ("w1", "w2")}
         setup = repo_setup(parse_args([
             "--backlog", str(repos["console"] / "gaps.yaml"), "--repo-root",
-            str(repos["console"]), "--execute", "--nats", server.url, "--kill-grace", "1",
-            "--tick", "0.3", "--max-parallel", "2"]))
+            str(repos["console"]), "--execute", "--nats", server.url, *member_args("console"),
+            "--kill-grace", "1", "--tick", "0.3", "--max-parallel", "2"]))
         app = ChumpApp(setup)
         try:
             async with app.run_test(size=(160, 50)) as pilot:
@@ -311,9 +318,10 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
                 by_host = {d.host: d for d in app.dispatches.values()}
                 assert set(by_host) == {"w1", "w2"}
 
-                def card_text(key: str) -> str:
-                    card = next(c for c in app.screen.query(DispatchCard) if c.key == key)
-                    return card.drawn_text()
+                def card_text(key: str) -> str:  # "" until the monitor shows the card
+                    card = next((c for c in app.screen.query(DispatchCard) if c.key == key),
+                                None)
+                    return card.drawn_text() if card is not None else ""
 
                 await until(pilot, lambda: "@w2" in card_text(by_host["w2"].key)
                             and "@w1" in card_text(by_host["w1"].key), 10, "host badges")
@@ -343,8 +351,8 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
 
 
 def test_console_killed_mid_run_replays_and_records_each_outcome_once(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(3))
+    repos = origin_with_clones(tmp_path, "console", "w1",
+                               files={"gaps.yaml": fleet_gaps(3)})
     env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "4"}
     with nats_server(tmp_path) as server:
         worker = start_worker(server.url, repos["w1"], "w1", env, max_parallel=3)
@@ -381,8 +389,8 @@ def test_a_console_killed_while_its_host_starts_the_agent_finds_the_agent_again(
     claiming, release = tmp_path / "claiming", tmp_path / "release"
     repos = origin_with_clones(tmp_path, "console", "w1", files={
         "scripts/gap-claim.sh": f"touch {claiming}\n"
-                                f"while [ ! -e {release} ]; do sleep 0.05; done\n"})
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
+                                f"while [ ! -e {release} ]; do sleep 0.05; done\n",
+        "gaps.yaml": fleet_gaps(1)})
     env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "2"}
     with nats_server(tmp_path) as server:
         worker = start_worker(server.url, repos["w1"], "w1", env)
@@ -432,7 +440,7 @@ def test_a_three_server_cluster_goes_on_when_one_dies(tmp_path: Path) -> None:
     with nats_cluster(tmp_path) as cluster:
         def ready() -> bool:  # JetStream elects its leaders: streams at 3 replicas
             try:
-                Broker.from_environ(cluster.url, None, "probe", replicas=3).connect().close()
+                fleet_client(cluster.url, cluster.servers[0].fleet, replicas=3).close()
             except FleetError:
                 return False
             return True
@@ -447,42 +455,9 @@ def test_a_three_server_cluster_goes_on_when_one_dies(tmp_path: Path) -> None:
         worker.stop()
 
 
-def test_a_worker_runs_only_its_own_repository_and_safe_ids(tmp_path: Path) -> None:
-    import time
-
-    repos = origin_with_clones(tmp_path, "w1")
-    env = fleet_env(tmp_path)
-    with nats_server(tmp_path) as server:
-        worker = start_worker(server.url, repos["w1"], "w1", env)
-        broker = Broker(server.url, name="test").connect()
-        key = wire.repo_key(str(repos["origin"]))
-
-        def request(uid: str, gap_id: str, origin: str, base_ref: str = "origin/main") -> None:
-            broker.publish(wire.dispatch_subject(key), wire.encode(wire.DispatchRequest(
-                uid=uid, key=f"{gap_id}#1", gap_id=gap_id, origin=origin,
-                base_ref=base_ref, harness="claude", console="test",
-                expires_at=time.time() + 30)))
-
-        here = str(repos["origin"])
-        request("u-foreign", "FLEET-001", "https://elsewhere.example/other/repo.git")
-        request("u-escape", "../../../etc/cron.d/x", here)
-        request("u-option", "FLEET-002", here, base_ref="--upload-pack=touch /tmp/pwned")
-        request("u-ansi", "FLEET-\x1b]0;pwned\x07", here)
-        wait_for(lambda: worker.output().count("w1: ") >= 4, 30, "four refusals")
-        out = worker.output()
-        assert "FLEET-001: worker w1 serves" in out and "not elsewhere.example/other/repo" in out
-        assert "'../../../etc/cron.d/x'" in out and "as PID" not in out
-        assert "base ref '--upload-pack=touch /tmp/pwned' is not a plain ref name" in out
-        assert "\x1b" not in out and "pwned\x07" not in out  # shown, never obeyed
-        assert not (repos["w1"].parent / "etc").exists()
-        assert "FLEET-001" not in broker.claims()
-        broker.close()
-        worker.stop()
-
-
 def test_credentials_are_used_and_never_shown(tmp_path: Path) -> None:
-    repos = origin_with_clones(tmp_path, "console")
-    (repos["console"] / "gaps.yaml").write_text(SIX_GAPS)
+    repos = origin_with_clones(tmp_path, "console",
+                               files={"gaps.yaml": SIX_GAPS})
     missing = tmp_path / "nope.creds"
     run = console(repos["console"], "nats://127.0.0.1:4222", fleet_env(tmp_path), "--watch",
                   "--nats-creds", str(missing))
@@ -512,11 +487,10 @@ def certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 def test_tls_urls_connect_over_tls_and_an_untrusted_server_is_one_line(tmp_path: Path) -> None:
     ca, cert, key = certificates(tmp_path)
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
-    server = NatsServer(tmp_path / "jetstream", scheme="tls",
-                        extra=("--tls", "--tlscert", str(cert), "--tlskey", str(key))).start()
-    try:
+    repos = origin_with_clones(tmp_path, "console", "w1",
+                               files={"gaps.yaml": fleet_gaps(1)})
+    with nats_server(tmp_path, scheme="tls",
+                     extra=("--tls", "--tlscert", str(cert), "--tlskey", str(key))) as server:
         # Not trusted (the system's CA store does not know our CA): refused, one line.
         refused = console(repos["console"], server.url, fleet_env(tmp_path), "--watch")
         _out, err = refused.communicate(timeout=60)
@@ -530,8 +504,6 @@ def test_tls_urls_connect_over_tls_and_an_untrusted_server_is_one_line(tmp_path:
         out, _err = assert_all_shipped(run, 1)
         assert "on w1" in out
         worker.stop()
-    finally:
-        server.stop()
 
 
 def test_a_worker_running_the_real_claude_sends_its_activity_and_cost(
@@ -543,8 +515,8 @@ def test_a_worker_running_the_real_claude_sends_its_activity_and_cost(
 
     claude = agent_cli("claude")
     _model, server = start(model_servers, ship_plan)  # type: ignore[arg-type]
-    repos = origin_with_clones(tmp_path, "console", "w1")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
+    repos = origin_with_clones(tmp_path, "console", "w1",
+                               files={"gaps.yaml": fleet_gaps(2)})
     env = {**fleet_env(tmp_path), **claude_env(server, tmp_path, claude)}
     with nats_server(tmp_path) as nats:
         worker = start_worker(nats.url, repos["w1"], "w1", env)
@@ -564,8 +536,8 @@ def test_a_worker_running_the_real_claude_sends_its_activity_and_cost(
 def test_a_cut_off_host_is_lost_redispatched_and_stopped_when_it_returns(tmp_path: Path) -> None:
     from chump_tui.agent_process import group_has_live_member
 
-    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(1))
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2",
+                               files={"gaps.yaml": fleet_gaps(1)})
     env = fleet_env(tmp_path)
     with nats_server(tmp_path) as server:
         w1 = start_worker(server.url, repos["w1"], "w1", {**env, "FAKE_AGENT_MODE": "hang"})
@@ -594,8 +566,8 @@ def test_a_host_back_from_silence_has_its_agent_followed_again_not_duplicated(
         tmp_path: Path) -> None:
     """Not dispatched again meanwhile (no --continuous), the lost agent that still runs on
     its host is followed again as the gap's next attempt and its outcome recorded."""
-    repos = origin_with_clones(tmp_path, "console", "w1", "w2")
-    (repos["console"] / "gaps.yaml").write_text(fleet_gaps(2))
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2",
+                               files={"gaps.yaml": fleet_gaps(2)})
     env = fleet_env(tmp_path)
     session = repos["console"] / "sessions" / "chump-tui"
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,15 +30,59 @@ from nats.js import api as js_api
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from chump_tui import numbers
 from chump_tui.errors import ChumpError
 from chump_tui.fleet import wire
+from chump_tui.fleet.identity import Identity
 
 T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 10.0
-AGENTS_MAX_AGE_S = 7 * 86400.0
 WORKERS_TTL_S = 60.0
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """How long and how much the streams chump-tui creates keep (upstream keeps its events
+    24 h). Anyone who may read a stream reads all it keeps: keep no more than is needed to
+    resume a console. Set by CHUMP_NATS_OUTPUT_MAX_AGE / _MAX_BYTES and
+    CHUMP_NATS_EVENTS_MAX_AGE / _MAX_BYTES (seconds, bytes)."""
+
+    output_max_age_s: float = 86400.0
+    output_max_bytes: int = 1024**3
+    events_max_age_s: float = 86400.0
+    events_max_bytes: int = 256 * 1024**2
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> StreamLimits:
+        values: dict[str, Any] = {}
+        for name, field_name, parse in (
+                ("CHUMP_NATS_OUTPUT_MAX_AGE", "output_max_age_s", numbers.positive_duration),
+                ("CHUMP_NATS_OUTPUT_MAX_BYTES", "output_max_bytes", _bytes),
+                ("CHUMP_NATS_EVENTS_MAX_AGE", "events_max_age_s", numbers.positive_duration),
+                ("CHUMP_NATS_EVENTS_MAX_BYTES", "events_max_bytes", _bytes)):
+            raw = environ.get(name, "").strip()
+            if not raw:
+                continue
+            try:
+                value = parse(float(raw))
+            except ValueError:
+                value = None
+            if value is None:
+                raise FleetError(f"{name}={raw!r}: expected a positive number")
+            values[field_name] = value
+        return cls(**values)
+
+
+def _whole(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None
+
+
+def _bytes(value: float) -> int | None:
+    number = numbers.count(value)
+    return number if number else None
 
 
 class FleetError(ChumpError):
@@ -50,6 +95,27 @@ class ClaimHeld(Exception):
     def __init__(self, claim: wire.Claim | None) -> None:
         super().__init__(claim.session_id if claim else "unknown holder")
         self.claim = claim
+
+
+def credential_options(creds: Path | None) -> dict[str, Any]:
+    """nats-py's options for a credentials file: a ``.creds`` file (a user JWT and its
+    seed) or an nkey seed file (``chump-tui fleet init`` writes those); FleetError naming
+    the file when it is neither."""
+    if creds is None:
+        return {}
+    try:
+        text = creds.read_bytes()[:65536].decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise FleetError(f"{creds}: cannot read the NATS credentials "
+                         f"({exc.strerror or exc})") from None
+    if "BEGIN NATS USER JWT" in text:
+        return {"user_credentials": str(creds)}
+    from chump_tui.fleet.identity import SEED
+
+    seed = SEED.search(text)
+    if seed is None:
+        raise FleetError(f"{creds}: neither a .creds file nor an nkey seed (SU…)")
+    return {"nkeys_seed_str": seed.group(0)}
 
 
 def server_urls(url: str) -> list[str]:
@@ -76,11 +142,15 @@ class Broker:
 
     def __init__(self, url: str, creds: Path | None = None, name: str = "chump-tui",
                  replicas: int = 1, gap_bucket: str = wire.GAP_BUCKET,
-                 workers_bucket: str = wire.WORKERS_BUCKET) -> None:
+                 workers_bucket: str = wire.WORKERS_BUCKET, inbox: str = "_INBOX",
+                 identity: Identity | None = None, limits: StreamLimits | None = None) -> None:
         self.url = url
         self.where = safe_url(url)
         self.creds = creds
         self.name = name
+        self.inbox = inbox  # replies come here: a fleet member's own subjects
+        self.identity = identity  # signs everything we publish
+        self.limits = limits or StreamLimits()
         self.replicas = replicas
         self.gap_bucket = gap_bucket
         self.workers_bucket = workers_bucket
@@ -93,18 +163,21 @@ class Broker:
 
     @classmethod
     def from_environ(cls, url: str, creds: Path | None, name: str,
-                     replicas: int | None = None) -> Broker:
+                     replicas: int | None = None, identity: Identity | None = None,
+                     inbox: str = "_INBOX") -> Broker:
         """Bucket names as upstream lets them be overridden (CHUMP_NATS_GAP_BUCKET, ...);
-        replicas of what it creates from CHUMP_NATS_REPLICAS (3 on a cluster) unless given."""
+        replicas of what it creates from CHUMP_NATS_REPLICAS (3 on a cluster) unless given;
+        the streams' limits from CHUMP_NATS_*_MAX_AGE / _MAX_BYTES."""
         import os
 
         if replicas is None:
-            raw = os.environ.get("CHUMP_NATS_REPLICAS", "").strip()
-            replicas = int(raw) if raw.isdigit() and 1 <= int(raw) <= 5 else 1
+            replicas = numbers.int_in(_whole(os.environ.get("CHUMP_NATS_REPLICAS", "")),
+                                      1, 5) or 1
         return cls(url, creds, name=name, replicas=replicas,
                    gap_bucket=os.environ.get("CHUMP_NATS_GAP_BUCKET") or wire.GAP_BUCKET,
                    workers_bucket=os.environ.get("CHUMP_NATS_WORKERS_BUCKET")
-                   or wire.WORKERS_BUCKET)
+                   or wire.WORKERS_BUCKET, inbox=inbox, identity=identity,
+                   limits=StreamLimits.from_environ(os.environ))
 
     # ------------------------------------------------------------ plumbing
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT_S) -> T:
@@ -122,6 +195,11 @@ class Broker:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the loop without waiting for it."""
         asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call_soon(self, call: Callable[[], object]) -> None:
+        """Run ``call`` on the loop, after what is already queued there (in order with the
+        callbacks of our subscriptions)."""
+        self._loop.call_soon_threadsafe(call)
 
     @property
     def js(self) -> JetStreamContext:
@@ -143,11 +221,9 @@ class Broker:
         options: dict[str, Any] = {
             "name": self.name, "connect_timeout": 2, "error_cb": on_error,
             "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+            "inbox_prefix": self.inbox,
         }
-        if self.creds is not None:
-            if not self.creds.is_file():
-                raise FleetError(f"{self.creds}: NATS credentials file not found")
-            options["user_credentials"] = str(self.creds)
+        options.update(credential_options(self.creds))
 
         async def go() -> Client:
             # nats-py keeps retrying an unreachable server on its own: bound the first try.
@@ -159,13 +235,20 @@ class Broker:
             client.options["max_reconnect_attempts"] = -1
             return client
 
+        future = asyncio.run_coroutine_threadsafe(go(), self._loop)
         try:
-            self._nc = self.run(go(), CONNECT_TIMEOUT_S + 1)
-        except FleetError:
+            self._nc = future.result(CONNECT_TIMEOUT_S + 1)
+        except (TimeoutError, FutureTimeout):
+            future.cancel()
             raise FleetError(f"{self.where}: no NATS server answered within "
                              f"{CONNECT_TIMEOUT_S:g}s") from None
-        except (TimeoutError, NatsError, OSError) as exc:
-            detail = self.errors[-1] if self.errors else type(exc).__name__
+        except (NatsError, OSError) as exc:
+            if _refused(exc):
+                who = f"the credentials in {self.creds}" if self.creds else \
+                    "a client without credentials (give --nats-creds)"
+                raise FleetError(f"{self.where}: the server refused {who} "
+                                 "(Authorization Violation)") from None
+            detail = self.errors[-1] if self.errors else f"{type(exc).__name__}: {exc}"
             raise FleetError(f"{self.where}: cannot connect to NATS ({_one_line(detail)})") \
                 from None
         self._js = self.nc.jetstream()
@@ -176,24 +259,53 @@ class Broker:
                              "start nats-server with -js") from None
         return self
 
+    def anonymous_admitted(self) -> str | None:
+        """Whether the server lets a client without credentials in: None when it refuses
+        one (what a fleet needs), else what happened, for the one line saying why we stop."""
+        urls = [safe_url(u) for u in server_urls(self.url)]  # no user, password or token
+
+        async def quiet(exc: Exception) -> None:
+            return None
+
+        async def probe() -> None:
+            client = await asyncio.wait_for(
+                nats.connect(urls, connect_timeout=2, allow_reconnect=False,
+                             max_reconnect_attempts=1, error_cb=quiet), CONNECT_TIMEOUT_S)
+            await client.close()
+
+        future = asyncio.run_coroutine_threadsafe(probe(), self._loop)
+        try:
+            future.result(CONNECT_TIMEOUT_S + 1)
+        except (NatsError, OSError) as exc:
+            if _refused(exc):
+                return None
+            return f"could not tell ({_one_line(f'{type(exc).__name__}: {exc}')})"
+        except (TimeoutError, FutureTimeout):
+            future.cancel()
+            return "could not tell (a client without credentials got no answer)"
+        return "it lets a client without credentials connect"
+
     async def _ensure(self) -> None:
         file = js_api.StorageType.FILE
+        limits = self.limits
         streams = (
             (wire.DISPATCH_STREAM, ["chump.fleet.dispatch.>"],
-             js_api.RetentionPolicy.WORK_QUEUE, None),
+             js_api.RetentionPolicy.WORK_QUEUE, wire.MAX_REQUEST_LIFETIME_S, None),
             (wire.AGENTS_STREAM, ["chump.fleet.agent.>"], js_api.RetentionPolicy.LIMITS,
-             AGENTS_MAX_AGE_S),
-            (wire.EVENTS_STREAM, [wire.EVENTS_SUBJECTS], js_api.RetentionPolicy.LIMITS, None),
+             limits.output_max_age_s, limits.output_max_bytes),
+            (wire.EVENTS_STREAM, [wire.EVENTS_SUBJECTS], js_api.RetentionPolicy.LIMITS,
+             limits.events_max_age_s, limits.events_max_bytes),
         )
-        for name, subjects, retention, max_age in streams:
+        for name, subjects, retention, max_age, max_bytes in streams:
             try:
                 await self.js.stream_info(name)
             except NotFoundError:
                 await self.js.add_stream(js_api.StreamConfig(
                     name=name, subjects=subjects, retention=retention, storage=file,
-                    num_replicas=self.replicas, max_age=max_age))
+                    num_replicas=self.replicas, max_age=max_age, max_bytes=max_bytes))
         for bucket, ttl in ((self.gap_bucket, wire.CLAIM_TTL_S),
-                            (self.workers_bucket, WORKERS_TTL_S)):
+                            (self.workers_bucket, WORKERS_TTL_S),
+                            (wire.REQUESTS_BUCKET, wire.MAX_REQUEST_LIFETIME_S)):
             try:
                 self._kv[bucket] = await self.js.key_value(bucket)
             except NotFoundError:
@@ -229,25 +341,38 @@ class Broker:
             self._thread.join(5)
 
     # ------------------------------------------------------------ operations
+    def headers(self, subject: str, data: bytes) -> dict[str, str] | None:
+        """The signature headers of a message we send (None without an identity)."""
+        if self.identity is None:
+            return None
+        return wire.signed_headers(self.identity, subject, data)
+
     def publish(self, subject: str, data: bytes) -> None:
-        """Into a stream; returns once the server stored it."""
-        self.run(self.js.publish(subject, data))
+        """Into a stream, signed; returns once the server stored it."""
+        self.run(self.js.publish(subject, data, headers=self.headers(subject, data)))
 
     def publish_many(self, messages: list[tuple[str, bytes]]) -> list[bool]:
-        """Into streams, all at once (one round trip, not one per message); for each, whether
-        the server stored it."""
+        """Into streams, signed, all at once (one round trip, not one per message); for
+        each, whether the server stored it."""
         async def go() -> list[bool]:
-            done = await asyncio.gather(*(self.js.publish(s, d) for s, d in messages),
-                                        return_exceptions=True)
+            done = await asyncio.gather(
+                *(self.js.publish(s, d, headers=self.headers(s, d)) for s, d in messages),
+                return_exceptions=True)
             return [not isinstance(r, BaseException) for r in done]
 
         return self.run(go())
 
-    def request(self, subject: str, data: bytes, timeout: float) -> bytes:
-        async def go() -> bytes:
-            reply = await self.nc.request(subject, data, timeout=timeout)
-            return bytes(reply.data)
+    def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+        """A core request, signed; the answer (its signature is the caller's to check)."""
+        async def go() -> Msg:
+            return await self.nc.request(subject, data, timeout=timeout,
+                                         headers=self.headers(subject, data))
         return self.run(go(), timeout + 1)
+
+    async def respond(self, msg: Msg, data: bytes) -> None:
+        """Answer a core request, signed (on the broker's loop)."""
+        if msg.reply:
+            await self.nc.publish(msg.reply, data, headers=self.headers(msg.reply, data))
 
     def claim(self, gap_id: str, claim: wire.Claim) -> None:
         """Upstream's atomic claim: KV create; ClaimHeld naming the winner otherwise."""
@@ -262,6 +387,20 @@ class Broker:
 
         if not self.run(go()):
             raise ClaimHeld(self.claim_of(gap_id))
+
+    def take_request(self, uid: str, worker: str) -> bool:
+        """Mark request ``uid`` taken, fleet-wide and atomically (KV create); False when
+        some worker took it before: a request is obeyed once, a replay never."""
+        kv = self._kv[wire.REQUESTS_BUCKET]
+
+        async def go() -> bool:
+            try:
+                await kv.create(uid, worker.encode())
+            except KeyWrongLastSequenceError:
+                return False
+            return True
+
+        return self.run(go())
 
     def claim_of(self, gap_id: str) -> wire.Claim | None:
         data = self.kv_get(self.gap_bucket, wire.gap_key(gap_id))
@@ -338,12 +477,14 @@ class Broker:
         """Core NATS (kill requests): ``handler`` runs on the broker's loop."""
         self.run(self.nc.subscribe(subject, cb=handler))
 
-    def follow_stream(self, subject: str, stream: str, handler: Callable[[bytes], None],
+    def follow_stream(self, subject: str, stream: str,
+                      handler: Callable[[str, bytes, dict[str, str] | None], None],
                       start_time: float | None) -> None:
         """Every message of ``stream`` on ``subject`` from ``start_time`` (None: new ones), in
-        order, through an ordered consumer (it recreates itself after a reconnect)."""
+        order, through an ordered consumer (it recreates itself after a reconnect);
+        ``handler(subject, payload, headers)``."""
         async def on_msg(msg: Msg) -> None:
-            handler(bytes(msg.data))
+            handler(msg.subject, bytes(msg.data), msg.headers)
 
         policy = (js_api.DeliverPolicy.NEW if start_time is None
                   else js_api.DeliverPolicy.BY_START_TIME)
@@ -396,6 +537,11 @@ class WorkQueue:
 
     def nak(self, msg: Msg, delay: float = 1.0) -> None:
         self.broker.run(msg.nak(delay=delay))
+
+
+def _refused(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "authorization violation" in text or "authentication" in text
 
 
 def _one_line(text: str) -> str:

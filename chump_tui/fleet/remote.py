@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -25,11 +26,13 @@ from typing import TYPE_CHECKING
 
 from chump_tui.agent_process import FOLLOWERS, AgentProcess, LineCallback, OutputLog
 from chump_tui.dispatch_record import LOST_PREFIX
-from chump_tui.errors import DispatchError
+from chump_tui.errors import ChumpError, DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent
 from chump_tui.fleet import wire
 from chump_tui.fleet.broker import Broker, FleetError
+from chump_tui.fleet.identity import TrustList
 from chump_tui.fleet.worker import claim_session
+from chump_tui.fleet.worker_keys import WorkerKeys
 from chump_tui.harness import DEFAULT_HARNESS, stream_format
 from chump_tui.outside_text import one_line
 from chump_tui.safe_fs import open_nofollow
@@ -47,6 +50,8 @@ REPLAY_WAIT_S = 15.0  # a resumed console: the replay brings a request's answers
 DEFAULT_SILENT_S = 20.0
 WAKE_EVERY_S = 0.02
 UNCLAIMED_BYTES = 64 * 1024 * 1024  # reports for agents not attached (yet) here
+MAX_OUTPUT_GAP = 64 * 1024 * 1024  # an offset further ahead than this is refused
+HELD_BYTES = 16 * 1024 * 1024  # reports of a worker whose key is not known yet
 
 
 @dataclass
@@ -54,7 +59,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     accepted: threading.Event = field(default_factory=threading.Event)
     report: wire.AgentReport | None = None
-    worker: str = ""  # who took it
+    worker: str = ""  # who took it: only its answers count from then on
 
 
 class RemoteAgent(AgentProcess):
@@ -93,6 +98,10 @@ class RemoteAgent(AgentProcess):
     def _append(self, offset: int, data: bytes) -> None:
         with self._write:
             prefix = b""
+            if offset > self.received + MAX_OUTPUT_GAP:  # no stream loses that much: refused
+                self.client.drop(f"output of {self.uid[:12]} at offset {offset}, "
+                                 f"{offset - self.received} bytes past what arrived")
+                return
             if offset > self.received:  # the stream lost some (its limits): say so
                 prefix = (f"[chump-tui] {offset - self.received} bytes of output from "
                           f"{self.host} were not received\n").encode()
@@ -178,14 +187,18 @@ class FleetClient:
     """One console's view of the fleet: its agents' stream, the workers, kills."""
 
     def __init__(self, broker: Broker, origin: str, session: str,
-                 silent_after_s: float = DEFAULT_SILENT_S) -> None:
+                 silent_after_s: float = DEFAULT_SILENT_S,
+                 keys: WorkerKeys | None = None) -> None:
         self.broker = broker
         self.origin = origin
         self.key = wire.repo_key(origin)
         self.session = session
         self.silent_after_s = silent_after_s
-        self.dropped = 0  # malformed or foreign messages seen
+        self.keys = keys or WorkerKeys(TrustList())
+        self.dropped = 0  # malformed, foreign, unsigned or disbelieved messages seen
         self.last_drop = ""
+        self._held: dict[str, list[tuple[bytes, str]]] = {}  # worker -> reports, its key unknown
+        self._held_bytes = 0
         self._lock = threading.Lock()
         self._agents: dict[str, RemoteAgent] = {}
         self._pending: dict[str, _Pending] = {}
@@ -208,22 +221,62 @@ class FleetClient:
             if self._following:
                 return
             self._following = True
+        self.refresh_workers()  # the workers' keys first: their reports are checked with them
         self.broker.follow_stream(wire.agents_subject(self.key, "*"), wire.AGENTS_STREAM,
                                   self._on_reports, since)
-        self.refresh_workers()
         self._watcher = threading.Thread(target=self._watch_workers, name="fleet-workers",
                                          daemon=True)
         self._watcher.start()
 
-    def _on_reports(self, data: bytes) -> None:
+    def drop(self, why: str) -> None:
+        self.dropped += 1
+        self.last_drop = one_line(why, 200)
+
+    def _on_reports(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        """A message on the agents' stream (on the broker's loop): believed only when signed
+        by the key of the worker its subject names."""
+        worker = subject.rsplit(".", 1)[-1]
+        signer = wire.signer_of(subject, data, headers)
+        if signer is None:
+            self.drop(f"an unsigned or wrongly signed report on {subject}")
+            return
+        with self._lock:
+            known = self.keys.key_of(worker)
+            if known is None or worker in self._held:  # its presence is not read yet
+                if self._held_bytes + len(data) <= HELD_BYTES:
+                    self._held.setdefault(worker, []).append((data, signer))
+                    self._held_bytes += len(data)
+                else:
+                    self.drop(f"a report of {worker}, whose key is not known yet")
+                return
+        self._believed(worker, data, signer, known)
+
+    def _believed(self, worker: str, data: bytes, signer: str, known: str) -> None:
+        if signer != known:
+            self.drop(f"a report on {worker}'s subject signed by {signer[:12]}…, "
+                      "not its key")
+            return
         try:
             reports = wire.decode_reports(data)
         except wire.WireError as exc:
-            self.dropped += 1
-            self.last_drop = one_line(str(exc), 200)
+            self.drop(str(exc))
             return
         for report in reports:
+            if report.worker != worker:
+                self.drop(f"{worker} reporting as {one_line(report.worker, 40)}")
+                continue
             self._on_report(report)
+
+    def _release_held(self, worker: str) -> None:
+        """Its key is known now: its reports held until then, in order (on the loop)."""
+        key = self.keys.key_of(worker)
+        if key is None:
+            return
+        with self._lock:
+            held = self._held.pop(worker, [])
+            self._held_bytes -= sum(len(d) for d, _ in held)
+        for data, signer in held:
+            self._believed(worker, data, signer, key)
 
     def _on_report(self, report: wire.AgentReport) -> None:
         with self._lock:
@@ -238,7 +291,8 @@ class FleetClient:
                     _uid, dropped = self._unclaimed.popitem(last=False)
                     self._unclaimed_bytes -= sum(len(r.data) + 100 for r in dropped)
                 return
-        if pending is not None and report.kind in ("accepted", "spawned", "rejected"):
+        if pending is not None and report.kind in ("accepted", "spawned", "rejected") \
+                and self._answers(pending, report):
             if report.kind == "accepted":
                 pending.worker = report.worker
                 pending.accepted.set()
@@ -254,16 +308,19 @@ class FleetClient:
                                  name=f"fleet-returned-{agent.uid[:8]}").start()
             agent.feed(report)
 
+    def _answers(self, pending: _Pending, report: wire.AgentReport) -> bool:
+        """Whether ``report`` answers our request: about the request we signed, and, once
+        a worker took it, from that worker only (a second copy another worker refused, or
+        a refusal someone provoked with a copy of our uid, does not count)."""
+        if self.broker.identity is not None and \
+                report.request_key != self.broker.identity.public_key:
+            return False
+        return not pending.worker or report.worker == pending.worker
+
     def _returned(self, agent: RemoteAgent) -> None:
         adopt = self.on_return
         if adopt is None or not adopt(agent):
-            self.broker.spawn(self._stop_returned(agent))
-
-    async def _stop_returned(self, agent: RemoteAgent) -> None:
-        body = wire.encode(wire.KillRequest(uid=agent.uid, grace_s=5.0))
-        with contextlib.suppress(Exception):
-            await self.broker.nc.request(wire.kill_subject(agent.worker), body,
-                                         timeout=KILL_ANSWER_S)
+            self.ask_to_kill(agent, 5.0)
 
     def output_arrived(self) -> None:
         """Have the log followers read the mirrors now, not at their next poll (at most
@@ -358,15 +415,32 @@ class FleetClient:
         return agent
 
     def kill(self, agent: RemoteAgent, grace_s: float) -> bool:
-        """Ask the agent's host to end it; False (said in its output) when it does not answer."""
-        body = wire.encode(wire.KillRequest(uid=agent.uid, grace_s=grace_s))
-        try:
-            self.broker.request(wire.kill_subject(agent.worker), body, KILL_ANSWER_S)
-            return True
-        except FleetError:
-            agent.lose(f"host {agent.host} did not answer the kill within {KILL_ANSWER_S:g}s; "
-                       "it may still run there")
+        """Ask the agent's host to end it; False (said in its output) when it does not answer
+        (or refuses, or someone else answers in its name)."""
+        answer = self.ask_to_kill(agent, grace_s)
+        if answer is None or answer.kind != "killing":
+            why = (f"refused the kill ({answer.note})" if answer is not None else
+                   f"did not answer the kill within {KILL_ANSWER_S:g}s")
+            agent.lose(f"host {agent.host} {why}; it may still run there")
             return False
+        return True
+
+    def ask_to_kill(self, agent: RemoteAgent, grace_s: float) -> wire.AgentReport | None:
+        """A signed kill request to the agent's host; its answer, when its key signed it."""
+        body = wire.encode(wire.KillRequest(uid=agent.uid, grace_s=grace_s,
+                                            expires_at=time.time() + KILL_ANSWER_S * 2))
+        subject = wire.kill_subject(agent.worker)
+        try:
+            msg = self.broker.request(subject, body, KILL_ANSWER_S)
+            answer = wire.decode(bytes(msg.data))
+        except (FleetError, wire.WireError):
+            return None
+        signer = wire.signer_of(msg.subject, bytes(msg.data), msg.headers)
+        if signer is None or signer != self.keys.key_of(agent.worker) \
+                or not isinstance(answer, wire.AgentReport) or answer.uid != agent.uid:
+            self.drop(f"an answer to a kill for {agent.worker} not signed by its key")
+            return None
+        return answer
 
     # ------------------------------------------------------------ workers
     def refresh_workers(self) -> None:
@@ -382,14 +456,24 @@ class FleetClient:
                 # judged silent for that time; each gets a fresh window from now.
                 self._workers = {n: (rec, now) for n, (rec, _) in self._workers.items()}
                 self._blind = not self.broker.nc.is_connected
+            newly_known: list[str] = []
             for name, data in items.items():
                 try:
                     record = wire.WorkerRecord.from_bytes(data)
                 except wire.WireError:
                     continue
+                if not record.verified or record.worker_id != name:
+                    continue  # not a chump-tui worker's record (or not signed by its writer)
+                had_key = self.keys.key_of(name) is not None
+                if not self.keys.believe(name, record.key):
+                    continue  # an impostor, or a key the trust file does not name
+                if not had_key or name in self._held:
+                    newly_known.append(name)
                 old = self._workers.get(name)
                 if old is None or old[0].updated_at != record.updated_at:
                     self._workers[name] = (record, now)
+        for name in newly_known:  # its held reports, on the loop, before any newer ones
+            self.broker.call_soon(functools.partial(self._release_held, name))
 
     def silent_after(self, record: wire.WorkerRecord) -> float:
         """How long a worker may be silent: four of its heartbeats (20 s at the default 5),
@@ -411,6 +495,8 @@ class FleetClient:
 
     def _watch_workers(self) -> None:
         while not self._stop.wait(1.0):
+            with contextlib.suppress(ChumpError):  # a trust file made unreadable: keep the old
+                self.keys.reload()
             self.refresh_workers()
             if self._blind:
                 continue  # silence we could not have heard is nobody's fault

@@ -7,6 +7,13 @@ on the stream ``CHUMP_EVENTS`` (``chump.events.<KIND>``). And ours, between a co
 its workers: dispatch requests, agent reports and kill requests, each JSON with ``v``
 (WIRE_VERSION) and ``kind``. Decoding checks every field: a malformed or foreign message
 is a WireError (logged and dropped by the caller), never a crash.
+
+Every message of ours is signed by its sender's identity (``chump_tui.fleet.identity``):
+two NATS headers, ``Chump-Key`` (the public key) and ``Chump-Sig`` (ed25519 over the
+subject, a newline and the payload, so a message cannot be replayed on another subject).
+A worker's presence record carries its key and a signature inside the JSON (a KV value
+has no headers of ours). Whoever obeys a message checks the signature and whether it
+trusts the key; an unsigned or wrongly signed message is dropped like a malformed one.
 """
 
 from __future__ import annotations
@@ -22,11 +29,19 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from chump_tui import numbers
+from chump_tui.fleet.identity import Identity, verify_b64
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: signed (1 was unsigned, and is refused)
+
+KEY_HEADER = "Chump-Key"
+SIG_HEADER = "Chump-Sig"
+MAX_REQUEST_LIFETIME_S = 24 * 3600.0
+"""A request that claims to stay valid longer than this is refused: every request a worker
+has seen is remembered until it expires, and that memory must stay bounded."""
 
 GAP_BUCKET = "chump_gaps"
 WORKERS_BUCKET = "chump_workers"
+REQUESTS_BUCKET = "chump_fleet_requests"  # ours: each request taken once, fleet-wide
 EVENTS_STREAM = "CHUMP_EVENTS"
 EVENTS_SUBJECTS = "chump.events.>"
 DISPATCH_STREAM = "CHUMP_FLEET_DISPATCH"
@@ -38,6 +53,22 @@ MAX_MESSAGE_BYTES = 512 * 1024
 
 class WireError(ValueError):
     """A message that is not ours, not this version, or not well formed."""
+
+
+def signed_headers(identity: Identity, subject: str, payload: bytes) -> dict[str, str]:
+    """The headers that prove ``identity`` sent ``payload`` on ``subject``."""
+    return {KEY_HEADER: identity.public_key,
+            SIG_HEADER: identity.sign_b64(subject.encode() + b"\n" + payload)}
+
+
+def signer_of(subject: str, payload: bytes, headers: Mapping[str, str] | None) -> str | None:
+    """The public key that signed this message, or None (unsigned, or a bad signature)."""
+    if not headers:
+        return None
+    key, sig = headers.get(KEY_HEADER), headers.get(SIG_HEADER)
+    if not isinstance(key, str) or not isinstance(sig, str):
+        return None
+    return key if verify_b64(key, subject.encode() + b"\n" + payload, sig) else None
 
 
 def repo_key(origin: str) -> str:
@@ -145,7 +176,8 @@ class DispatchRequest:
 
 @dataclass(frozen=True)
 class AgentReport:
-    """What a worker says of one agent. kind: accepted | spawned | rejected | output | exited."""
+    """What a worker says of one agent. kind: accepted | spawned | rejected | output | exited
+    (and killing | rejected, answering a kill)."""
 
     kind: str
     uid: str
@@ -159,6 +191,7 @@ class AgentReport:
     offset: int | None = None  # output: where this chunk starts in the agent's output
     data: bytes = b""  # output
     code: int | None = None  # exited
+    request_key: str = ""  # accepted, spawned, rejected: who signed the request answered
 
 
 REPORT_KINDS = ("accepted", "spawned", "rejected", "output", "exited")
@@ -168,6 +201,10 @@ REPORT_KINDS = ("accepted", "spawned", "rejected", "output", "exited")
 class KillRequest:
     uid: str
     grace_s: float
+    expires_at: float = 0.0  # a kill replayed later is refused
+
+
+KILL_ANSWERS = ("killing", "rejected")
 
 
 def encode(message: DispatchRequest | AgentReport | KillRequest) -> bytes:
@@ -196,8 +233,9 @@ def decode(data: bytes) -> DispatchRequest | AgentReport | KillRequest:
             title=_get(obj, "title", str, optional=True) or "")
     if kind == "kill":
         return KillRequest(uid=_get(obj, "uid", str),
-                           grace_s=_number(obj, "grace_s", numbers.duration))
-    if kind in REPORT_KINDS:
+                           grace_s=_number(obj, "grace_s", numbers.duration),
+                           expires_at=_number(obj, "expires_at", numbers.timestamp))
+    if kind in REPORT_KINDS or kind in KILL_ANSWERS:
         return _report(obj, kind)
     raise WireError(f"unknown kind {kind!r}")
 
@@ -215,7 +253,8 @@ def _report(obj: Mapping[str, Any], kind: str) -> AgentReport:
         backend=_get(obj, "backend", str, optional=True) or "",
         note=_get(obj, "note", str, optional=True) or "",
         offset=_number(obj, "offset", numbers.offset, optional=True), data=raw,
-        code=_number(obj, "code", numbers.exit_code, optional=True))
+        code=_number(obj, "code", numbers.exit_code, optional=True),
+        request_key=_get(obj, "request_key", str, optional=True) or "")
 
 
 BATCH_BYTES = 384 * 1024
@@ -304,13 +343,29 @@ class WorkerRecord:
     running: int = 0
     busy: list[str] = field(default_factory=list)  # uids whose descendants use CPU
     heartbeat_s: float = 0.0
+    key: str = ""  # the worker's public key: its reports are signed with it
+    sig: str = ""  # the key's signature over the rest of the record
+    verified: bool = field(default=False, compare=False)  # set by from_bytes
 
     def to_bytes(self) -> bytes:
-        return _dump(asdict(self))
+        body = asdict(self)
+        del body["verified"]
+        return _dump(body)
+
+    def signed(self, identity: Identity) -> bytes:
+        body = asdict(self)
+        del body["verified"], body["sig"]
+        body["key"] = identity.public_key
+        body["sig"] = identity.sign_b64(_canonical(body))
+        return _dump(body)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WorkerRecord:
         obj = _load(data)
+        key, sig = obj.get("key"), obj.get("sig")
+        verified = (isinstance(key, str) and isinstance(sig, str)
+                    and verify_b64(key, _canonical({k: v for k, v in obj.items()
+                                                    if k != "sig"}), sig))
         lists = {}
         for name in ("skills", "busy"):
             value = obj.get(name) or []
@@ -330,7 +385,13 @@ class WorkerRecord:
             max_parallel=_number(obj, "max_parallel", _slots, optional=True) or 0,
             running=_number(obj, "running", _slots, optional=True) or 0,
             heartbeat_s=_number(obj, "heartbeat_s", numbers.duration, optional=True) or 0.0,
-            **lists)
+            key=key if isinstance(key, str) else "", sig=sig if isinstance(sig, str) else "",
+            verified=verified, **lists)
+
+
+def _canonical(obj: Mapping[str, Any]) -> bytes:
+    """The bytes a presence record's signature covers: its fields, sorted, compact."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _slots(value: object) -> int | None:

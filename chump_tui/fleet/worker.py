@@ -1,14 +1,18 @@
 """``chump-tui worker``: one per host; runs the agents a console asks for, in its own clone.
 
-It registers in ``chump_workers`` and heartbeats; takes dispatch requests for its own
-repository from the work queue (a durable pull consumer shared by all the repo's
-workers), only while it has a free slot; claims the gap in ``chump_gaps`` as upstream
-does; fetches, creates the worktree and spawns the agent with the same spawner, process
-groups and logs as local mode; acks the request only then. Each agent's log file is
-published in order as byte chunks (at most one message per agent per PUMP_S), then its
-exit code; the claim is released after. Kill requests end the agent's group. Its table
-is kept in a state file, so a restarted worker re-attaches to its agents (pid + start
-time) and goes on publishing where it stopped.
+It registers in ``chump_workers`` (a presence record signed with its key) and heartbeats;
+takes dispatch requests for its own repository from the work queue (a durable pull
+consumer shared by all the repo's workers), only while it has a free slot. A request is
+obeyed only after every check of ``worker_gate`` (signed by a trusted console, fresh, for
+a gap its own backlog would pick at its own base, with a harness it allows) and is then
+marked taken fleet-wide; the worker claims the gap in ``chump_gaps`` as upstream does,
+creates the worktree and spawns the agent with the same spawner, process groups and logs
+as local mode, and acks the request only then. Whatever fails after the claim releases it
+and removes what this request created. Each agent's output goes out redacted, in order
+(``worker_output``), then its exit code; the claim is released after. Kill requests are
+obeyed only from the console that dispatched the agent. Its table is kept in a state
+file, so a restarted worker re-attaches to its agents (pid + start time) and goes on
+publishing where it stopped. No message, however malformed or hostile, ends the worker.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +33,24 @@ from nats.aio.msg import Msg
 
 from chump_tui import numbers
 from chump_tui.agent_process import AgentProcess, OutputLog
-from chump_tui.backlog import Gap
+from chump_tui.backlog import Backlog, Gap
 from chump_tui.dispatch import dispatch_gap_with
 from chump_tui.errors import ChumpError, DispatchError
 from chump_tui.fleet import wire
-from chump_tui.fleet.broker import Broker, ClaimHeld, FleetError
-from chump_tui.outside_text import visible
-from chump_tui.paths import slug, unsafe_id_reason
+from chump_tui.fleet.backlog_at_base import BacklogAtBase
+from chump_tui.fleet.broker import Broker, ClaimHeld, FleetError, WorkQueue
+from chump_tui.fleet.identity import Identity, TrustList
+from chump_tui.fleet.worker_gate import RequestGate
+from chump_tui.fleet.worker_output import OutputPump
+from chump_tui.log_lines import Redactor, secret_values
+from chump_tui.outside_text import one_line, visible
+from chump_tui.paths import dispatch_paths, slug
 from chump_tui.safe_fs import real_dir
 from chump_tui.spawners import RealSpawner
 from chump_tui.steps import StepCancelled, StepRunner, StepTimeout
 from chump_tui.watchdog import BusyProbe
 
 PUMP_S = 0.05
-CHUNK_BYTES = 256 * 1024
 DEFAULT_HEARTBEAT_S = 5.0
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SAFE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")  # never an option to git
@@ -78,6 +86,7 @@ class Hosted:
     sent: int = 0  # how many bytes of output have been published
     exit_code: int | None = None
     superseded: bool = False  # its gap was claimed by another session: being stopped
+    console_key: str = ""  # the key that signed its request: only it may kill the agent
 
     @property
     def claim_session(self) -> str:
@@ -93,6 +102,8 @@ class Hosted:
             "sent": numbers.offset}
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name not in row and f.default is not MISSING:
+                continue  # a field newer than the file
             value = row.get(f.name)
             if f.name in checks:
                 if checks[f.name](value) is None:
@@ -115,20 +126,30 @@ def claim_session(uid: str) -> str:
 
 class Worker:
     def __init__(self, broker: Broker, repo_root: Path, name: str, max_parallel: int,
-                 harness: str, environ: Mapping[str, str],
-                 heartbeat_s: float = DEFAULT_HEARTBEAT_S,
-                 log: Any = None) -> None:
+                 harnesses: list[str], environ: Mapping[str, str], identity: Identity,
+                 trust: TrustList, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+                 log: Callable[[str], None] | None = None, base_ref: str = "origin/main",
+                 backlog_path: Path | None = None) -> None:
         if not WORKER_NAME.match(name):
             raise ChumpError(f"worker name {name!r}: use letters, digits, '-' and '_' "
                              "(at most 64)")
+        if not SAFE_REF.match(base_ref) or ".." in base_ref:
+            raise ChumpError(f"base {base_ref!r} is not a plain ref name")
+        if not trust.keys("console"):
+            raise ChumpError("no console is trusted: give --trust-console KEY (a console "
+                             "prints its key at start) or a trust file, or set "
+                             "CHUMP_FLEET_TRUST")
         self.broker = broker
         self.repo_root = repo_root
         self.name = name
         self.host = name  # what the console shows: the name the operator gave this host
         self.max_parallel = max_parallel
-        self.harness = harness
+        self.harnesses = harnesses
+        self.harness = harnesses[0]
         self.environ = dict(environ)
+        self.identity = identity
         self.heartbeat_s = heartbeat_s
+        self.base_ref = base_ref
         self.origin = origin_url(repo_root)
         self.key = wire.repo_key(self.origin)
         self.dir = repo_root / "sessions" / "chump-tui-worker"
@@ -138,9 +159,15 @@ class Worker:
         self.started_at = wire.rfc3339()
         self._lock = threading.Lock()
         self._busy = BusyProbe()
+        # Secrets of this host never leave it: what it publishes is redacted first.
+        self.redactor = Redactor(secret_values(self.environ))
         # Requests come from the network: what they say reaches the terminal only as
         # visible text, never as control sequences.
         self._log = log or (lambda text: print(visible(text), flush=True))
+        self.backlog = BacklogAtBase(repo_root, base_ref, backlog_path, self.environ)
+        self.gate = RequestGate(self.origin, base_ref, harnesses, trust, self._fresh_backlog)
+        self.pump = OutputPump(broker, wire.agents_subject(self.key, name), name,
+                               self.redactor, self._log)
         self.stop = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -156,6 +183,9 @@ class Worker:
                   "re-attached; "
                   f"serving {wire.normalize_origin(self.origin)} with {self.max_parallel} "
                   f"slot(s) at {self.broker.where}")
+        self._log(f"worker {self.name}: signs with {self.identity.public_key}; obeys "
+                  f"{len(self.gate.trust.keys('console'))} console key(s); base "
+                  f"{self.base_ref}; harness {', '.join(self.harnesses)}")
         next_beat = time.monotonic() + self.heartbeat_s
         while not self.stop.is_set():
             self._pump()
@@ -188,6 +218,7 @@ class Worker:
         if status == "active":
             with contextlib.suppress(FleetError):
                 self._check_claims(running)
+            self._reload_trust()
         busy = [h.uid for h, p in running if p is not None and self._busy.busy(p.pid)]
         record = wire.WorkerRecord(
             worker_id=self.name, backend="chump-tui", machine=socket.gethostname(),
@@ -197,10 +228,20 @@ class Worker:
             max_parallel=self.max_parallel, running=len(running), busy=busy,
             heartbeat_s=self.heartbeat_s)
         try:
-            self.broker.kv_put(self.broker.workers_bucket, self.name, record.to_bytes())
+            self.broker.kv_put(self.broker.workers_bucket, self.name,
+                               record.signed(self.identity))
         except FleetError as exc:
             self._log(f"worker {self.name}: heartbeat: {exc}")
         self._save()
+
+    def _reload_trust(self) -> None:
+        """A trust file changed on disk (a console's key was rotated): read it again."""
+        try:
+            if self.gate.trust.reload_if_changed():
+                self._log(f"worker {self.name}: trust file re-read; obeys "
+                          f"{len(self.gate.trust.keys('console'))} console key(s)")
+        except ChumpError as exc:
+            self._log(f"worker {self.name}: {exc}; keeping the keys read before")
 
     def _check_claims(self, running: list[tuple[Hosted, AgentProcess | None]]) -> None:
         """Each agent still holds its gap. A claim freed while this worker was silent (its
@@ -230,87 +271,118 @@ class Worker:
                                   **fields)
         self.broker.publish(wire.agents_subject(self.key, self.name), wire.encode(report))
 
-    def _take(self, msg: Msg, queue: Any) -> None:
+    def _take(self, msg: Msg, queue: WorkQueue) -> None:
+        """One request off the queue: obeyed, refused, or (a broker error) left for the
+        queue to hand out again. Nothing in it can end the worker."""
         try:
-            request = wire.decode(bytes(msg.data))
+            self._handle(msg, lambda: queue.in_progress(msg))
+        except FleetError as exc:  # not acked: the server hands the request out again
+            self._log(f"worker {self.name}: {exc}")
+            return
+        except Exception as exc:
+            self._log(f"worker {self.name}: a request failed "
+                      f"({type(exc).__name__}: {self.redactor(str(exc))})")
+        try:
+            queue.ack(msg)
+        except FleetError as exc:  # redelivered, then refused: expired or already taken
+            self._log(f"worker {self.name}: ack: {exc}")
+
+    def _handle(self, msg: Msg, keep_alive: Callable[[], None]) -> None:
+        payload = bytes(msg.data)
+        signer = wire.signer_of(msg.subject, payload, msg.headers)
+        try:
+            request = wire.decode(payload)
         except wire.WireError as exc:
             self._log(f"worker {self.name}: dropped a malformed dispatch request ({exc})")
-            queue.ack(msg)
             return
         if not isinstance(request, wire.DispatchRequest):
             self._log(f"worker {self.name}: dropped a {type(request).__name__} on the queue")
-            queue.ack(msg)
             return
-        try:
-            reason = self._refusal(request)
-            if reason is None:
-                self._report("accepted", request.uid)
-                reason = self._start(request, lambda: queue.in_progress(msg))
-            if reason is not None:
-                self._report("rejected", request.uid, note=reason)
-                self._log(f"worker {self.name}: {request.gap_id}: {reason}")
-        except FleetError as exc:
-            # Not acked: the server hands the request out again.
-            self._log(f"worker {self.name}: {request.gap_id}: {exc}")
-            return
-        try:
-            queue.ack(msg)
-        except FleetError as exc:  # redelivered, then refused: expired or already running
-            self._log(f"worker {self.name}: {request.gap_id}: ack: {exc}")
+        keep_alive()
+        verdict = self.gate.check(request, signer)
+        reason = verdict.refusal
+        if reason is None and not self.broker.take_request(request.uid, self.name):
+            reason = "the request was taken before (a replay, or another worker has it)"
+        if reason is None:
+            assert verdict.gap is not None and signer is not None
+            self._report("accepted", request.uid, request_key=signer)
+            reason = self._start(request, verdict.gap, signer, keep_alive)
+        if reason is not None:
+            reason = self.redactor(reason)
+            self._report("rejected", request.uid, note=reason, request_key=signer or "")
+            self._log(f"worker {self.name}: refused {one_line(request.gap_id, 100)} "
+                      f"({one_line(request.key, 100)}): {reason}")
 
-    def _refusal(self, request: wire.DispatchRequest) -> str | None:
-        if wire.normalize_origin(request.origin) != wire.normalize_origin(self.origin):
-            return (f"worker {self.name} serves {wire.normalize_origin(self.origin)}, "
-                    f"not {wire.normalize_origin(request.origin)}")
-        if time.time() > request.expires_at:
-            return "the request expired before a worker took it"
-        unsafe = unsafe_id_reason(request.gap_id)
-        if unsafe:
-            return f"gap {request.gap_id!r}: {unsafe}"
-        if not SAFE_REF.match(request.base_ref) or ".." in request.base_ref:
-            return f"base ref {request.base_ref!r} is not a plain ref name"
-        with self._lock:
-            if request.uid in self.agents:
-                return "already running here"
-        return None
+    def _fresh_backlog(self) -> Backlog:
+        """The backlog at the base as origin has it now (fetched first)."""
+        self._fetch_origin()
+        return self.backlog.get()
 
-    def _start(self, request: wire.DispatchRequest, keep_alive: Any) -> str | None:
+    def _start(self, request: wire.DispatchRequest, gap: Gap, signer: str,
+               keep_alive: Callable[[], None]) -> str | None:
+        """Claim, worktree, agent; None once it runs, else why not, with nothing of this
+        request left behind (claim released, a worktree and branch it made removed)."""
         session = claim_session(request.uid)
         try:
-            self.broker.claim(request.gap_id, wire.Claim(session, wire.rfc3339()))
+            self.broker.claim(gap.id, wire.Claim(session, wire.rfc3339()))
         except ClaimHeld as held:
             claim = held.claim
             since = f" since {claim.claimed_at}" if claim and claim.claimed_at else ""
             return f"claimed in {self.broker.gap_bucket} by {held}{since}"
         keep_alive()
-        self._fetch_origin()
-        spawner = RealSpawner(self.repo_root, self.environ, request.harness or self.harness)
-        log_path = self.log_dir / f"{slug(request.gap_id)}-{request.uid[:12]}.log"
-        gap = Gap(id=request.gap_id, title=request.title, priority="P1", effort="m",
-                  status="open")
+        worktree, branch = dispatch_paths(self.repo_root, gap.id)
+        had = (worktree.exists(), self._branch_exists(branch))
+        spawner = RealSpawner(self.repo_root, self.environ, request.harness)
+        log_path = self.log_dir / f"{slug(gap.id)}-{request.uid[:12]}.log"
         try:
-            handle = dispatch_gap_with(spawner, gap, self.repo_root, request.base_ref,
+            handle = dispatch_gap_with(spawner, gap, self.repo_root, self.base_ref,
                                        log_path, OutputLog(), None, environ=self.environ)
-        except DispatchError as exc:
-            self.broker.release(request.gap_id, session)
-            return str(exc)
+            assert handle.process is not None
+        except Exception as exc:  # any failure: this request's, never the worker's
+            self._undo(gap.id, session, worktree, branch, had)
+            return str(exc) if isinstance(exc, DispatchError) else \
+                f"starting {gap.id}: {type(exc).__name__}: {exc}"
         process = handle.process
-        assert process is not None
-        hosted = Hosted(uid=request.uid, key=request.key, gap_id=request.gap_id,
+        hosted = Hosted(uid=request.uid, key=request.key, gap_id=gap.id,
                         console=request.console, pid=process.pid,
                         start_time=process.start_time or 0.0, log_path=str(log_path),
-                        harness=handle.harness, backend=handle.backend)
+                        harness=handle.harness, backend=handle.backend, console_key=signer)
         with self._lock:
             self.agents[request.uid] = (hosted, process)
         self._save()
         self._report("spawned", request.uid, pid=hosted.pid, start_time=hosted.start_time,
                      harness=hosted.harness, backend=hosted.backend,
-                     note=handle.claim_note or "")
+                     note=self.redactor(handle.claim_note or ""), request_key=signer)
         with contextlib.suppress(FleetError):
             self.broker.publish(wire.event_subject("INTENT"),
-                                wire.coord_event("INTENT", session, gap=request.gap_id))
-        self._log(f"worker {self.name}: {request.gap_id} ({request.key}) as PID {hosted.pid}")
+                                wire.coord_event("INTENT", session, gap=gap.id))
+        self._log(f"worker {self.name}: {gap.id} ({request.key}) as PID {hosted.pid}")
         return None
+
+    def _undo(self, gap_id: str, session: str, worktree: Path, branch: str,
+              had: tuple[bool, bool]) -> None:
+        """Release the claim; remove the worktree and the branch if this request made them."""
+        with contextlib.suppress(FleetError):
+            self.broker.release(gap_id, session)
+        had_worktree, had_branch = had
+        steps = []
+        if not had_worktree and worktree.exists():
+            steps.append(["worktree", "remove", "--force", str(worktree)])
+        if not had_branch and self._branch_exists(branch):
+            steps.append(["branch", "-D", branch])
+        for args in steps:
+            with contextlib.suppress(StepTimeout, StepCancelled, OSError):
+                StepRunner().run(["git", "-C", str(self.repo_root), *args], self.repo_root,
+                                 self.environ, 60)
+
+    def _branch_exists(self, branch: str) -> bool:
+        try:
+            done = StepRunner().run(["git", "-C", str(self.repo_root), "rev-parse", "--verify",
+                                     "--quiet", f"refs/heads/{branch}"], self.repo_root,
+                                    self.environ, 30)
+        except (StepTimeout, StepCancelled, OSError):
+            return True  # unknown: never delete what may not be ours
+        return done.returncode == 0
 
     def _fetch_origin(self) -> None:
         """New worktrees branch from the base ref as origin has it now."""
@@ -320,44 +392,9 @@ class Worker:
 
     # ------------------------------------------------------------ agents' output
     def _pump(self) -> None:
-        """Publish what each agent wrote since the last round (one message per agent, all in
-        one round trip), then its exit once all of its output is out. Nothing advances until
-        the server took it: a broker that is away (restarting, failing over) delays the
-        output, never loses or reorders it."""
         with self._lock:
             agents = [(h, p) for h, p in self.agents.values() if h.exit_code is None]
-        ended = {h.uid: p is None or p.poll() is not None for h, p in agents}
-        chunks = [(h, *self._read(h)) for h, _ in agents]
-        chunks = [(h, pos, data) for h, pos, data in chunks if data]
-        # One message per round for every agent (more only past wire.BATCH_BYTES): the broker
-        # and the console handle a few messages a second, not one per agent and round.
-        reports = [wire.AgentReport(kind="output", uid=h.uid, worker=self.name, host=self.host,
-                                    offset=h.sent, data=data) for h, _pos, data in chunks]
-        messages = wire.encode_reports(reports)
-        try:
-            stored = self.broker.publish_many(
-                [(wire.agents_subject(self.key, self.name), m) for m in messages])
-        except FleetError as exc:
-            self._log(f"worker {self.name}: publishing output: {exc}")
-            return
-        more = set()
-        if all(stored):  # else all of it again next round: the console skips what it has
-            for hosted, position, data in chunks:
-                hosted.file_pos = position + len(data)
-                hosted.sent += len(data)
-        for hosted, _position, data in chunks:
-            if not all(stored) or len(data) == CHUNK_BYTES:
-                more.add(hosted.uid)  # its exit is reported after all of its output
-        for hosted, process in agents:
-            if hosted.uid in more or not ended[hosted.uid]:
-                continue
-            code = process.poll() if process is not None else 0
-            try:
-                self._report("exited", hosted.uid, code=0 if code is None else code)
-            except FleetError as exc:
-                self._log(f"worker {self.name}: publishing {hosted.key}: {exc}")
-                return
-            hosted.exit_code = 0 if code is None else code
+        for hosted in self.pump.round(agents):
             with contextlib.suppress(FleetError):
                 self.broker.release(hosted.gap_id, hosted.claim_session)
             with self._lock:
@@ -366,22 +403,13 @@ class Worker:
             self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) exited "
                       f"{hosted.exit_code}")
 
-    def _read(self, hosted: Hosted) -> tuple[int, bytes]:
-        """(where the chunk starts in the file, the chunk); the position is not advanced."""
-        try:
-            with open(hosted.log_path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size < hosted.file_pos:  # capped (truncated) by its follower
-                    hosted.file_pos = 0
-                fh.seek(hosted.file_pos)
-                return hosted.file_pos, fh.read(CHUNK_BYTES)
-        except OSError:
-            return hosted.file_pos, b""
-
     # ------------------------------------------------------------ kills
     async def _on_kill(self, msg: Msg) -> None:
+        """A kill is obeyed only when the console that dispatched the agent signed it."""
+        payload = bytes(msg.data)
+        signer = wire.signer_of(msg.subject, payload, msg.headers)
         try:
-            request = wire.decode(bytes(msg.data))
+            request = wire.decode(payload)
             if not isinstance(request, wire.KillRequest):
                 raise wire.WireError(f"a {type(request).__name__} on the kill subject")
         except wire.WireError as exc:
@@ -389,17 +417,30 @@ class Worker:
             return
         with self._lock:
             entry = self.agents.get(request.uid)
-        kind = "rejected"
-        if entry is not None and entry[1] is not None:
-            kind = "killing"
+        refusal = self._kill_refusal(request, signer, entry)
+        if refusal is None and entry is not None and entry[1] is not None:
             process = entry[1]
             grace = max(0.0, min(request.grace_s, 3600.0))
             threading.Thread(target=process.terminate_group, args=(grace,),
                              name=f"kill-{process.pid}", daemon=True).start()
-        reply = wire.AgentReport(kind=kind, uid=request.uid, worker=self.name, host=self.host,
-                                 note="" if entry else "no such agent here")
-        if msg.reply:
-            await msg.respond(wire.encode(reply))
+        elif refusal is not None and entry is not None:
+            self._log(f"worker {self.name}: refused a kill of {entry[0].key}: {refusal}")
+        reply = wire.AgentReport(kind="rejected" if refusal else "killing", uid=request.uid,
+                                 worker=self.name, host=self.host, note=refusal or "")
+        with contextlib.suppress(Exception):  # the asker went away: nothing to answer
+            await self.broker.respond(msg, wire.encode(reply))
+
+    def _kill_refusal(self, request: wire.KillRequest, signer: str | None,
+                      entry: tuple[Hosted, AgentProcess | None] | None) -> str | None:
+        if signer is None or not self.gate.trust.trusts(signer, "console"):
+            return "not signed by a console this worker trusts"
+        if time.time() > request.expires_at:
+            return "the kill request expired"
+        if entry is None or entry[1] is None:
+            return "no such agent here"
+        if entry[0].console_key and signer != entry[0].console_key:
+            return "not signed by the console that dispatched it"
+        return None
 
     # ------------------------------------------------------------ state file
     def _save(self) -> None:

@@ -35,6 +35,17 @@ def _positive(kind: type[int] | type[float], high: float) -> Callable[[str], int
     return parse
 
 
+HARNESSES = ("claude", "codex", "opencode", "gemini")
+
+
+def _harnesses(text: str) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in HARNESSES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(HARNESSES)}")
+    return list(dict.fromkeys(names))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, allow_abbrev=False,
                 description="Run the agents chump-tui consoles dispatch through NATS, on "
@@ -43,16 +54,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the NATS server (default $CHUMP_NATS_URL); nats://, tls://, a token "
                         "or user:password in the URL")
     p.add_argument("--nats-creds", type=Path, default=None, metavar="FILE",
-                   help="NATS credentials file (.creds)")
+                   help="this worker's identity: the nkey seed file chump-tui fleet init "
+                        "wrote (or a .creds file); it logs in and signs with it")
+    p.add_argument("--trust-console", action="append", default=[], metavar="KEY|FILE",
+                   help="a console key (U…) or trust file whose requests this worker obeys "
+                        "(repeatable; also $CHUMP_FLEET_TRUST)")
+    p.add_argument("--insecure-broker", action="store_true",
+                   help="run even though the broker lets clients without credentials in")
     p.add_argument("--repo-root", type=Path, default=None, metavar="PATH",
                    help="this host's clone (default: git rev-parse --show-toplevel)")
+    p.add_argument("--base", "--base-ref", dest="base", default="origin/main", metavar="REF",
+                   help="the only base it branches from; requests naming another are refused "
+                        "(default origin/main)")
+    p.add_argument("--backlog", type=Path, default=None, metavar="PATH",
+                   help="the backlog in the repository, read at the base (default docs/gaps/ "
+                        "or docs/gaps.yaml): only its pickable gaps are run")
     p.add_argument("--max-parallel", type=_positive(int, 1000), default=2, metavar="N",
                    help="agents at once on this host (default 2)")
     p.add_argument("--name", default=None, metavar="NAME",
                    help="this worker's id in chump_workers (default: the host name)")
-    p.add_argument("--harness", default=os.environ.get("CHUMP_HARNESS") or "claude",
-                   choices=("claude", "codex", "opencode", "gemini"),
-                   help="the agent CLI when a request names none (default claude)")
+    p.add_argument("--harness", type=_harnesses,
+                   default=os.environ.get("CHUMP_HARNESS") or "claude", metavar="NAME[,NAME]",
+                   help="the agent CLIs it runs, the first when a request names none "
+                        "(default claude; claude, codex, opencode, gemini)")
     p.add_argument("--heartbeat", type=_positive(float, 3600), default=5.0, metavar="SECONDS",
                    help="seconds between presence records (default 5)")
     p.add_argument("--replicas", type=_positive(int, 5), default=None, metavar="N",
@@ -76,6 +100,9 @@ def run_worker_cli(argv: Sequence[str]) -> int:
 
 def _run(ns: argparse.Namespace) -> int:
     from chump_tui.fleet.broker import Broker
+    from chump_tui.fleet.identity import TrustList
+    from chump_tui.fleet.roster import inbox_prefix
+    from chump_tui.fleet.security import broker_check, fleet_identity
     from chump_tui.fleet.worker import Worker
     from chump_tui.repo import resolve_repo_root
 
@@ -83,10 +110,23 @@ def _run(ns: argparse.Namespace) -> int:
         raise ChumpError("no NATS server: give --nats URL or set CHUMP_NATS_URL")
     repo_root = resolve_repo_root(ns.repo_root)
     name = ns.name or default_name()
+    harnesses = ns.harness if isinstance(ns.harness, list) else _harnesses(ns.harness)
+    trust = TrustList().add(ns.trust_console, "console").add(
+        [os.environ.get("CHUMP_FLEET_TRUST", "")])
+    identity = fleet_identity(ns.nats_creds, repo_root / "sessions" / "chump-tui-worker"
+                              / f"{name}.nk")
     broker = Broker.from_environ(ns.nats, ns.nats_creds, f"chump-tui worker {name}",
-                                 ns.replicas).connect()
-    worker = Worker(broker, repo_root, name, ns.max_parallel, ns.harness, os.environ,
-                    ns.heartbeat)
+                                 ns.replicas, identity=identity,
+                                 inbox=inbox_prefix(identity.public_key)).connect()
+    try:
+        for line in broker_check(broker, ns.insecure_broker):
+            print(visible(f"worker {name}: {line}"), file=sys.stderr, flush=True)
+        worker = Worker(broker, repo_root, name, ns.max_parallel, harnesses, os.environ,
+                        identity, trust, ns.heartbeat, base_ref=ns.base,
+                        backlog_path=ns.backlog)
+    except ChumpError:
+        broker.close()
+        raise
 
     def stop(signum: int, frame: FrameType | None) -> None:
         worker.stop.set()

@@ -69,12 +69,15 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
                                                                      or Path(".").resolve())
         # Built after the first frame (see ConsoleSetup): nothing here needs it sooner. With
         # --nats it is built now, so a server that is not there is one line before the screen.
-        early = build_engine(opts, repo_root, backlog, store=None) if opts.nats else None
+        fleet_notes: list[str] = []
+        early = (build_engine(opts, repo_root, backlog, store=None, warn=fleet_notes.append)
+                 if opts.nats else None)
+        notes = fleet_notes + notes
         return ConsoleSetup(lambda: early or build_engine(opts, repo_root, backlog, store=None),
                             backlog, repo_root, dry_run=True, mode_label="DRY-RUN",
                             max_parallel=opts.max_parallel, reflections_target=None,
                             export_dir=repo_root / "sessions",
-                            banner=notes[0] if notes else "", extra_notes=notes)
+                            banner="\n".join(notes[:2]), extra_notes=notes)
     from chump_tui.session_store import SessionBusy
 
     repo_root = resolve_repo_root(opts.repo_root)
@@ -83,13 +86,16 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
         store, records, session_notes = open_session(repo_root)
     except SessionBusy as busy:
         return read_only_setup(opts, repo_root, backlog, busy)
-    engine = build_engine(opts, repo_root, backlog, store)
+    fleet_notes = []  # the console's key; a broker that admits anyone
+    engine = build_engine(opts, repo_root, backlog, store, warn=fleet_notes.append)
     resumed = engine.resume(records)
     follow_fleet(engine, records)
     notes += session_notes + resumed
     banner = (f"resumed the session: {len(records)} dispatch(es)"
               + (f"; {resumed[0]}" if resumed and resumed[0].startswith("re-attached") else "")
               if records else (notes[0] if notes else ""))
+    banner = "\n".join([*fleet_notes, banner]).strip()
+    notes = fleet_notes + notes
     return ConsoleSetup(lambda: engine, backlog, repo_root, dry_run=False, mode_label="EXECUTE",
                         max_parallel=opts.max_parallel,
                         reflections_target=engine.writer.describe(),
