@@ -23,7 +23,6 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -40,10 +39,19 @@ from bench.console_figures import (  # noqa: E402
 from chump_tui.cli import parse_args  # noqa: E402
 from chump_tui.events import EngineEvent, OutputLine  # noqa: E402
 from chump_tui.fleet import wire  # noqa: E402
-from chump_tui.fleet.broker import Broker  # noqa: E402
 from chump_tui.tui.app import ChumpApp  # noqa: E402
 from chump_tui.tui.launch import repo_setup  # noqa: E402
-from tests.fleet_rig import NatsServer, free_port, origin_with_clones, start_worker  # noqa: E402
+from tests.fleet_rig import (  # noqa: E402
+    FLEETS,
+    NatsServer,
+    fleet_client,
+    free_port,
+    make_fleet,
+    member_args,
+    member_env,
+    origin_with_clones,
+    start_worker,
+)
 
 PY = sys.executable
 STUB_GH = ROOT / "tests" / "helpers" / "stub_gh.py"
@@ -93,11 +101,12 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
                        seconds: float) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     names = [f"w{i + 1}" for i in range(workers)]
-    repos = origin_with_clones(tmp, "console", *names)
     n = workers * per_worker
-    (repos["console"] / "gaps.yaml").write_text("gaps:\n" + "".join(
+    gaps = "gaps:\n" + "".join(
         f"  - {{id: FLEET-{i:03d}, title: fleet agent {i}, priority: P1, effort: s, "
-        "status: open}\n" for i in range(n)))
+        "status: open}\n" for i in range(n))
+    # Committed: each worker runs only what its own backlog at origin/main holds.
+    repos = origin_with_clones(tmp, "console", *names, files={"gaps.yaml": gaps})
     agent = tmp / "fleet-agent"
     agent.write_text(FLEET_AGENT.format(py=PY))
     agent.chmod(0o755)
@@ -113,17 +122,16 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
     (tmp / "gh-state.txt").touch()
     os.environ.update(env)
     monitor = free_port()
-    server = NatsServer(tmp / "js")
-    server.process = subprocess.Popen(
-        [str(Path(PY).parent / "nats-server"), "-js", "-sd", str(server.store), "-a",
-         "127.0.0.1", "-p", str(server.port), "-m", str(monitor)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    fleet = make_fleet(tmp / "fleet", names)  # identities, as an operator runs a fleet
+    FLEETS.append(fleet)
+    os.environ.update(member_env())
+    server = NatsServer(tmp / "js", fleet=fleet, extra=("-m", str(monitor))).start()
     hosts = [start_worker(server.url, repos[name], name, env, max_parallel=per_worker,
                           heartbeat=2.0) for name in names]
     setup = repo_setup(parse_args([
         "--backlog", str(repos["console"] / "gaps.yaml"), "--repo-root", str(repos["console"]),
-        "--execute", "--nats", server.url, "--max-parallel", str(n), "--tick", "2"]))
+        "--execute", "--nats", server.url, *member_args("console"), "--max-parallel", str(n),
+        "--tick", "2"]))
     app = ChumpApp(setup)
     engine = setup.engine
     arrivals: list[tuple[float, float]] = []  # (seconds since written, perf time of arrival)
@@ -142,7 +150,7 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
     # process of its own: decoding every report here would count in the console's CPU.
     probe_out = tmp / "probe.json"
     probe = subprocess.Popen([PY, __file__, "probe", server.url, wire.agents_subject(
-        wire.repo_key(str(repos["origin"])), "*"), str(probe_out)])
+        wire.repo_key(str(repos["origin"])), "*"), str(probe_out), str(fleet)])
     me = psutil.Process()
     keys: list[float] = []
     try:
@@ -212,23 +220,24 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
             "shipped": shipped, "costs_recorded": costs}
 
 
-def probe(url: str, subject: str, out_path: str) -> None:
-    """Until SIGTERM: (arrival time, seconds since written) of each stamped line."""
+def probe(url: str, subject: str, out_path: str, fleet: str) -> None:
+    """Until SIGTERM: (arrival time, seconds since written) of each stamped line, read from
+    the stream as the console reads it (as the fleet's tester console)."""
     import signal
     import threading
 
     seen: list[tuple[float, float]] = []
     done = threading.Event()
 
-    async def on_report(msg: Any) -> None:
+    def on_report(subject: str, data: bytes, headers: dict[str, str] | None) -> None:
         now = time.time()
-        for report in wire.decode_reports(bytes(msg.data)):
+        for report in wire.decode_reports(data):
             seen.extend((now, now - float(s)) for s in STAMP.findall(
                 report.data.decode("utf-8", "replace")))
 
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    broker = Broker(url, name="bench probe").connect()
-    broker.subscribe(subject, on_report)
+    broker = fleet_client(url, Path(fleet))
+    broker.follow_stream(subject, wire.AGENTS_STREAM, on_report, None)
     done.wait()
     broker.close()
     Path(out_path).write_text(json.dumps(seen))
@@ -236,7 +245,7 @@ def probe(url: str, subject: str, out_path: str) -> None:
 
 def main() -> None:
     if sys.argv[1] == "probe":
-        probe(*sys.argv[2:5])
+        probe(*sys.argv[2:6])
         return
     workers, per_worker, rate, seconds = (int(sys.argv[1]), int(sys.argv[2]),
                                           int(sys.argv[3]), float(sys.argv[4]))

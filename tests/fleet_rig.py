@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,11 +43,11 @@ FLEETS: list[Path] = []
 the tests' console pass its identities."""
 
 
-def make_fleet(directory: Path) -> Path:
+def make_fleet(directory: Path, workers: Sequence[str] = WORKERS) -> Path:
     from chump_tui.fleet.roster import init_fleet
 
     if not (directory / "fleet.json").exists():
-        init_fleet(directory, list(CONSOLES), list(WORKERS), list(AGENTS))
+        init_fleet(directory, list(CONSOLES), list(workers), list(AGENTS))
     return directory
 
 
