@@ -44,6 +44,11 @@ LIVE_TAIL_CAP = 400
 LOG_CAP_BYTES = 16 * 1024 * 1024
 """Per-attempt log file cap on disk."""
 
+AGENT_PROGRAM_NAMES = frozenset({"node", "bun", "claude", "codex", "opencode", "gemini"})
+"""Processes that are an agent CLI itself (claude and opencode are native binaries; codex is
+a node launcher of a native binary; gemini is node starting node): stopped at once on a
+kill. Their tools run under a shell."""
+
 AGENT_MARKER = "CHUMP_TUI_AGENT"
 """Set in every agent's environment to its log path: a process that left the agent's group
 (setsid) is still found, and ended with it."""
@@ -445,12 +450,17 @@ class AgentProcess:
         # killpg(0) also succeeds for zombies waiting to be reaped by init.
         return group_has_live_member(self.pid)
 
-    def terminate_group(self, grace_s: float) -> int | None:
+    def terminate_group(self, grace_s: float, stop_agent_first: bool = False) -> int | None:
         """SIGTERM the group and its strays, wait up to ``grace_s``, then SIGKILL.
 
+        ``stop_agent_first`` (an agent CLI): the agent program itself is killed at once, so
+        it sends no further model request and starts no further tool; the grace is for the
+        tools it started (a build, a test run), which get SIGTERM and time to clean up.
         Strays are processes that left the group (``setsid``: a build daemon, a detached
         helper) but carry this agent's marker or descend from it. Blocks the caller only.
         """
+        if stop_agent_first:
+            _signal_all(self.agent_program(), signal.SIGKILL)
         strays = self.strays()
         self.signal_group(signal.SIGTERM)
         _signal_all(strays, signal.SIGTERM)
@@ -469,6 +479,31 @@ class AgentProcess:
             time.sleep(0.02)
         self.join_output(1.0)
         return code
+
+    def agent_program(self) -> list[Any]:
+        """The agent CLI's own processes, not its tools: the group leader and, below it, the
+        processes of the CLI itself (a launcher's native binary, node starting node). Tools
+        run under a shell or as other programs, and are not followed into."""
+        import psutil
+
+        if self._popen is None and not self._same_process_alive():
+            return []  # a re-attached pid that is not ours any more
+        try:
+            leader = psutil.Process(self.pid)
+        except psutil.Error:
+            return []
+        program, frontier = [leader], [leader]
+        while frontier:
+            try:
+                children = frontier.pop().children()
+            except psutil.Error:
+                continue
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    if child.name() in AGENT_PROGRAM_NAMES:
+                        program.append(child)
+                        frontier.append(child)
+        return program
 
     def busy(self, probe: BusyProbe) -> bool:
         """Whether a process beneath it used CPU since the probe's last look."""

@@ -589,7 +589,9 @@ class Engine:
         self._changed(live, "killing")
 
         def run() -> None:
-            code = process.terminate_group(grace_s)
+            # An agent CLI is stopped at once (no next request, no next tool); the grace is
+            # for the tools it started.
+            code = process.terminate_group(grace_s, stop_agent_first=bool(rec.harness))
             with self._lock:
                 rec.exit_code = code
                 self._finish(live, DispatchOutcome.killed(reason))

@@ -166,7 +166,8 @@ class RemoteAgent(AgentProcess):
     def signal_group(self, sig: int) -> None:
         self.client.kill(self, 0.0)
 
-    def terminate_group(self, grace_s: float) -> int | None:
+    def terminate_group(self, grace_s: float, stop_agent_first: bool = False) -> int | None:
+        # Its host stops the agent CLI first (it knows the harness), then its tools.
         if not self.client.kill(self, grace_s):
             return None
         self.wait(grace_s + KILL_ANSWER_S + 5.0)

@@ -262,7 +262,8 @@ class Worker:
                 hosted.superseded = True
                 self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) is claimed by "
                           f"{held.session_id if held else 'another session'} now; stopping it")
-                threading.Thread(target=process.terminate_group, args=(5.0,),
+                threading.Thread(target=process.terminate_group,
+                                 args=(5.0, bool(hosted.harness)),
                                  name=f"superseded-{process.pid}", daemon=True).start()
 
     # ------------------------------------------------------------ requests
@@ -421,7 +422,8 @@ class Worker:
         if refusal is None and entry is not None and entry[1] is not None:
             process = entry[1]
             grace = max(0.0, min(request.grace_s, 3600.0))
-            threading.Thread(target=process.terminate_group, args=(grace,),
+            threading.Thread(target=process.terminate_group,
+                             args=(grace, bool(entry[0].harness)),
                              name=f"kill-{process.pid}", daemon=True).start()
         elif refusal is not None and entry is not None:
             self._log(f"worker {self.name}: refused a kill of {entry[0].key}: {refusal}")
