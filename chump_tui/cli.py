@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plain mode: monitor until every agent reaches an outcome")
     p.add_argument("--continuous", action="store_true",
                    help="when an agent ends, dispatch the next pickable gap (up to max-parallel)")
+    p.add_argument("--include-shipped", action="store_true",
+                   help="gaps whose branch already has a merged PR are pickable too (default: "
+                        "not picked, 'shipped in #N')")
     p.add_argument("--harness", default=None, metavar="NAME",
                    choices=("claude", "codex", "opencode", "gemini"),
                    help="the agent CLI: claude (default), codex, opencode or gemini "

@@ -208,7 +208,9 @@ def _checked(name: str, value: Any) -> Any:
                                and isinstance(value.get("state"), str)
                                and isinstance(value.get("merge_state_status", ""), str)
                                and isinstance(value.get("failed_checks", []), list)
-                               and all(isinstance(c, str) for c in value.get("failed_checks", [])))
+                               and all(isinstance(c, str) for c in value.get("failed_checks", []))
+                               and (value.get("created_at") is None
+                                    or numbers.timestamp(value.get("created_at")) is not None))
     elif name == "outcome":
         ok = value is None or (isinstance(value, dict) and set(value) <= _OUTCOME_KEYS
                                and value.get("kind") in OUTCOME_KINDS
@@ -223,7 +225,7 @@ def _checked(name: str, value: Any) -> Any:
     return value
 
 
-_PR_KEYS = {"number", "state", "merge_state_status", "failed_checks"}
+_PR_KEYS = {"number", "state", "merge_state_status", "failed_checks", "created_at"}
 _OUTCOME_KEYS = {"kind", "pr_number", "reason"}
 
 

@@ -85,6 +85,7 @@ class EngineConfig:
     continuous: bool = False
     first_output_timeout_s: float = DEFAULT_FIRST_OUTPUT_TIMEOUT_S  # 0: off
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # 0: off
+    include_shipped: bool = False  # gaps whose branch has a merged PR are pickable too
 
 
 @dataclass
@@ -369,7 +370,10 @@ class Engine:
                 continue
             with self._lock:  # check and reserve at once: continuous refills race us
                 previous = [lv for lv in self._live.values() if lv.record.gap_id == gap.id]
-                live = None if previous else self._reserve(gap, attempt=1)
+                left = self.leftovers.get(gap.id)
+                earlier = [left.pr.number] if left is not None and left.pr is not None \
+                    and left.pr.state != "OPEN" else []  # an earlier run's PR: not this one's
+                live = None if previous else self._reserve(gap, attempt=1, stale_prs=earlier)
             if live is None:
                 latest = max(previous, key=lambda lv: lv.record.attempt)
                 retried = self.retry(latest.record.key)
@@ -684,7 +688,7 @@ class Engine:
             done = done_ids(self.backlog) | {
                 lv.record.gap_id for lv in self._live.values()
                 if lv.record.outcome is not None and lv.record.outcome.kind == "shipped"
-            }
+            } | {gid for gid, left in self.leftovers.items() if left.shipped}
             # A gap whose last attempt was lost with its host is free again (its claim too).
             latest: dict[str, Dispatch] = {}
             for lv in self._live.values():
@@ -692,7 +696,8 @@ class Engine:
                 if seen is None or lv.record.attempt > seen.attempt:
                     latest[lv.record.gap_id] = lv.record
             taken = {gid for gid, rec in latest.items() if not rec.lost}
-            blocked = {gid for gid, left in self.leftovers.items() if left.reason()}
+            blocked = {gid for gid, left in self.leftovers.items()
+                       if left.reason(self.config.include_shipped)}
             blocked |= set(self.held_elsewhere)
         candidates = [g for g in self.backlog if g.id not in taken and g.id not in blocked]
         return pickable_gaps(candidates, n, done)
@@ -820,8 +825,9 @@ class Engine:
                 if rec.phase not in ("running", "stalled") or rec.branch not in answer:
                     continue
                 pr = answer[rec.branch]
-                if pr is not None and pr.number in rec.stale_prs:
-                    pr = None
+                if pr is not None and (pr.number in rec.stale_prs
+                                       or pr.opened_before(rec.started_at)):
+                    pr = None  # an earlier attempt's PR: never this one's outcome
                 if pr != rec.pr:
                     rec.pr = pr
                     self._changed(live, "pr")

@@ -3,7 +3,9 @@
 A branch our dispatch made is marked in git's config (``branch.<name>.chumpTui``). Left
 by an earlier attempt of ours with no open PR, it is continued: the next dispatch works
 in the same branch and worktree, its commits kept. With an open PR the gap is not picked
-(the PR is the work). A branch we did not make is never touched.
+(the PR is the work); with a merged one it is not picked either (it shipped: a cron job
+must not pay for it again), unless the operator asks for it. A branch we did not make is
+never touched.
 """
 
 from __future__ import annotations
@@ -31,8 +33,16 @@ class Leftover:
     pr: PrStatus | None  # its latest PR (None: none)
     pr_unknown: bool = False  # GitHub could not be asked
 
-    def reason(self) -> str | None:
-        """Why the gap is not pickable, or None: it is continued on its branch."""
+    @property
+    def shipped(self) -> bool:
+        return self.pr is not None and self.pr.state == "MERGED"
+
+    def reason(self, include_shipped: bool = False) -> str | None:
+        """Why the gap is not pickable, or None: it is continued on its branch.
+        ``include_shipped``: the operator asked for shipped gaps too."""
+        if self.shipped and not include_shipped:
+            assert self.pr is not None
+            return f"shipped in #{self.pr.number}"
         if not self.ours:
             return (f"branch {self.branch} exists (not ours): delete it (git branch -D "
                     f"{self.branch}) or adopt it (git config branch.{self.branch}.{MARK} "

@@ -26,6 +26,7 @@ class Options:
     first_output_timeout_s: float
     idle_timeout_s: float
     continuous: bool
+    include_shipped: bool  # gaps whose branch has a merged PR may be dispatched again
     demo: bool
     harness: str
     nats: str | None  # the fleet's server: dispatch through workers, not locally

@@ -115,14 +115,13 @@ def _drawn(what: str, draw: Callable[[Dispatch], str], row: Dispatch) -> str:
 def run_plain(opts: Options) -> int:
     base = backlog_base(opts.repo_root)
     backlog = load_for(opts, base)
-    left = _leftovers(base, backlog) if opts.dry_run else {}
-    blocked = {gid for gid, leftover in left.items() if leftover.reason()}
+    if not opts.dry_run:  # the header once the session and branches are known
+        return _execute(opts, backlog)
+    left = _leftovers(base, backlog, opts.include_shipped)
+    blocked = {gid for gid, leftover in left.items() if leftover.reason(opts.include_shipped)}
     candidates = [g for g in backlog.gaps if g.id not in blocked]
     picked = pickable_gaps(candidates, opts.max_parallel, done_ids(backlog.gaps))
-    mode = "dry-run" if opts.dry_run else ("execute+watch" if opts.watch else "execute")
-    _out(header_line(mode, backlog, len(picked), opts.max_parallel))
-    if not opts.dry_run:
-        return _execute(opts, backlog)
+    _out(header_line("dry-run", backlog, len(picked), opts.max_parallel))
     if not picked:
         _err(NOTHING_PICKABLE)
         return 0
@@ -136,7 +135,7 @@ def run_plain(opts: Options) -> int:
     return 0
 
 
-def _leftovers(base: Path, backlog: Backlog) -> dict[str, Leftover]:
+def _leftovers(base: Path, backlog: Backlog, include_shipped: bool) -> dict[str, Leftover]:
     """Branches earlier runs left (a git repository only: a dry run needs none). Blocked
     gaps are said on stderr; the reference's lines stay as they are."""
     root = base.resolve()
@@ -153,7 +152,7 @@ def _leftovers(base: Path, backlog: Backlog) -> dict[str, Leftover]:
     if error:
         _err(f"[dispatch] could not ask GitHub about leftover branches: {error}")
     for gap_id, leftover in found.items():
-        reason = leftover.reason()
+        reason = leftover.reason(include_shipped)
         if reason:
             _err(f"[dispatch] {gap_id} not dispatched: {reason}")
     return found
@@ -185,11 +184,14 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
     if error:
         _err(f"[dispatch] could not ask GitHub about leftover branches: {error}")
     for gap_id, leftover in engine.leftovers.items():
-        reason = leftover.reason()
+        reason = leftover.reason(opts.include_shipped)
         _err(f"[dispatch] {gap_id} " + (f"not dispatched: {reason}" if reason
                                         else leftover.note()))
     for gap_id, holder in engine.held_elsewhere.items():
         _err(f"[dispatch] {gap_id} not dispatched: {holder}")
+    slots = max(0, opts.max_parallel - engine.running_count())
+    _out(header_line("execute+watch" if opts.watch else "execute", backlog,
+                     len(engine.pickable_now(slots)), opts.max_parallel))
     # Under --watch, Ctrl+C and SIGTERM stop every agent and record why. Until the wait
     # starts (agents being dispatched, the engine's threads starting) a signal is only
     # noted: raising there could lose a row or leave the engine's threads running with

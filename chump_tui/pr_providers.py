@@ -14,6 +14,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +31,15 @@ class PrStatus:
     state: str  # OPEN | CLOSED | MERGED
     merge_state_status: str = ""  # DIRTY means a rebase is needed
     failed_checks: tuple[str, ...] = ()  # names of its checks that failed (when gh says)
+    created_at: float | None = None  # when it was opened (None: gh did not say)
+
+    def opened_before(self, started_at: float) -> bool:
+        """Opened before an attempt started, so not that attempt's PR. GitHub's clock and
+        ours may disagree by a little; by more than CLOCK_SLACK_S, it is an earlier PR."""
+        return self.created_at is not None and self.created_at < started_at - CLOCK_SLACK_S
+
+
+CLOCK_SLACK_S = 120.0
 
 
 class PrProviderError(ChumpError):
@@ -56,7 +66,7 @@ class GhPrProvider:
             return {}
         # Our branches' PRs are among the newest; leave generous room for others' PRs.
         limit = min(1000, 100 + 4 * len(branches))
-        fields = "number,state,mergeStateStatus,headRefName,statusCheckRollup"
+        fields = "number,state,mergeStateStatus,headRefName,statusCheckRollup,createdAt"
         argv = [self.gh, "pr", "list", "--state", "all", "--json", fields, "--limit", str(limit)]
         try:
             done = self._steps.run(argv, self.repo_root, self.environ, self.timeout_s)
@@ -93,8 +103,22 @@ def parse_pr_list(stdout: bytes) -> list[tuple[str, PrStatus]]:
             continue
         merge = row.get("mergeStateStatus")
         out.append((head, PrStatus(number, state.upper(), merge if isinstance(merge, str) else "",
-                                   failed_checks(row.get("statusCheckRollup")))))
+                                   failed_checks(row.get("statusCheckRollup")),
+                                   iso_time(row.get("createdAt")))))
     return out
+
+
+def iso_time(value: object) -> float | None:
+    """``2026-11-30T10:00:00Z`` as seconds since the epoch; None for anything else."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return numbers.timestamp(when.timestamp())
 
 
 _FAILED = {"FAILURE", "ERROR", "TIMED_OUT", "CANCELLED", "ACTION_REQUIRED", "STARTUP_FAILURE"}

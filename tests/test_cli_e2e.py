@@ -246,3 +246,24 @@ def test_missing_gh_says_how_to_install_it(tmp_path: Path) -> None:
     provider = GhPrProvider(tmp_path, gh=str(tmp_path / "no-such-gh"))
     with pytest.raises(PrProviderError, match="install GitHub's CLI"):
         provider.poll(["claude/x"])
+
+
+def test_shipped_gaps_are_not_paid_for_twice(git_repo: Path, stub_env: dict[str, str]) -> None:
+    """A gap whose branch has a merged PR is not dispatched again (a cron job would pay for
+    it every run), unless asked; and an attempt is credited only with a PR of its own."""
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    first = run_cli(git_repo, "--execute", "--watch", "--tick", "0.2", "--backlog", "gaps.yaml",
+                    timeout=120)
+    assert "shipped=2" in first.stdout, first.stdout + first.stderr
+    pr_of = dict(re.findall(r"SHIPPED\s+claude/(e2e-00\d)\s+PR #(\d+)", first.stdout))
+    again = run_cli(git_repo, "--execute", "--backlog", "gaps.yaml", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"E2E-001 not dispatched: shipped in #{pr_of['e2e-001']}" in again.stderr
+    assert "DISPATCHED: E2E-001" not in again.stdout and "DISPATCHED: E2E-002" not in again.stdout
+    # Its dependency shipped, so E2E-003 is pickable; with E2E-004 that makes 2.
+    assert "would dispatch 2 of max-parallel 2" in again.stdout.splitlines()[0], again.stdout
+    forced = run_cli(git_repo, "--execute", "--watch", "--tick", "0.2", "--backlog", "gaps.yaml",
+                     "--include-shipped", "--max-parallel", "4", timeout=120)
+    assert "DISPATCHED: E2E-001" in forced.stdout, forced.stdout + forced.stderr
+    new_pr = re.search(r"SHIPPED\s+claude/e2e-001\s+PR #(\d+)", forced.stdout)
+    assert new_pr and new_pr.group(1) != pr_of["e2e-001"], forced.stdout  # its own, not #100

@@ -333,3 +333,14 @@ def test_dispatch_and_continuous_refill_never_dispatch_a_gap_twice() -> None:
     engine.close()
     assert raced.is_set()
     assert keys == ["D-A#1", "D-B#1"], keys
+
+
+def test_a_pr_opened_before_the_attempt_started_is_not_its_outcome() -> None:
+    """A merged PR left by an earlier run on the same branch is not this attempt's: it ships
+    with the PR it opened itself."""
+    started = time.time()
+    old = PrStatus(100, "MERGED", created_at=started - 3600)
+    new = PrStatus(105, "MERGED", created_at=started + 1)
+    engine, _, _ = make_engine(ScriptedPrProvider({"claude/z-1": [old, old, old, new]}))
+    run_until_idle(engine, [gap("Z-1")])
+    assert outcomes(engine) == [("claude/z-1", "Shipped(105)")]

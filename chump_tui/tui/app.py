@@ -355,8 +355,9 @@ class ChumpApp(App[int]):
         if latest is not None:
             return f"dispatched: {latest.label()}"
         leftover = self.leftovers.get(gap.id)
-        if leftover is not None and leftover.reason():
-            return leftover.reason()
+        reason = leftover.reason(self.engine.config.include_shipped) if leftover else None
+        if reason:
+            return reason
         if gap.id in self.held_elsewhere:
             return self.held_elsewhere[gap.id]
         return pick_reason(gap, done, self.by_id, self.setup.backlog.unusable)

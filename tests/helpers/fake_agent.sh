@@ -19,9 +19,10 @@ esac
 echo "work for $branch ($$)" >> agent-output.txt
 git add agent-output.txt && git commit -qm "agent work" || exit 4
 [ "${FAKE_AGENT_MODE:-}" = "commit_fail" ] && { echo "ERROR: failed after committing" >&2; exit 3; }
+now="@$(date +%s)"  # the PR's createdAt
 case "${FAKE_AGENT_MODE:-merge}" in
-  open) echo "$branch OPEN DIRTY" >> "$STUB_GH_STATE" ;;
-  close) echo "$branch CLOSED" >> "$STUB_GH_STATE" ;;
-  *) echo "$branch MERGED" >> "$STUB_GH_STATE" ;;
+  open) echo "$branch OPEN DIRTY $now" >> "$STUB_GH_STATE" ;;
+  close) echo "$branch CLOSED $now" >> "$STUB_GH_STATE" ;;
+  *) echo "$branch MERGED $now" >> "$STUB_GH_STATE" ;;
 esac
 echo "101"

@@ -2,7 +2,8 @@
 """Stub `gh` for tests: logs each call, answers `pr list --json` from a state file.
 
 STUB_GH_STATE: file of lines "<branch> <STATE> [mergeStateStatus] [failed,check,names]";
-               line i is PR 100+i.
+               line i is PR 100+i; a token "@<epoch seconds>" anywhere on it is the PR's
+               createdAt (without one, gh says nothing of when it was created).
 STUB_GH_LOG:   every invocation's argv is appended here (one line per call).
 STUB_GH_MODE:  "ok" (default) | "fail" (exit 1) | "garbage" (prints non-JSON) | "hang".
 `gh pr create` (what a real agent runs) adds "<current branch> <STUB_GH_CREATE_STATE>" to the
@@ -35,7 +36,8 @@ if sys.argv[1:3] == ["pr", "create"]:
     with open(state_file, "a+") as fh:
         fh.seek(0)
         number = 100 + sum(1 for _ in fh)
-        fh.write(f"{branch} {os.environ.get('STUB_GH_CREATE_STATE', 'MERGED')}\n")
+        fh.write(f"{branch} {os.environ.get('STUB_GH_CREATE_STATE', 'MERGED')} "
+                 f"@{time.time():.0f}\n")
     print(f"https://github.com/example/repo/pull/{number}")
     sys.exit(0)
 if sys.argv[1:3] != ["pr", "list"]:
@@ -46,13 +48,19 @@ state_file = os.environ.get("STUB_GH_STATE", "")
 if state_file and os.path.exists(state_file):
     with open(state_file) as fh:
         for i, line in enumerate(fh):
-            parts = line.split()
+            words = line.split()
+            stamps = [w[1:] for w in words if w.startswith("@")]
+            parts = [w for w in words if not w.startswith("@")]
             if len(parts) >= 2:
                 checks = [{"__typename": "CheckRun", "name": name, "status": "COMPLETED",
                            "conclusion": "FAILURE"} for name in parts[3].split(",")] \
                     if len(parts) > 3 else []
-                rows.append({"number": 100 + i, "headRefName": parts[0], "state": parts[1],
-                             "mergeStateStatus": parts[2] if len(parts) > 2 else "CLEAN",
-                             "statusCheckRollup": checks})
+                row = {"number": 100 + i, "headRefName": parts[0], "state": parts[1],
+                       "mergeStateStatus": parts[2] if len(parts) > 2 else "CLEAN",
+                       "statusCheckRollup": checks}
+                if stamps:
+                    row["createdAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                     time.gmtime(float(stamps[0])))
+                rows.append(row)
 rows.reverse()  # newest first, like gh
 print(json.dumps(rows))
