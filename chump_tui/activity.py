@@ -31,6 +31,7 @@ from chump_tui.agent_streams.events import (
 from chump_tui.agent_streams.fields import first_line
 from chump_tui.log_lines import human_bytes
 from chump_tui.numbers import dollars, short_count
+from chump_tui.pricing import Cost, cost_of
 
 WRAP = 110
 
@@ -56,6 +57,9 @@ class Activity:
     last_event_at: float | None = None  # the last output that is progress
     finished: Finished | None = None
     fatal_error: str = ""  # a failed turn or error event: the outcome's reason
+    fatal_at: float | None = None  # when it said so
+    retries: int = 0  # the harness retried its model call (since the last progress)
+    last_retry: str = ""
     _by_message: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     _by_message_in: int = field(default=0, repr=False)  # the sums over _by_message
     _by_message_out: int = field(default=0, repr=False)
@@ -67,6 +71,7 @@ class Activity:
         if not (isinstance(event, Retrying)
                 or (isinstance(event, PlainLine) and event.beside_events)):
             self.events += 1
+            self.retries = 0
             if self.first_event_at is None and isinstance(event, _FROM_THE_MODEL):
                 self.first_event_at = now
             self.last_event_at = now
@@ -103,19 +108,22 @@ class Activity:
                 self.cost_usd = (self.cost_usd or 0.0) + event.cost_usd
             self._sum_tokens()
         elif isinstance(event, Finished):
-            self._finish(event)
+            self._finish(event, now)
         elif isinstance(event, AgentError):
             self.doing = f"error: {first_line(event.message, 80)}"
             if event.fatal:
                 self.fatal_error = first_line(event.message, 300)
+                self.fatal_at = now
         elif isinstance(event, Retrying):
-            self.doing = f"retrying: {first_line(event.message, 80)}"
+            self.retries += 1
+            self.last_retry = first_line(event.message, 80)
+            self.doing = f"waiting on the model API ({self.last_retry})"
 
     def _sum_tokens(self) -> None:
         self.tokens_in = self._base_in + self._by_message_in
         self.tokens_out = self._base_out + self._by_message_out
 
-    def _finish(self, event: Finished) -> None:
+    def _finish(self, event: Finished, now: float) -> None:
         self.finished = event
         if event.turns is not None:
             self.turns = event.turns
@@ -128,6 +136,7 @@ class Activity:
         self.doing = "done" if event.ok else "failed"
         if not event.ok:
             self.fatal_error = first_line(event.text or event.subtype or "failed", 300)
+            self.fatal_at = now
 
     def forget_details(self) -> None:
         """Drop what only a running agent needs (per-message usage, running tools)."""
@@ -144,13 +153,38 @@ class Activity:
             _base_out=self._base_out + self._by_message_out)
 
     def counters(self) -> str:
-        """``3 turns · in 12.3k out 1.2k · $0.0412`` (cost only where the harness says)."""
-        parts = [f"{self.turns} turn{'s' if self.turns != 1 else ''}"]
-        if self.tokens_in or self.tokens_out:
-            parts.append(f"in {short_count(self.tokens_in)} out {short_count(self.tokens_out)}")
-        if self.cost_usd is not None:
-            parts.append(dollars(self.cost_usd))
-        return " · ".join(parts)
+        """``3 turns · in 12.3k out 1.2k · $0.0412 · 2 tool errors``: the cost where the
+        harness says it, else an estimate marked ``≈`` where the model's price is known."""
+        return counters_text(self.turns, self.tokens_in, self.tokens_out,
+                             cost_of(self.cost_usd, self.model, self.tokens_in,
+                                     self.tokens_out), self.tool_errors)
+
+
+def counters_text(turns: int | None, tokens_in: int | None, tokens_out: int | None,
+                  cost: Cost, tool_errors: int | None) -> str:
+    parts = [f"{turns or 0} turn{'s' if turns != 1 else ''}"]
+    if tokens_in or tokens_out:
+        parts.append(f"in {short_count(tokens_in or 0)} out {short_count(tokens_out or 0)}")
+    if cost.usd is not None:
+        parts.append(cost.text())
+    if tool_errors:
+        parts.append(f"{tool_errors} tool error{'s' if tool_errors != 1 else ''}")
+    return " · ".join(parts)
+
+
+ERROR_LINES = 6
+"""Lines of a failed tool's output shown under it (t on the monitor shows all of it)."""
+
+
+def error_detail(event: ToolFinished) -> list[str]:
+    """What a failed tool said, after its first line (already on the line above)."""
+    said = [ln for ln in event.text.splitlines() if ln.strip()]
+    if event.preview and said:
+        said = said[1:]
+    shown = [f"      {first_line(ln, 200)}" for ln in said[:ERROR_LINES]]
+    if len(said) > ERROR_LINES:
+        shown.append(f"      … {len(said) - ERROR_LINES} more line(s) (t: tool results)")
+    return shown
 
 
 def render(event: AgentEvent) -> list[str]:
@@ -170,7 +204,8 @@ def render(event: AgentEvent) -> list[str]:
         name = f" {event.name}" if event.name else ""
         if event.ok:
             return [f"  ✓{name} {human_bytes(event.size)}  {event.preview}".rstrip()]
-        return [f"  ✗{name} tool error, {human_bytes(event.size)}  {event.preview}".rstrip()]
+        return [f"  ✗{name} tool error, {human_bytes(event.size)}  {event.preview}".rstrip(),
+                *error_detail(event)]
     if isinstance(event, Finished):
         detail = event.subtype if event.subtype not in ("", "success") else ""
         word = "done" if event.ok else ("FAILED" + (f" ({detail})" if detail else ""))

@@ -99,6 +99,8 @@ class DemoSpawner:
         self.by_id = {g.id: g for g in backlog}
         self.state_file = state_file
         self.attempts: dict[str, int] = {}
+        self.harness = "claude"  # its simulated agents speak claude's stream-json
+        self.backend = "claude"
 
     def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
         self.git.create_worktree(worktree, branch, base_ref)

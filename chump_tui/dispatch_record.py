@@ -58,6 +58,10 @@ class Dispatch:
     agent_error: str = ""  # an error result or failed turn the agent reported
     host: str = ""  # the fleet host that runs it ('' : this machine)
     remote: str = ""  # "<worker id>/<request uid>" of a fleet agent
+    tool_errors: int | None = None  # tool calls that failed (its harness said so)
+    model: str = ""  # the model its harness named (prices an estimate where none is said)
+    exited_at: float | None = None  # its agent process ended (it may still wait for a PR)
+    worktree_removed: bool = False  # x removed its worktree (the branch is kept)
 
     def to_json(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every field and was most of a save.
@@ -114,8 +118,11 @@ class Dispatch:
         return self.phase == "ended" and (self.outcome is None or self.outcome.kind != "shipped")
 
     def duration_s(self, now: float) -> float:
-        end = self.ended_at if self.ended_at is not None else now
-        return max(0.0, end - self.started_at)
+        """How long its agent worked: to its exit, or to the outcome if that came first
+        (a merge while it was still finishing); an attempt waiting for its PR stops growing
+        once its agent exited."""
+        ends = [t for t in (self.exited_at, self.ended_at) if t is not None]
+        return max(0.0, (min(ends) if ends else now) - self.started_at)
 
     def label(self) -> str:
         """The state as the console shows it (RUNNING, PR OPEN #n, SHIPPED, …)."""
@@ -151,6 +158,8 @@ class Dispatch:
         if self.outcome.kind == "killed":
             if self.agent_error and self.outcome.reason.startswith("exit code"):
                 return f"{self.outcome.reason}: {self.agent_error}"
+            if self.agent_error and self.agent_error not in self.outcome.reason:
+                return f"{self.outcome.reason}; the agent had said: {self.agent_error}"
             return self.outcome.reason
         if self.outcome.kind == "stalled":
             said = f"; the agent said: {self.agent_error}" if self.agent_error else ""
@@ -169,7 +178,7 @@ _FIELD_NAMES = tuple(f.name for f in fields(Dispatch))
 _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")
 _STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
         "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error", "host",
-        "remote")
+        "remote", "model")
 # Every number is checked for its value, not only its type: a row with pid -1 or a start
 # time of -1e308 would crash the first look at it (psutil, a duration), at every start.
 _NUMBERS: dict[str, Callable[[object], object]] = {
@@ -180,7 +189,7 @@ _OPTIONAL_NUMBERS: dict[str, Callable[[object], object]] = {
     "process_start": numbers.timestamp, "ended_at": numbers.timestamp,
     "kill_deadline": numbers.timestamp, "cost_usd": numbers.cost, "pid": numbers.pid,
     "exit_code": numbers.exit_code, "turns": numbers.count, "tokens_in": numbers.count,
-    "tokens_out": numbers.count,
+    "tokens_out": numbers.count, "tool_errors": numbers.count, "exited_at": numbers.timestamp,
 }
 MAX_STALE_PRS = 1000
 
@@ -197,7 +206,7 @@ def _checked(name: str, value: Any) -> Any:
         ok = value is None or _OPTIONAL_NUMBERS[name](value) is not None
     elif name == "phase":
         ok = value in PHASES
-    elif name == "reflection_written":
+    elif name in ("reflection_written", "worktree_removed"):
         ok = isinstance(value, bool)
     elif name == "stale_prs":
         ok = (isinstance(value, list) and len(value) <= MAX_STALE_PRS

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import subprocess
 import tempfile
 import threading
@@ -68,6 +69,10 @@ ENDED_TAIL_LINES = 20
 KEEP_OUTPUT_OF_ENDED = 100
 """Reflected attempts that keep even those lines; older ones keep only their row (their log
 files keep everything): memory stays flat over hours of continuous mode."""
+
+FAILED_STILL_RUNNING_S = 15.0
+"""An agent whose harness reported its run failed, and that neither exits nor does anything
+more for this long, is stopped (some CLIs hang after a failed turn)."""
 
 EVALUATE_EVERY_S = 1.0
 """The monitor thread decides at least this often (deadlines, watchdogs, exits)."""
@@ -173,10 +178,10 @@ class Engine:
             self._save_state(live.record.key)
         self._emit(DispatchChanged(dataclasses.replace(live.record), why))  # type: ignore[arg-type]
 
-    def _save_state(self, changed: str) -> None:
+    def _save_state(self, changed: str | set[str]) -> None:
         """Persist the whole table (caller holds the lock); a failure is reported, not fatal.
 
-        ``changed`` names the row that changed: the store re-encodes only that one.
+        ``changed`` names the row (or rows) that changed: the store re-encodes only those.
         """
         if self.store is None:
             return
@@ -373,7 +378,7 @@ class Engine:
                 left = self.leftovers.get(gap.id)
                 earlier = [left.pr.number] if left is not None and left.pr is not None \
                     and left.pr.state != "OPEN" else []  # an earlier run's PR: not this one's
-                live = None if previous else self._reserve(gap, attempt=1, stale_prs=earlier)
+                live = None if previous else self._reserve(gap, 1, earlier)
             if live is None:
                 latest = max(previous, key=lambda lv: lv.record.attempt)
                 retried = self.retry(latest.record.key)
@@ -385,21 +390,31 @@ class Engine:
         return out
 
     def queued(self) -> list[str]:
-        """Ids waiting for a free slot (a selection bigger than max-parallel)."""
-        with self._lock:
-            return [g.id for g in self._queued]
+        """Ids waiting for a free slot (a selection bigger than max-parallel). No lock: the
+        console asks ten times a second, and copying a list is atomic."""
+        return [g.id for g in list(self._queued)]
 
     def _reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = ()) -> _Live:
         # An id that cannot be a path never becomes one, not even on a failed row.
         worktree, branch = (dispatch_paths(self.repo_root, gap.id)
                             if unsafe_id_reason(gap.id) is None else ("", ""))
         soft = self.config.soft_deadline_s or soft_deadline_seconds(gap.effort)
+        safe = unsafe_id_reason(gap.id) is None
+
+        def log_of(n: int) -> Path:
+            return self.log_dir / f"{slug(gap.id) if safe else 'unsafe-id'}-attempt{n}.log"
+
+        def earlier_log(n: int) -> bool:  # a regular file: an earlier session's attempt
+            path = log_of(n)  # (a planted link is not skipped: the spawn refuses it)
+            return os.path.isfile(path) and not os.path.islink(path)
+
         with self._lock:
-            while f"{gap.id}#{attempt}" in self._live:  # a key is never reused
+            # A key is never reused, nor a log file: attempts go on counting from earlier
+            # sessions' logs, so two sessions never write into one file.
+            while f"{gap.id}#{attempt}" in self._live or earlier_log(attempt):
                 attempt += 1
         key = f"{gap.id}#{attempt}"
-        log_name = slug(gap.id) if not unsafe_id_reason(gap.id) else f"unsafe-id-{attempt}"
-        log_path = str(self.log_dir / f"{log_name}-attempt{attempt}.log")
+        log_path = str(log_of(attempt))
         record = Dispatch(
             key=key, gap_id=gap.id, title=gap.title, priority=gap.priority, effort=gap.effort,
             branch=branch, worktree=str(worktree), attempt=attempt, started_at=self.clock(),
@@ -503,11 +518,11 @@ class Engine:
             process.join_output(2.0)
             with self._lock:
                 live.exit_seen = code if code is not None else 0
-                if live.record.outcome is not None:
-                    # Its PR merged (or closed) while it was still finishing: its final
-                    # report (turns, cost) came after the outcome.
-                    self._sync_activity(live)
-                    self._changed(live, "activity")
+                # Its last report (turns, cost) is in now: onto the row whatever comes next
+                # (an outcome, or waiting for its PR), and its run's length stops growing.
+                live.record.exited_at = live.record.exited_at or self.clock()
+                self._sync_activity(live)
+                self._changed(live, "activity")
                 self._idle.notify_all()
             self._wake.set()
 
@@ -675,11 +690,20 @@ class Engine:
             return str(exc)
         if done.returncode != 0:
             return done.stderr.decode("utf-8", errors="replace").strip() or "git failed"
+        with self._lock:  # every attempt of the gap worked in it: their cards say so
+            for live in self._live.values():
+                if live.record.gap_id == rec.gap_id and not live.record.worktree_removed:
+                    live.record.worktree_removed = True
+                    self._changed(live, "worktree removed")
         return None
 
     # ------------------------------------------------------------- continuous
     def set_continuous(self, on: bool) -> None:
         self.config.continuous = on
+        if self.store is not None:  # a read-only console of this session shows it too
+            self.store.meta["continuous"] = on
+            with self._lock:
+                self._save_state(set())
         if on:
             self._refill_soon()
 
@@ -701,6 +725,15 @@ class Engine:
             blocked |= set(self.held_elsewhere)
         candidates = [g for g in self.backlog if g.id not in taken and g.id not in blocked]
         return pickable_gaps(candidates, n, done)
+
+    def agent_for(self, gap_id: str) -> str:
+        """Which agent a dispatch of ``gap_id`` starts (its harness, or the backend that is
+        no harness); '' when the spawner does not say (test spawners)."""
+        backend = getattr(self.spawner, "backend", "claude")
+        if backend != "claude":
+            return str(backend)
+        chosen = getattr(self.spawner, "gap_harness", {}).get(gap_id)
+        return str(chosen or getattr(self.spawner, "harness", ""))
 
     def hosts(self) -> list[tuple[str, int, int]] | None:
         """Where agents run, when that is a fleet: (host, free slots, slots); else None."""
@@ -876,16 +909,20 @@ class Engine:
             watched = [lv for lv in self._live.values()
                        if lv.record.phase in ("running", "stalled") and lv.process is not None
                        and lv.exit_seen is None]
+        synced: list[_Live] = []
         for live in watched:
             act = live.output.activity()
-            if act.finished is not None and live.record.turns is None:
+            if self._activity_differs(live.record, act):
+                synced.append(live)
                 with self._lock:
                     self._sync_activity(live, act)
-                    self._changed(live, "activity")
             assert live.process is not None
             verdict = watchdog.check(live.record.started_at, act.first_event_at,
                                      act.last_event_at, now, self.config.first_output_timeout_s,
                                      self.config.idle_timeout_s, live.busy_at)
+            if act.fatal_at is not None and now - max(act.fatal_at, act.last_event_at or 0) \
+                    >= FAILED_STILL_RUNNING_S:  # its harness said the run failed: it is over
+                verdict = Kill(f"the agent failed and did not exit: {redact(act.fatal_error)}")
             if verdict is None:
                 self._busy.forget(live.process.pid)
                 continue
@@ -893,12 +930,31 @@ class Engine:
                 live.busy_at = now
                 continue
             if isinstance(verdict, Kill):
+                reason = verdict.reason
+                if act.retries:  # what it saw meanwhile: the model API failing, not silence
+                    reason += (f" (waiting on the model API: {act.retries} retries, last "
+                               f"{act.last_retry})")
                 with self._lock:
                     if live.record.phase in ("running", "stalled"):
-                        self._start_kill(live, verdict.reason, self.config.kill_grace_s)
+                        self._start_kill(live, reason, self.config.kill_grace_s)
+        if synced:  # every row whose numbers moved, in one save (not one fsync each)
+            with self._lock:
+                self._save_state({lv.record.key for lv in synced})
+                for live in synced:
+                    self._changed(live, "activity", save=False)
+
+    @staticmethod
+    def _activity_differs(rec: Dispatch, act: Activity) -> bool:
+        """Whether the row's copy of the agent's numbers is behind its activity."""
+        if act.events == 0 and act.finished is None:
+            return False
+        return (rec.turns, rec.tokens_in, rec.tokens_out, rec.cost_usd, rec.tool_errors,
+                rec.model) != (act.turns, act.tokens_in, act.tokens_out, act.cost_usd,
+                               act.tool_errors, act.model)
 
     def _sync_activity(self, live: _Live, act: Activity | None = None) -> None:
-        """Turns, tokens, cost and the agent's own error onto the row (kept in state.json)."""
+        """Turns, tokens, cost, tool errors and the agent's own error onto the row (kept in
+        state.json): whatever the attempt's outcome, the totals add every attempt."""
         act = act or live.output.activity()
         rec = live.record
         if act.events == 0 and act.finished is None:
@@ -906,6 +962,8 @@ class Engine:
         rec.turns = act.turns
         rec.tokens_in, rec.tokens_out = act.tokens_in, act.tokens_out
         rec.cost_usd = act.cost_usd
+        rec.tool_errors = act.tool_errors
+        rec.model = act.model
         if act.fatal_error:
             rec.agent_error = redact(act.fatal_error)
 

@@ -69,8 +69,8 @@ def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> 
 
 
 def summary_lines(rows: list[Dispatch]) -> list[str]:
-    from chump_tui.numbers import dollars, short_count
-    from chump_tui.summary_export import cost_line, totals_line
+    from chump_tui.numbers import short_count
+    from chump_tui.summary_export import attempt_cost, cost_line, killed_note, totals_line
 
     def outcome_line(r: Dispatch) -> str:
         assert r.outcome is not None
@@ -85,14 +85,18 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
         return line + (f"  on {r.host}" if r.host else "")
 
     def agent_line(r: Dispatch) -> str:
+        errors = f"  {r.tool_errors} tool error(s)" if r.tool_errors else ""
         return (f"  {r.branch} #{r.attempt}  {r.harness or r.backend}  "
                 f"{r.turns or 0} turns  in {short_count(r.tokens_in or 0)} "
-                f"out {short_count(r.tokens_out or 0)}  {dollars(r.cost_usd)}")
+                f"out {short_count(r.tokens_out or 0)}  {attempt_cost(r).text()}{errors}")
 
     ended = [r for r in rows if r.outcome is not None]
     lines = ["", f"=== monitor summary ({len(ended)} entries) ==="]
     lines += [_drawn(f"the summary row of {r.key}", outcome_line, r) for r in ended]
     lines.append(totals_line(rows))
+    note = killed_note(rows)
+    if note:  # ours, after the reference's line
+        lines.append(f"({note})")
     costs = cost_line(rows)
     if costs:  # ours, after the reference's lines
         lines += ["", "=== agents ==="]
@@ -233,6 +237,13 @@ def _dispatch_and_watch(opts: Options, engine: Engine, store: SessionStore,
     if not opts.watch:
         engine.config.continuous = False
         engine.close()
+        running = [d for d in engine.snapshot() if d.active and not d.waiting_for_pr]
+        if running:
+            _err(f"[chump-tui] {len(running)} agent(s) left running: "
+                 + ", ".join(f"{d.gap_id} pid {d.pid}" for d in running)
+                 + "; follow them with chump-tui (the console) or chump-tui --execute --watch "
+                   "in this repo (it re-attaches them), or their logs in "
+                   f"{store.log_dir}")
         failures = _spawn_failures(engine)
         if failures:
             _err(f"error: {failures} of {len(picked)} dispatches failed")

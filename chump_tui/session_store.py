@@ -54,6 +54,7 @@ class SessionStore:
         self._encoded: dict[str, str] = {}  # row key -> its JSON, as last saved
         self._settled: dict[str, str] = {}  # row key -> its JSON, as in settled.jsonl
         self.saves = 0
+        self.meta: dict[str, bool] = {}  # the session's switches (continuous), saved with it
 
     @classmethod
     def for_repo(cls, repo_root: Path) -> SessionStore:
@@ -94,8 +95,8 @@ class SessionStore:
         for directory in (self.directory.parent, self.directory, self.log_dir):
             real_dir(directory)
 
-    def save(self, records: list[Dispatch], changed: str | None = None) -> None:
-        """Write every row; only ``changed`` (a key) is encoded anew (None: all of them).
+    def save(self, records: list[Dispatch], changed: str | set[str] | None = None) -> None:
+        """Write every row; only ``changed`` (a key or keys) is encoded anew (None: all).
 
         Each row's JSON is kept between saves: hours of continuous mode make thousands of
         rows, and encoding them all on every change starved the console (bench/ soak).
@@ -105,7 +106,8 @@ class SessionStore:
         if changed is None:
             self._encoded.clear()
         else:
-            self._encoded.pop(changed, None)
+            for key in {changed} if isinstance(changed, str) else changed:
+                self._encoded.pop(key, None)
         rows: list[str] = []
         newly_settled: list[tuple[str, str]] = []
         for record in records:
@@ -120,7 +122,7 @@ class SessionStore:
         if newly_settled:  # synced before the table drops them: a row is always somewhere
             self._append_settled(newly_settled)
         head = json.dumps({"version": STATE_VERSION, "saved_at": time.time(),
-                           "pid": os.getpid()}, separators=(",", ":"))
+                           "pid": os.getpid(), **self.meta}, separators=(",", ":"))
         text = f'{head[:-1]},"dispatches":[{",".join(rows)}]}}'
         tmp = self.state_path.with_name(f".state.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
@@ -197,6 +199,7 @@ class SessionStore:
             if read_only:
                 return [], []
             return [], [self._set_aside(self.state_path, "corrupt", f"unreadable ({exc})")]
+        self.meta = {k: data[k] for k in ("continuous",) if isinstance(data.get(k), bool)}
         rows, unusable = _rows(enumerate(data["dispatches"], 1))
         if unusable and not rows:  # not one usable row: a corrupt file, set aside whole
             if read_only:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from chump_tui.crash_log import draw_failure
 from chump_tui.dispatch_record import Dispatch, fmt_duration
-from chump_tui.numbers import dollars, short_count, whole_seconds
+from chump_tui.numbers import short_count, whole_seconds
 from chump_tui.outside_text import visible
+from chump_tui.pricing import Cost, cost_of
 from chump_tui.safe_fs import open_nofollow, real_dir
 
 
@@ -30,22 +31,46 @@ def totals_line(dispatches: Iterable[Dispatch]) -> str:
             f"spawn_failures={spawn_failures}")
 
 
+def killed_note(dispatches: Iterable[Dispatch]) -> str | None:
+    """The reference counts an agent that exited non-zero on its own as killed: say how
+    many of ``killed`` nobody killed (each row shows its real outcome, EXITED n)."""
+    exited = sum(1 for d in dispatches if d.label().startswith("EXITED "))
+    if not exited:
+        return None
+    return f"killed counts {exited} agent(s) that exited non-zero on their own (EXITED n)"
+
+
+def attempt_cost(d: Dispatch) -> Cost:
+    return cost_of(d.cost_usd, d.model, d.tokens_in, d.tokens_out)
+
+
 def cost_line(dispatches: Iterable[Dispatch]) -> str | None:
     """``cost=$0.0412  turns=12  tokens_in=35.2k  tokens_out=2.1k`` over every attempt that
-    reported them (cost only from harnesses that report one); None when none did."""
+    reported anything, whatever its outcome: dollars as the harness said them, else
+    estimated (``≈``) where the model's price is known; a total that leaves attempts out
+    says how many. None when no attempt reported anything."""
     rows = [d for d in dispatches if d.turns is not None or d.cost_usd is not None]
     if not rows:
         return None
-    costs = [d.cost_usd for d in rows if d.cost_usd is not None]
-    parts = [f"cost={dollars(sum(costs)) if costs else '-'}",
+    costs = [attempt_cost(d) for d in rows]
+    known = [c for c in costs if c.usd is not None]
+    total = Cost(sum(c.usd for c in known if c.usd is not None) if known else None,
+                 any(c.estimated for c in known))
+    parts = [f"cost={total.text()}",
              f"turns={sum(d.turns or 0 for d in rows)}",
              f"tokens_in={short_count(sum(d.tokens_in or 0 for d in rows))}",
              f"tokens_out={short_count(sum(d.tokens_out or 0 for d in rows))}"]
+    errors = sum(d.tool_errors or 0 for d in rows)
+    if errors:
+        parts.append(f"tool_errors={errors}")
+    missing = len(costs) - len(known)
+    if known and missing:
+        parts.append(f"({missing} attempt(s) without a cost are not in it)")
     return "  ".join(parts)
 
 
 def fleet_cost(dispatches: Iterable[Dispatch]) -> float | None:
-    costs = [d.cost_usd for d in dispatches if d.cost_usd is not None]
+    costs = [c.usd for c in map(attempt_cost, dispatches) if c.usd is not None]
     return sum(costs) if costs else None
 
 
@@ -73,8 +98,14 @@ def summary_row(d: Dispatch, now: float) -> dict[str, object]:
         "reason": d.reason(), "backend": d.backend, "harness": d.harness,
         "worktree": d.worktree, "reflection_written": d.reflection_written,
         "turns": d.turns, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
-        "cost_usd": d.cost_usd, "host": d.host or None,
+        "cost_usd": d.cost_usd, "cost_estimate_usd": _estimate(d), "model": d.model or None,
+        "tool_errors": d.tool_errors, "host": d.host or None,
     }
+
+
+def _estimate(d: Dispatch) -> float | None:
+    cost = attempt_cost(d)
+    return cost.usd if cost.estimated else None
 
 
 def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
@@ -87,16 +118,19 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
     costs = cost_line(dispatches)
     json_path = directory / f"chump-tui-summary-{stamp}.json"
     md_path = directory / f"chump-tui-summary-{stamp}.md"
+    note = killed_note(dispatches)
     _write(json_path, json.dumps({"generated_at": stamp, "totals": totals, "costs": costs,
-                                  "cost_usd": fleet_cost(dispatches),
+                                  "cost_usd": fleet_cost(dispatches), "killed_note": note,
                                   "reflections": reflections_target, "rows": rows}, indent=2))
     lines = [f"# chump-tui summary {stamp}", "", f"**{totals}**", ""]
+    if note:
+        lines += [_md(note), ""]
     if costs:
-        lines += [f"**{costs}**", ""]
+        lines += [f"**{_md(costs)}**", ""]
     lines += [f"Reflections: {_md(reflections_target)}", "",
               "| gap | # | branch | agent | outcome | PR | duration | turns | tokens in/out "
-              "| cost | reason |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| tool errors | cost | reason |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r, d in zip(rows, dispatches, strict=True):
         pr = f"#{r['pr']}" if r["pr"] else "-"
         tokens = (f"{short_count(d.tokens_in or 0)} / {short_count(d.tokens_out or 0)}"
@@ -106,7 +140,8 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
                      f"{_md(agent)} | {_md(r['outcome'])} | {pr} | "
                      f"{fmt_duration(float(str(r['duration_s'])))} | "
                      f"{d.turns if d.turns is not None else '-'} | {tokens} | "
-                     f"{dollars(d.cost_usd)} | {_md(r['reason'])} |")
+                     f"{d.tool_errors or '-'} | {attempt_cost(d).text()} | "
+                     f"{_md(r['reason'])} |")
     _write(md_path, "\n".join(lines) + "\n")
     return [json_path, md_path]
 

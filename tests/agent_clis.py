@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,9 @@ def install_all() -> Path:
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (_stamp(cache).exists() and _stamp(cache).read_text() == _wanted()):
+            print(f"dev: downloading the real agent CLIs the tests drive ({', '.join(PACKAGES)}:"
+                  f" about 1.1 GB from npm, a few minutes, once) into {cache} ...",
+                  file=sys.stderr, flush=True)
             done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix",
                                    str(cache), *PACKAGES.values()], capture_output=True,
                                   text=True, timeout=900, check=False)

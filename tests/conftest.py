@@ -15,7 +15,6 @@ import pytest
 
 HELPERS = Path(__file__).parent / "helpers"
 PROJECT = Path(__file__).resolve().parents[1]
-SHARED = PROJECT.parent / "shared"
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
@@ -33,11 +32,13 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout
 
 
-@pytest.fixture
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip("../shared not present")
-    return SHARED
+@pytest.fixture(scope="session")
+def real_backlogs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gaps.yaml`` and ``registry-sample/``: the real ones from ../shared, else made ones of
+    the same shape (tests/backlog_factory.py): a clone without ../shared runs these too."""
+    from tests.backlog_factory import real_backlogs
+
+    return real_backlogs(tmp_path_factory.mktemp("made-backlogs"))
 
 
 @pytest.fixture

@@ -66,14 +66,14 @@ def test_default_backlog_prefers_registry_with_yaml(tmp_path: Path) -> None:
     assert default_backlog_path(tmp_path) == tmp_path / "docs" / "gaps"
 
 
-def test_real_monolithic_backlog_loads(shared_dir: Path) -> None:
-    backlog = load_backlog(shared_dir / "real-backlogs" / "gaps.yaml")
+def test_real_monolithic_backlog_loads(real_backlogs: Path) -> None:
+    backlog = load_backlog(real_backlogs / "gaps.yaml")
     assert len(backlog.gaps) == 543
     assert len(done_ids(backlog.gaps)) == 423
 
 
-def test_real_registry_sample_loads(shared_dir: Path) -> None:
-    backlog = load_backlog(shared_dir / "real-backlogs" / "registry-sample")
+def test_real_registry_sample_loads(real_backlogs: Path) -> None:
+    backlog = load_backlog(real_backlogs / "registry-sample")
     assert len(backlog.gaps) == 160
     assert backlog.warnings == []
     ids = [g.id for g in backlog.gaps]

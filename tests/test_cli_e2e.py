@@ -197,14 +197,14 @@ def test_self_test_from_any_directory(tmp_path: Path) -> None:
     assert len(lines) == 5
 
 
-def test_dry_run_on_real_backlogs(shared_dir: Path, tmp_path: Path) -> None:
+def test_dry_run_on_real_backlogs(real_backlogs: Path, tmp_path: Path) -> None:
     for backlog in ("gaps.yaml", "registry-sample"):
-        done = run_cli(tmp_path, "--backlog", str(shared_dir / "real-backlogs" / backlog),
+        done = run_cli(tmp_path, "--backlog", str(real_backlogs / backlog),
                        "--max-parallel", "5")
         assert done.returncode == 0, done.stderr
         assert done.stdout.count("WOULD DISPATCH: ") == 5
     assert "543 total gaps, 113 open, 423 done" in run_cli(
-        tmp_path, "--backlog", str(shared_dir / "real-backlogs" / "gaps.yaml")).stdout
+        tmp_path, "--backlog", str(real_backlogs / "gaps.yaml")).stdout
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--max-parallel", "x"], ["--max-parallel", "0"],

@@ -86,20 +86,20 @@ async def test_kill_dialog_enter_cancels_y_kills_and_closes(
     try:
         async with app.run_test(size=SIZE) as pilot:
             await running_app(pilot, app)
-            await pilot.press("k")
+            await pilot.press("ctrl+k")
             await until(pilot, lambda: isinstance(app.screen, ConfirmKill), 5, "kill dialog")
             assert focused_button(app) == "cancel"
             await pilot.press("enter")
             await pilot.pause()
             assert app.dispatches["E2E-001#1"].phase == "running"
-            await pilot.press("k", "y")
+            await pilot.press("ctrl+k", "y")
             await until(pilot, lambda: app.dispatches["E2E-001#1"].phase == "killing", 5,
                         "killing")
             assert isinstance(app.screen, MonitorScreen)  # the dialog closed as the kill began
             await until(pilot, lambda: "KILLING · SIGKILL in" in screen_text(app), 5,
                         "the card's countdown")
-            # k on a card being killed offers SIGKILL now, instead of the 30 s grace.
-            await pilot.press("k")
+            # ctrl+k on a card being killed offers SIGKILL now, instead of the 30 s grace.
+            await pilot.press("ctrl+k")
             await until(pilot, lambda: isinstance(app.screen, ConfirmKill), 5, "force dialog")
             assert "SIGKILL E2E-001 #1 now?" in screen_text(app)
             await pilot.press("y")

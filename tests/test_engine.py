@@ -344,3 +344,18 @@ def test_a_pr_opened_before_the_attempt_started_is_not_its_outcome() -> None:
     engine, _, _ = make_engine(ScriptedPrProvider({"claude/z-1": [old, old, old, new]}))
     run_until_idle(engine, [gap("Z-1")])
     assert outcomes(engine) == [("claude/z-1", "Shipped(105)")]
+
+
+def test_attempts_go_on_counting_from_earlier_sessions_logs(tmp_path: Path) -> None:
+    """A new session never writes into an earlier session's log file (nor shows its output
+    as its own): its first attempt of a gap is numbered after the logs already there."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "n-1-attempt1.log").write_text("an earlier session's agent\n")
+    (logs / "n-1-attempt2.log").write_text("and its retry\n")
+    engine, _, _ = make_engine(ScriptedPrProvider({}), log_dir=logs)
+    engine.dispatch([gap("N-1")])
+    (row,) = engine.snapshot()
+    engine.stop_all("test", grace_s=0.1)
+    engine.close()
+    assert row.key == "N-1#3" and row.log_path.endswith("n-1-attempt3.log")

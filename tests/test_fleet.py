@@ -328,7 +328,7 @@ async def test_console_shows_hosts_and_kills_on_the_right_one(
                 victim, bystander = by_host["w2"], by_host["w1"]
                 while app.screen.selected != victim.key:  # type: ignore[attr-defined]
                     await pilot.press("right")
-                await pilot.press("k")
+                await pilot.press("ctrl+k")
                 await until(pilot, lambda: isinstance(app.screen, ConfirmKill), 5, "kill dialog")
                 await pilot.press("y")
                 await until(pilot, lambda: app.dispatches[victim.key].label() == "KILLED", 30,

@@ -436,9 +436,10 @@ def test_quit_during_a_slow_claim_ends_it_and_starts_no_agent(git_repo: Path,
     from chump_tui.backlog import Gap
     from chump_tui.spawners import RealSpawner
 
+    mine = f"sleep 120.{os.getpid()}{time.monotonic_ns() % 10**6}"  # only this test's
     scripts = git_repo / "scripts"
     scripts.mkdir()
-    (scripts / "gap-claim.sh").write_text("#!/bin/sh\necho claiming >&2\nsleep 120\n")
+    (scripts / "gap-claim.sh").write_text(f"#!/bin/sh\necho claiming >&2\n{mine}\n")
     git(git_repo, "add", "scripts")
     git(git_repo, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "claim")
     git(git_repo, "update-ref", "refs/remotes/origin/main", "HEAD")
@@ -450,9 +451,11 @@ def test_quit_during_a_slow_claim_ends_it_and_starts_no_agent(git_repo: Path,
     worker = threading.Thread(target=engine.dispatch, args=([Gap("SLOW-1", "", "P1", "s",
                                                                    "open")],))
     worker.start()
-    wait_for(lambda: any("sleep 120" in " ".join(p.info["cmdline"] or [])
-                         for p in psutil.process_iter(["cmdline"])), 20,
-             "the claim script running")
+    def claim_running() -> bool:
+        return any(mine in " ".join(p.info["cmdline"] or [])
+                   for p in psutil.process_iter(["cmdline"]))
+
+    wait_for(claim_running, 20, "the claim script running")
     started = time.monotonic()
     engine.stop_all("stopped at quit", grace_s=0.5)
     worker.join(10)
@@ -460,8 +463,7 @@ def test_quit_during_a_slow_claim_ends_it_and_starts_no_agent(git_repo: Path,
     assert time.monotonic() - started < 10
     (row,) = engine.snapshot()
     assert row.phase == "spawn_failed" and "quitting" in row.error and row.pid is None
-    assert not any("sleep 120" in " ".join(p.info["cmdline"] or [])
-                   for p in psutil.process_iter(["cmdline"]))
+    wait_for(lambda: not claim_running(), 5, "the claim script's group gone")
 
 
 def test_a_hanging_gh_holds_up_no_exit_or_deadline(tmp_path: Path, stub_env: dict[str, str],
@@ -489,12 +491,13 @@ def test_a_timed_out_gh_leaves_no_process_behind(tmp_path: Path) -> None:
 
     from chump_tui.pr_providers import GhPrProvider, PrProviderError
 
+    mine = f"300.{os.getpid()}{time.monotonic_ns() % 10**6}"  # only this test's sleeps
     gh = tmp_path / "gh"
-    gh.write_text("#!/bin/sh\nsleep 300 &\nsleep 300\n")
+    gh.write_text(f"#!/bin/sh\nsleep {mine} &\nsleep {mine}\n")
     gh.chmod(0o755)
     provider = GhPrProvider(tmp_path, gh=str(gh), timeout_s=0.5)
     with pytest.raises(PrProviderError, match="timed out"):
         provider.poll(["claude/x"])
     wait_for(lambda: not [p for p in psutil.process_iter(["cmdline"])
-                          if (p.info["cmdline"] or [])[-2:] == ["sleep", "300"]], 5,
+                          if (p.info["cmdline"] or [])[-2:] == ["sleep", mine]], 5,
              "gh's children gone")

@@ -357,8 +357,8 @@ async def test_the_console_stays_up_over_a_401_digit_agent(
 
             def cards_drawn_with_counts() -> bool:
                 cards = list(app.screen.query(DispatchCard))
-                return len(cards) == 2 and all("▶ done · 1 turn ·" in c.drawn_text()
-                                               for c in cards)
+                return len(cards) == 2 and all("▶ done" in c.drawn_text()
+                                               and "\n1 turn" in c.drawn_text() for c in cards)
             await until(pilot, cards_drawn_with_counts, 30,
                         "both cards drawn with the agent's counts: " + "\n".join(
                             c.drawn_text() for c in app.screen.query(DispatchCard)))

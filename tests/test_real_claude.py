@@ -3,6 +3,7 @@ scripted Anthropic API on 127.0.0.1: it runs real Bash tool calls in real worktr
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -207,7 +208,8 @@ async def test_console_shows_the_running_tool_then_cost_and_turns(
             await until(pilot, lambda: "▶ Bash  sleep 4; echo slow done" in screen_text(app),
                         60, "the card showing the slow step")
             text = screen_text(app)
-            assert re.search(r"▶ Bash  sleep 4; echo slow done · \d turns? · in ", text)
+            assert "▶ Bash  sleep 4; echo slow done · " in text
+            assert re.search(r"\n[ ┃│]+\d turns? · in ", text)  # its numbers, a line of their own
             assert "→ Bash  sleep 4; echo slow done" in text  # the output pane, readable
             assert '{"type"' not in text  # never raw JSON
             await until(pilot, lambda: app.dispatches["RC-001#1"].label() == "SHIPPED", 60,
@@ -223,3 +225,123 @@ async def test_console_shows_the_running_tool_then_cost_and_turns(
             assert re.search(r"cost=\$0\.\d{4}  turns=4", screen_text(app))
     finally:
         close_app(app)
+
+
+BUILD_ERROR = "error: build failed: cannot find -lssl"
+
+
+def three_outcomes(gap: str, turn: int) -> Step:
+    """RC-001 ships; RC-002's build fails once, then it ships; RC-003 commits and exits
+    without a PR."""
+    failing = bash(f"echo compiling; echo '{BUILD_ERROR}' >&2; echo 'note: see the log' >&2; "
+                   "exit 3", "build")
+    steps = {"RC-001": [commit_step(gap), bash("gh pr create --fill")],
+             "RC-002": [failing, commit_step(gap), bash("gh pr create --fill")],
+             "RC-003": [commit_step(gap)]}[gap]
+    return steps[turn] if turn < len(steps) else Say("101" if gap != "RC-003" else "done")
+
+
+def test_every_attempt_is_counted_and_a_tool_error_shown(
+        git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
+        model_servers: list[ScriptedServer]) -> None:
+    """Three real agents: the totals add all three (shipped or not), the failed build's text
+    is in the output and counted, an agent that exited without a PR keeps its numbers."""
+    _model, server = start(model_servers, three_outcomes)
+    (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-004")[0].replace(
+        ", depends_on: [E2E-001]", ""))
+    env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
+    done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick",
+                 "0.5", "--max-parallel", "3", "--soft-deadline", "8")
+    out = done.stdout
+    assert "shipped=2  ci_failed=0  stalled=1" in out, out + done.stderr[-2000:]
+    agents = out.split("=== agents ===")[1]
+    costs = [float(c) for c in re.findall(r"claude/rc-00\d #1  claude  .*\$(\d\.\d{4})", agents)]
+    turns = [int(t) for t in re.findall(r"  (\d+) turns  ", agents)]
+    assert len(costs) == 3 and len(turns) == 3, agents  # the one without a PR too
+    total = re.search(r"cost=\$(\d\.\d{4})  turns=(\d+)", agents)
+    assert total and abs(float(total.group(1)) - sum(costs)) < 0.0002, agents
+    assert int(total.group(2)) == sum(turns) and "tool_errors=1" in agents
+    assert re.search(r"claude/rc-002 #1 .* 1 tool error", agents)
+    log = (git_repo / "sessions" / "chump-tui" / "logs" / "rc-002-attempt1.log").read_text()
+    assert BUILD_ERROR in log
+    # The export has every attempt's numbers, the one without a PR too.
+    rows = json.loads(export_of(git_repo))["rows"]
+    assert len(rows) == 3 and all(r["cost_usd"] is not None and r["turns"] for r in rows), rows
+    no_pr = next(r for r in rows if r["gap"] == "RC-003")
+    assert no_pr["outcome"] == "STALLED" and no_pr["duration_s"] < 8  # its exit, not the deadline
+
+
+def export_of(repo: Path) -> str:
+    """The summary export of the session the last run archived (its table and settled rows)."""
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.summary_export import export_summary
+
+    session = repo / "sessions" / "chump-tui"
+    table = json.loads(sorted(session.glob("state-*.json"))[-1].read_text())["dispatches"]
+    rows = {d["key"]: d for d in table}
+    for path in sorted(session.glob("settled-*.jsonl"))[-1:]:
+        rows.update((d["key"], d) for d in map(json.loads, path.read_text().splitlines()) if d)
+    records = [Dispatch.from_json(d) for d in rows.values()]
+    return export_summary(records, repo / "exports", 1_800_000_000.0, "db")[0].read_text()
+
+
+async def test_a_failed_tools_text_on_screen_and_every_result_on_demand(
+        git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
+        model_servers: list[ScriptedServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import DataTable
+
+    from chump_tui.tui.screens.monitor import MonitorScreen
+    from chump_tui.tui.screens.summary import SummaryScreen
+    from chump_tui.tui.screens.text_view import TextView
+    from chump_tui.tui.screens.tool_results import ToolResultsScreen
+    from tests.tui_factory import close_app, live_app, screen_text, until
+
+    _model, server = start(model_servers, three_outcomes)
+    for key, value in claude_env(server, tmp_path, claude_bin).items():
+        monkeypatch.setenv(key, value)
+    (git_repo / "gaps.yaml").write_text(
+        "gaps:\n  - {id: RC-002, title: two, priority: P1, effort: s, status: open}\n")
+    app = live_app(git_repo, git_repo / "gaps.yaml", tick_s=0.3)
+    try:
+        async with app.run_test(size=(140, 44)) as pilot:
+            app.dispatch_gaps(list(app.setup.backlog.gaps))
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen), 5)
+            await until(pilot, lambda: BUILD_ERROR in screen_text(app), 60,
+                        "the build's error in the output pane")
+            await until(pilot, lambda: app.dispatches["RC-002#1"].label() == "SHIPPED", 60,
+                        "shipped")
+            await until(pilot, lambda: "1 tool error" in screen_text(app), 10, "the card's count")
+            await pilot.press("t")
+            await until(pilot, lambda: isinstance(app.screen, ToolResultsScreen), 5, "tools")
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count >= 3, 10, "the tool calls")
+            failed = next(i for i, r in enumerate(app.screen.results) if r.ok is False)  # type: ignore[attr-defined]
+            table.move_cursor(row=failed)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, TextView), 5, "the whole result")
+            assert BUILD_ERROR in app.screen.body and "note: see the log" in app.screen.body  # type: ignore[attr-defined]
+            await pilot.press("escape", "escape", "s")
+            await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 5, "summary")
+            summary = app.screen.query_one(DataTable)
+            await until(pilot, lambda: summary.row_count == 1, 5, "its row")
+            assert str(summary.get_cell("RC-002#1", "errors")) == "1"
+            assert "tool_errors=1" in screen_text(app)
+    finally:
+        close_app(app)
+
+
+def test_a_model_api_that_keeps_failing_is_said_as_such(
+        git_repo: Path, stub_env: dict[str, str], tmp_path: Path, claude_bin: Path,
+        model_servers: list[ScriptedServer]) -> None:
+    """claude retries a failing model API (its api_retry events): output, not progress; the
+    watchdog that ends it says what it saw."""
+    _model, server = start(model_servers, lambda gap, turn: Fail(529, "overloaded"))
+    (git_repo / "gaps.yaml").write_text(FOUR.split("  - {id: RC-002")[0])
+    env = {**stub_env, **claude_env(server, tmp_path, claude_bin)}
+    done = plain(git_repo, env, "--execute", "--watch", "--backlog", "gaps.yaml", "--tick", "0.5",
+                 "--first-output-timeout", "8", "--kill-grace", "1")
+    killed = re.search(r"KILLED\s+claude/rc-001\s+(.*)", done.stdout)
+    assert killed, done.stdout + done.stderr[-2000:]
+    assert re.fullmatch(r"no output for 8s \(waiting on the model API: \d+ retries, last retry "
+                        r"\d+\)", killed.group(1)), killed.group(1)

@@ -51,3 +51,11 @@ def test_cards_shown_are_every_active_row_and_the_most_recent_ended_ones() -> No
     shown = cards_to_show(rows, StatusTally.of(rows.values()).active())
     ended = [k for k, d in rows.items() if not d.active][-MAX_ENDED_CARDS:]
     assert shown == [k for k in rows if k in ended or k in ("G-3#1", "G-150#1", "G-199#1")]
+
+
+def test_queued_gaps_are_counted_and_named() -> None:
+    from chump_tui.tui.widgets.status_line import StatusTally, status_text
+
+    text = status_text(StatusTally(), 3.0, None, False, 0, False,
+                       queued=["Q-1", "Q-2", "Q-3", "Q-4"]).plain
+    assert "4 queued (Q-1, Q-2, Q-3 +1)" in text

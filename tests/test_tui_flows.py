@@ -21,7 +21,7 @@ from chump_tui.tui.screens.quit_dialog import QuitDialog
 from chump_tui.tui.screens.summary import SummaryScreen
 from tests.conftest import git
 from tests.test_cli_e2e import FOUR_GAPS
-from tests.tui_factory import close_app, live_app, until
+from tests.tui_factory import close_app, live_app, screen_text, until
 
 SIZE = (140, 44)
 
@@ -79,7 +79,7 @@ async def test_auto_pick_then_kill(git_repo: Path, stub_env: dict[str, str],
             await until(pilot, lambda: len(app.dispatches) == 2 and all(
                 d.phase == "running" for d in app.dispatches.values()), 20, "two running")
             pids = [d.pid for d in app.dispatches.values()]
-            await pilot.press("k", "y")  # first card is selected
+            await pilot.press("ctrl+k", "y")  # first card is selected
             await until(pilot, lambda: app.dispatches["E2E-001#1"].phase == "ended", 10,
                         "killed")
             d = app.dispatches["E2E-001#1"]
@@ -205,7 +205,7 @@ async def test_second_console_gets_a_read_only_view(git_repo: Path, stub_env: di
         viewer = ChumpApp(viewer_setup)
         async with viewer.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: "E2E-001#1" in viewer.dispatches, 10, "mirrored row")
-            await pilot.press("m", "k")
+            await pilot.press("m", "ctrl+k")
             await pilot.pause()
             assert type(viewer.screen).__name__ == "MonitorScreen"  # no kill dialog
             assert owner.engine.get("E2E-001#1").phase == "running"  # type: ignore[union-attr]
@@ -228,9 +228,12 @@ async def test_diff_and_remove_worktree(git_repo: Path, stub_env: dict[str, str]
                         and app.dispatches["E2E-001#1"].label().startswith("PR OPEN"), 20,
                         "PR open")
             await pilot.press("g")
-            await until(pilot, lambda: type(app.screen).__name__ == "TextView", 10, "diff view")
-            body = str(app.screen.body)  # type: ignore[attr-defined]
-            assert "agent-output.txt" in body and "1 file changed" in body
+            await until(pilot, lambda: type(app.screen).__name__ == "PatchScreen", 10, "patch")
+            await app.workers.wait_for_complete()
+            await until(pilot, lambda: app.screen.patch is not None, 10, "the patch read")  # type: ignore[attr-defined]
+            patch = app.screen.patch  # type: ignore[attr-defined]
+            assert [f.path for f in patch.files] == ["agent-output.txt"] and patch.added == 1
+            assert "+work for claude/e2e-001" in screen_text(app)
             await pilot.press("escape", "x")
             await pilot.pause()
             assert type(app.screen).__name__ == "MonitorScreen"  # refused: agent still active
@@ -242,6 +245,15 @@ async def test_diff_and_remove_worktree(git_repo: Path, stub_env: dict[str, str]
             await pilot.press("y")
             await app.workers.wait_for_complete()
             await until(pilot, lambda: not (git_repo / ".claude/worktrees/e2e-001").exists(), 10)
+            # The card says so, and g shows the branch's commits, not git's "fatal".
+            await until(pilot, lambda: app.dispatches["E2E-001#1"].worktree_removed, 5)
+            await pilot.press("g")
+            await until(pilot, lambda: type(app.screen).__name__ == "PatchScreen", 10, "patch")
+            await until(pilot, lambda: app.screen.patch is not None, 10, "the patch read")  # type: ignore[attr-defined]
+            assert "worktree removed" in app.screen.patch.source  # type: ignore[attr-defined]
+            assert [f.path for f in app.screen.patch.files] == ["agent-output.txt"]  # type: ignore[attr-defined]
+            await pilot.press("escape")
+            assert "worktree removed (branch kept)" in screen_text(app)
     finally:
         close_app(app)
     assert "claude/e2e-001" in git(git_repo, "branch", "--list", "claude/*")  # branch kept

@@ -55,7 +55,7 @@ def test_monitor_every_state(snap_compare: Any) -> None:
 
 
 def test_kill_confirmation(snap_compare: Any) -> None:
-    assert snap_compare(frozen_app(every_state()), press=["m", "k"], terminal_size=SIZE)
+    assert snap_compare(frozen_app(every_state()), press=["m", "ctrl+k"], terminal_size=SIZE)
 
 
 def test_kill_countdown(snap_compare: Any) -> None:
@@ -118,3 +118,14 @@ def test_summary_with_costs(snap_compare: Any) -> None:
                 tokens_out=1_300, outcome=DispatchOutcome.killed("no output for 600s")), []),
     ]
     assert snap_compare(frozen_app(rows), press=["s"], terminal_size=SIZE)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_running_cards_show_their_numbers_at_every_size(snap_compare: Any,
+                                                        size: tuple[int, int]) -> None:
+    """A running card's turns, tokens and (estimated) cost on a line of their own, and two
+    cards in view even at 80x24."""
+    running = record("DEMO-001", "running", elapsed=95, harness="claude")
+    second = record("DEMO-002", "running", elapsed=40, harness="claude")
+    assert snap_compare(frozen_app([(running, claude_events()), (second, claude_events(1))]),
+                        press=["m"], terminal_size=size)

@@ -30,6 +30,7 @@ from chump_tui.agent_streams.fields import (
     as_str,
     first_line,
     head_fields,
+    kept_text,
     key_arg,
     text_of,
     text_size,
@@ -43,7 +44,7 @@ def parse(event: dict[str, Any]) -> list[AgentEvent]:
         if subtype == "init":
             return [SessionStarted(as_str(event.get("session_id")), as_str(event.get("model")))]
         if subtype == "api_retry":
-            return [Retrying(f"API retry {as_count(event.get('attempt')) or ''}".strip())]
+            return [Retrying(f"retry {as_count(event.get('attempt')) or ''}".strip())]
         return []
     if kind == "assistant":
         return _assistant(as_dict(event.get("message")))
@@ -93,8 +94,9 @@ def _tool_results(message: dict[str, Any]) -> list[AgentEvent]:
         if block.get("type") != "tool_result":
             continue
         content = block.get("content")
+        text = text_of(content)
         out.append(ToolFinished(as_str(block.get("tool_use_id")), block.get("is_error") is not True,
-                                text_size(content), first_line(text_of(content))))
+                                text_size(content), first_line(text), text=kept_text(text)))
     return out
 
 

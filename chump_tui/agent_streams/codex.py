@@ -36,6 +36,7 @@ from chump_tui.agent_streams.fields import (
     as_str,
     first_line,
     head_fields,
+    kept_text,
 )
 
 _SHELL_WRAP = re.compile(r"^/\S*(?:ba|z)?sh\s+-l?c\s+(.+)$", re.S)
@@ -83,7 +84,7 @@ def _item(item: dict[str, Any], done: bool) -> list[AgentEvent]:
         preview = first_line(output) or (f"exit {'?' if code is None else code}"
                                          if not ok else "")
         return [ToolFinished(item_id, ok, len(output.encode("utf-8", errors="replace")),
-                             preview)]
+                             preview, text=kept_text(output))]
     if not done:
         return []
     if kind == "agent_message":

@@ -44,6 +44,11 @@ class ToolFinished:
     size: int  # bytes of output
     preview: str  # its first line
     name: str = ""  # when the harness says (the call may have been reported with it)
+    text: str = ""  # the output, at most TOOL_TEXT_CHARS ('' when only its head was kept)
+
+
+TOOL_TEXT_CHARS = 64 * 1024
+"""What is kept of one tool result's text while it is shown (the log file has it all)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from chump_tui import numbers
+from chump_tui.agent_streams.events import TOOL_TEXT_CHARS
 
 PREVIEW_CHARS = 160
 
@@ -112,6 +113,11 @@ def text_of(value: Any) -> str:
     if isinstance(value, list):
         return "\n".join(as_str(as_dict(v).get("text")) for v in value)
     return ""
+
+
+def kept_text(text: str) -> str:
+    """A tool result's text as kept with its event: bounded."""
+    return text if len(text) <= TOOL_TEXT_CHARS else text[:TOOL_TEXT_CHARS]
 
 
 _HEAD_FIELD = re.compile(r'"(type|tool_use_id|name|id)"\s*:\s*"([^"\\]{0,200})"')

@@ -27,6 +27,7 @@ from chump_tui.agent_streams.fields import (
     as_str,
     first_line,
     head_fields,
+    kept_text,
     key_arg,
     tool_label,
 )
@@ -54,7 +55,8 @@ def parse(event: dict[str, Any]) -> list[AgentEvent]:
         exited = _EXITED.search(output)
         ok = event.get("status") == "success" and not (exited and exited.group(1) != "0")
         return [ToolFinished(as_str(event.get("tool_id")), ok,
-                             len(output.encode("utf-8", errors="replace")), first_line(output))]
+                             len(output.encode("utf-8", errors="replace")), first_line(output),
+                             text=kept_text(output))]
     if kind == "result":
         return [_result(event)]
     return []

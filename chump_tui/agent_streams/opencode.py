@@ -28,6 +28,7 @@ from chump_tui.agent_streams.fields import (
     as_str,
     first_line,
     head_fields,
+    kept_text,
     key_arg,
     tool_label,
 )
@@ -76,4 +77,5 @@ def _tool(part: dict[str, Any]) -> list[AgentEvent]:
     if not ok and exit_code not in (0, None):
         preview = f"exit {exit_code}" + (f": {preview}" if preview else "")
     return [ToolCall(call_id, tool_label(name), key_arg(name, state.get("input"))),
-            ToolFinished(call_id, ok, len(output.encode("utf-8", errors="replace")), preview)]
+            ToolFinished(call_id, ok, len(output.encode("utf-8", errors="replace")), preview,
+                         text=kept_text(output))]

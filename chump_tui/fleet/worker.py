@@ -158,6 +158,7 @@ class Worker:
         self.agents: dict[str, tuple[Hosted, AgentProcess | None]] = {}
         self.started_at = wire.rfc3339()
         self._lock = threading.Lock()
+        self._stopping: set[str] = set()  # uids being killed: not ended until their group is
         self._busy = BusyProbe()
         # Secrets of this host never leave it: what it publishes is redacted first.
         self.redactor = Redactor(secret_values(self.environ))
@@ -262,9 +263,22 @@ class Worker:
                 hosted.superseded = True
                 self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) is claimed by "
                           f"{held.session_id if held else 'another session'} now; stopping it")
-                threading.Thread(target=process.terminate_group,
-                                 args=(5.0, bool(hosted.harness)),
-                                 name=f"superseded-{process.pid}", daemon=True).start()
+                self._stop(hosted, process, 5.0)
+
+    def _stop(self, hosted: Hosted, process: AgentProcess, grace_s: float) -> None:
+        """Kill an agent on a thread of its own (the agent CLI at once, its tools after the
+        grace); its exit is reported once its whole group is gone."""
+        with self._lock:
+            self._stopping.add(hosted.uid)
+
+        def run() -> None:
+            try:
+                process.terminate_group(grace_s, bool(hosted.harness))
+            finally:
+                with self._lock:
+                    self._stopping.discard(hosted.uid)
+
+        threading.Thread(target=run, name=f"kill-{process.pid}", daemon=True).start()
 
     # ------------------------------------------------------------ requests
     def _report(self, kind: str, uid: str, **fields: Any) -> None:
@@ -395,7 +409,8 @@ class Worker:
     def _pump(self) -> None:
         with self._lock:
             agents = [(h, p) for h, p in self.agents.values() if h.exit_code is None]
-        for hosted in self.pump.round(agents):
+            stopping = set(self._stopping)
+        for hosted in self.pump.round(agents, stopping):
             with contextlib.suppress(FleetError):
                 self.broker.release(hosted.gap_id, hosted.claim_session)
             with self._lock:
@@ -420,11 +435,7 @@ class Worker:
             entry = self.agents.get(request.uid)
         refusal = self._kill_refusal(request, signer, entry)
         if refusal is None and entry is not None and entry[1] is not None:
-            process = entry[1]
-            grace = max(0.0, min(request.grace_s, 3600.0))
-            threading.Thread(target=process.terminate_group,
-                             args=(grace, bool(entry[0].harness)),
-                             name=f"kill-{process.pid}", daemon=True).start()
+            self._stop(entry[0], entry[1], max(0.0, min(request.grace_s, 3600.0)))
         elif refusal is not None and entry is not None:
             self._log(f"worker {self.name}: refused a kill of {entry[0].key}: {refusal}")
         reply = wire.AgentReport(kind="rejected" if refusal else "killing", uid=request.uid,

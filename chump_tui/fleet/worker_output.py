@@ -44,10 +44,14 @@ class OutputPump:
         self.redactor = redactor
         self.log = log
 
-    def round(self, agents: list[tuple[Hosted, AgentProcess | None]]) -> list[Hosted]:
+    def round(self, agents: list[tuple[Hosted, AgentProcess | None]],
+              stopping: set[str] | frozenset[str] = frozenset()) -> list[Hosted]:
         """Publish what each agent wrote since the last round (all of it in one round trip),
-        then the exit of each agent whose output is all out; returns those exited."""
-        ended = {h.uid: p is None or p.poll() is not None for h, p in agents}
+        then the exit of each agent whose output is all out; returns those exited. An agent
+        being killed (``stopping``) has ended only once its whole group has, as for a kill
+        on the console's own machine."""
+        ended = {h.uid: h.uid not in stopping and (p is None or p.poll() is not None)
+                 for h, p in agents}
         chunks = [self._read(h, ended[h.uid]) for h, _ in agents]
         out = [c for c in chunks if c.data]
         reports = [wire.AgentReport(kind="output", uid=c.hosted.uid, worker=self.worker,

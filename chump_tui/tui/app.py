@@ -23,8 +23,8 @@ from textual import work
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.notifications import SeverityLevel
-from textual.screen import Screen
+from textual.notifications import Notify, SeverityLevel
+from textual.screen import ModalScreen, Screen
 
 from chump_tui.backlog import Backlog, Gap, done_ids
 from chump_tui.gc_pause import for_a_live_screen, startup_done
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from chump_tui.tui.screens.quit_dialog import QuitChoice
 
 REDRAW_HZ = 10
+MAX_TOASTS = 3
 
 
 # The start screen is imported eagerly; the others when first shown, which keeps
@@ -83,6 +84,7 @@ class ConsoleSetup:
     store: SessionStore | None = None  # the session this console holds (and releases)
     watch_state: SessionStore | None = None  # read-only view: another console's session
     demo_root: Path | None = None  # --demo: its throwaway repository, removed at exit
+    start_on_monitor: bool = False  # it resumed agents still running: show them first
     _engine: Engine | None = field(default=None, init=False, repr=False)
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -114,10 +116,13 @@ class ChumpApp(App[int]):
     MODES = {"monitor": _monitor_screen, "summary": _summary_screen}
     # Screens get one of these classes by width: chump.tcss lays out 80 columns apart.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-normal"), (160, "-wide")]
+    # Under 32 rows the cards show their first lines only and the output pane keeps three:
+    # at 80x24 two cards fit.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     DEFAULT_MODE = "backlog"
-    BINDINGS = [  # in footer order: at 80 columns the last ones are cut first
-        Binding("q", "request_quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
+    BINDINGS = [  # in footer order, after the screen's own (q and ? lead those)
+        Binding("q", "request_quit", "Quit", show=False),
+        Binding("question_mark", "help", "Help", show=False),
         Binding("b", "switch_mode('backlog')", "Backlog"),
         Binding("m", "switch_mode('monitor')", "Monitor"),
         Binding("s", "switch_mode('summary')", "Summary"),
@@ -194,6 +199,8 @@ class ChumpApp(App[int]):
         self._connect_engine()
         startup_done()
         for_a_live_screen()
+        if self.setup.start_on_monitor:
+            self.switch_mode("monitor")
 
     @property
     def engine(self) -> Engine:
@@ -244,14 +251,17 @@ class ChumpApp(App[int]):
         if not self.is_running or self._closing or self._closed:
             return
         try:
-            screen = self.screen
+            stack = list(self.screen_stack)
         except ScreenStackError:  # the timer can outlive the screens during shutdown
             return
         dirty = self.bridge.take_dirty_output() if self.bridge is not None else set()
+        # The top screen that draws engine state: under a dialog (a kill confirmation, the
+        # patch view) the monitor stays live, as the operator sees it through the dialog.
         # A screen just switched to may not have composed yet; it draws itself on mount.
-        if getattr(screen, "ready", False):
+        screen = next((s for s in reversed(stack) if hasattr(s, "refresh_view")), None)
+        if screen is not None and getattr(screen, "ready", False):
             try:
-                screen.refresh_view(dirty)  # type: ignore[attr-defined]
+                screen.refresh_view(dirty)
             except NoMatches:  # its widgets are being torn down (mode switch or shutdown)
                 return
 
@@ -277,6 +287,31 @@ class ChumpApp(App[int]):
         """Every toast is plain text: most quote a gap id, a path or an error from outside."""
         super().notify(visible_block(message), title=visible(title), severity=severity,
                        timeout=timeout, markup=False)
+
+    def push_screen(self, screen: object, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        """A dialog opens over no information notice (warnings and errors stay)."""
+        if isinstance(screen, ModalScreen):
+            for notice in list(self._notifications):
+                if notice.severity == "information":
+                    self._unnotify(notice, refresh=False)
+            self._refresh_notifications()
+        return super().push_screen(screen, *args, **kwargs)  # type: ignore[call-overload]
+
+    def _on_notify(self, event: Notify) -> None:
+        """At most MAX_TOASTS notices at once (the oldest goes): in continuous mode outcomes
+        come in bursts, and a stack of them covered the output pane and the status line.
+        Over a dialog, only warnings and errors are shown (the monitor says the rest)."""
+        try:
+            over_a_dialog = isinstance(self.screen, ModalScreen)
+        except ScreenStackError:  # closing: nothing to show it on
+            return
+        if over_a_dialog and event.notification.severity == "information":
+            return
+        super()._on_notify(event)
+        shown = list(self._notifications)
+        for old in shown[:max(0, len(shown) - MAX_TOASTS)]:
+            self._unnotify(old, refresh=False)
+        self._refresh_notifications()
 
     def _handle_exception(self, error: Exception) -> None:
         """A crash: one line on exit instead of Textual's traceback (which quotes outside
@@ -340,6 +375,12 @@ class ChumpApp(App[int]):
         if not self.dispatches or self.tally.active():
             return False
         return not (self.engine.config.continuous and self.engine.pickable_now(1))
+
+    def continuous_on(self) -> bool:
+        """Continuous mode as the session's owner has it (a read-only view shows the owner's)."""
+        if self.setup.watch_state is not None:
+            return self.setup.watch_state.meta.get("continuous", False)
+        return self.engine.config.continuous
 
     def fleet_hosts(self) -> list[tuple[str, int, int]] | None:
         """The fleet's hosts that are up (name, free slots, slots); None without --nats."""
@@ -425,8 +466,10 @@ class ChumpApp(App[int]):
             for binding in getattr(source, "BINDINGS", []):
                 if not isinstance(binding, Binding) or not binding.description:
                     continue
-                # Textual lists its own Quit (ours: action_quit asks first) and help_quit.
-                if binding.action in seen or binding.action in ("help_quit", "request_quit"):
+                # Textual lists its own Quit (ours: action_quit asks first) and help_quit;
+                # a screen's app.* keys are the app's own, listed once.
+                if binding.action in seen or binding.action in ("help_quit", "request_quit") \
+                        or binding.action.startswith("app."):
                     continue
                 seen.add(binding.action)
                 action = binding.action
@@ -435,4 +478,7 @@ class ChumpApp(App[int]):
                     target = "app." if source is self else "screen."
                     await self.run_action(target + action)
 
-                yield SystemCommand(binding.description, f"key: {binding.key}", run)
+                from chump_tui.tui.screens.help import pretty_key
+
+                keys = ", ".join(pretty_key(k) for k in binding.key.split(","))
+                yield SystemCommand(binding.description, f"key: {keys}", run)

@@ -21,6 +21,7 @@ from chump_tui.tui.app import ChumpApp, ConsoleSetup
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from chump_tui.dispatch_record import Dispatch
     from chump_tui.options import Options
     from chump_tui.preload import BacklogPreload
     from chump_tui.session_store import SessionBusy
@@ -53,7 +54,8 @@ def demo_setup(opts: Options) -> ConsoleSetup:
     )
     return ConsoleSetup(lambda: engine, backlog, root, dry_run=False, mode_label="DEMO",
                         max_parallel=engine.config.max_parallel,
-                        reflections_target=writer.describe(), export_dir=root / "sessions",
+                        # Exports outlive the throwaway repository: where the demo ran.
+                        reflections_target=writer.describe(), export_dir=Path.cwd(),
                         banner="Demo: simulated agents and GitHub in a throwaway repository "
                                "(removed when you quit). Press a then d to dispatch, ? for keys.",
                         demo_root=root)
@@ -100,7 +102,7 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
                         max_parallel=opts.max_parallel,
                         reflections_target=engine.writer.describe(),
                         export_dir=repo_root / "sessions", banner=banner, extra_notes=notes,
-                        store=store)
+                        store=store, start_on_monitor=engine.active_count() > 0)
 
 
 def backlog_warning_note(warnings: list[str]) -> str:
@@ -162,6 +164,12 @@ def close_setup(setup: ConsoleSetup) -> None:
         remove_demo_root(setup.demo_root)
 
 
+def still_running(setup: ConsoleSetup) -> list[Dispatch]:
+    """Attempts whose agent process still runs (not those that exited and wait for a PR):
+    what the quit dialog counted."""
+    return [d for d in setup.engine.snapshot() if d.active and not d.waiting_for_pr]
+
+
 def run_console(opts: Options, preload: BacklogPreload | None = None,
                 run_app: Callable[[ChumpApp], object] | None = None) -> int:
     if opts.demo:
@@ -183,15 +191,18 @@ def run_console(opts: Options, preload: BacklogPreload | None = None,
         print(app.crash_line, file=sys.stderr)
         return 1
     if app.closed_by is not None:
-        left = [d for d in setup.engine.snapshot() if d.active] if setup.engine_built else []
+        left = still_running(setup) if setup.engine_built else []
         kept = (f"; {len(left)} agent(s) keep running and the next start in this repo "
                 "re-attaches them" if left and setup.store is not None else "")
         print(f"chump-tui: closed by {app.closed_by.name}{kept}", file=sys.stderr)
         return 128 + app.closed_by.value
     if app.quit_choice == "leave":
-        left = [d for d in setup.engine.snapshot() if d.active]
+        left = still_running(setup)
+        waiting = sum(1 for d in setup.engine.snapshot() if d.waiting_for_pr)
         print(visible(f"chump-tui: left {len(left)} agent(s) running: "
-                      + ", ".join(f"{d.gap_id} pid {d.pid}" for d in left)))
+                      + ", ".join(f"{d.gap_id} pid {d.pid}" for d in left)
+                      + (f"; {waiting} exited and wait for a PR (the next start watches "
+                         "them)" if waiting else "")))
     if isinstance(code, int):
         return code
     return app.return_code or 0

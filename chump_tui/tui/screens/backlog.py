@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Static
 
 from chump_tui.backlog import Gap
 from chump_tui.outside_text import visible
+from chump_tui.tui.footer_keys import FIRST_KEYS
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch, DispatchPlan
 from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.gap_detail import GapDetail
@@ -29,6 +30,7 @@ NEXT_FILTER: dict[Filter, Filter] = {"all": "pickable", "pickable": "open", "ope
 
 class BacklogScreen(Screen[None]):
     BINDINGS = [
+        *FIRST_KEYS,
         Binding("space", "toggle_select", "Select"),
         Binding("a", "auto_pick", "Auto-pick"),
         Binding("d", "dispatch", "Dispatch"),
@@ -75,7 +77,11 @@ class BacklogScreen(Screen[None]):
 
     def _fit_to_width(self) -> None:
         table = self.query_one(GapTable)
-        self.query_one("#gaps-header", Static).update(header_text(columns_for(table.size.width)))
+        columns = columns_for(table.size.width)
+        if columns != table.columns:
+            table.columns = columns
+            table.refresh()
+        self.query_one("#gaps-header", Static).update(header_text(columns))
         self.update_bar(table.row_count)
 
     def on_mount(self) -> None:
@@ -218,13 +224,16 @@ class BacklogScreen(Screen[None]):
                 self.app.switch_mode("monitor")
 
         setup = self.chump.setup
+        engine = self.chump.engine
         active = sum(1 for d in self.chump.dispatches.values() if d.active)
         self.app.push_screen(ConfirmDispatch(gaps, reasons, setup.repo_root, setup.dry_run,
                                              setup.max_parallel - active, setup.max_parallel,
                                              setup.backlog.unusable,
                                              {g.id: self.chump.leftovers[g.id].note()
                                               for g in gaps if g.id in self.chump.leftovers},
-                                             self.chump.fleet_hosts()),
+                                             self.chump.fleet_hosts(),
+                                             {g.id: engine.agent_for(g.id) for g in gaps},
+                                             engine.config.base_ref),
                              confirmed)
 
     def action_warnings(self) -> None:

@@ -40,7 +40,8 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
                  dry_run: bool, slots: int, max_parallel: int,
                  never: Mapping[str, str] | None = None,
                  notes: Mapping[str, str] | None = None,
-                 hosts: list[tuple[str, int, int]] | None = None) -> None:
+                 hosts: list[tuple[str, int, int]] | None = None,
+                 agents: Mapping[str, str] | None = None, base_ref: str = "") -> None:
         super().__init__()
         self.gaps = gaps
         self.reasons = reasons
@@ -51,8 +52,10 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
         self.never = never or {}  # duplicated ids: not even an override dispatches them
         self.notes = notes or {}  # e.g. "continues its branch claude/x (commits kept)"
         self.hosts = hosts  # a fleet's hosts that are up: (name, free slots, slots)
+        self.agents = agents or {}  # gap id -> the harness (or backend) it would run
+        self.base_ref = base_ref
         self.override = False
-        self.DEFAULT_BUTTON = "cancel" if dry_run else "confirm"
+        self.DEFAULT_BUTTON = "cancel" if dry_run or not self.chosen() else "confirm"
 
     def chosen(self) -> list[Gap]:
         return [g for g in self.gaps if g.id not in self.never
@@ -81,11 +84,16 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
         now, later = chosen[: self.slots], chosen[self.slots:]
         verb = "WOULD DISPATCH" if self.dry_run else "DISPATCH"
         title = Text.assemble((f"{verb}: {len(chosen)} gap(s)", "bold"))
+        if not chosen:
+            title.append("  none is pickable: o dispatches them anyway", style="yellow")
         if later:
             title.append(f" — {len(now)} now, {len(later)} when a slot frees "
                          f"(max-parallel {self.max_parallel})", style="yellow")
+        if self.base_ref:
+            title.append(f"\nfrom {visible(self.base_ref)}", style="dim")
         if self.hosts is None:
-            title.append(f"\nworktrees under {visible(self.repo_root)}", style="dim")
+            title.append((", " if self.base_ref else "\n")
+                         + f"worktrees under {visible(self.repo_root)}", style="dim")
         elif self.hosts:
             title.append("\nhosts up: " + ", ".join(
                 f"{visible(name)} {free}/{slots} free" for name, free, slots in self.hosts),
@@ -97,32 +105,35 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
         table = Table(box=None, expand=True, pad_edge=False, show_header=False)
         table.add_column("gap", style="bold", no_wrap=True)
         table.add_column("when", no_wrap=True)
+        table.add_column("agent", no_wrap=True)
         table.add_column("branch and worktree", overflow="fold", ratio=1)
         for gap in chosen:
             wt, branch = dispatch_paths(self.repo_root, gap.id)
             when = Text("now", style="green") if gap in now else Text("queued", style="yellow")
             where = line(f"{branch}  {wt.relative_to(self.repo_root)}")
-            table.add_row(line(gap.id), when, where)
+            table.add_row(line(gap.id), when, line(self.agents.get(gap.id, ""), "cyan"), where)
             if gap.id in self.notes:
-                table.add_row("", "", line(self.notes[gap.id], "cyan"))
+                table.add_row("", "", "", line(self.notes[gap.id], "cyan"))
             reason = self.reasons.get(gap.id)
             if reason:
-                table.add_row("", Text("anyway", style="red"), line(f"not pickable: {reason}",
-                                                                    "yellow"))
+                table.add_row("", Text("anyway", style="red"), "",
+                              line(f"not pickable: {reason}", "yellow"))
         skipped = [g for g in self.gaps if g not in chosen]
         if skipped:
-            table.add_row("", "", "")
+            table.add_row("", "", "", "")
             hint = "" if not any(g.id not in self.never for g in skipped) else \
                 "   (o: dispatch them anyway)"
-            table.add_row(Text(f"skipped {len(skipped)}", style="bold yellow"), "",
+            table.add_row(Text(f"skipped {len(skipped)}", style="bold yellow"), "", "",
                           Text(f"not pickable{hint}", style="yellow"))
             for gap in skipped:
                 why = self.never.get(gap.id) or self.reasons.get(gap.id) or ""
-                table.add_row(line(gap.id), "", line(why, "yellow"))
+                table.add_row(line(gap.id), "", "", line(why, "yellow"))
         self.query_one("#dispatch-table", Static).update(table)
         for button in self.query("#confirm"):
             if isinstance(button, Button):
                 button.disabled = not chosen
+                if chosen and self.focused is None:
+                    button.focus()
 
     def cancel_value(self) -> DispatchPlan | None:
         return None

@@ -42,9 +42,10 @@ class ConfirmKill(Dialog[bool]):
                 text = ("It is being killed: SIGTERM went out and the grace is running. "
                         "SIGKILL now ends its whole process group at once.")
             else:
-                text = (f"SIGTERM goes to the agent's whole process group now; anything still "
-                        f"alive gets SIGKILL after {self.grace_s:g}s. The other agents keep "
-                        "running; the card shows the countdown.")
+                text = (f"The agent stops now (no further model request or tool); the tools "
+                        f"it started get SIGTERM, and SIGKILL after {self.grace_s:g}s if they "
+                        "are still running. The other agents keep running; the card shows "
+                        "the countdown.")
             yield Static(text, id="kill-text")
             with Horizontal(id="dialog-buttons"):
                 yield Button(f"{'SIGKILL now' if self.force else 'Kill'} (y)", variant="error",

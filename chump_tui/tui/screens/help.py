@@ -21,7 +21,8 @@ STATES = [
                       "(r retries it now)"),
     ("STALLED", "no PR by the soft deadline: a warning while the agent runs (killed at 2×), "
                 "final once it has exited"),
-    ("KILLING", "SIGTERM sent; SIGKILL when the countdown ends (k: SIGKILL now)"),
+    ("KILLING", "the agent CLI stopped, its tools told to stop; SIGKILL when the countdown "
+                "ends (ctrl+k: SIGKILL now)"),
     ("SHIPPED", "its PR merged"),
     ("CI-FAILED", "its PR was closed without merging"),
     ("EXITED n", "the agent ended on its own with exit code n (the reason says why)"),
@@ -34,27 +35,35 @@ STATES = [
 MORE = {"toggle_select": "select / unselect the highlighted gap, then move down",
         "auto_pick": "select the next max-parallel pickable gaps",
         "dispatch": "dispatch the selection (or the highlighted gap) after a confirmation",
-        "kill": "kill the selected agent (on a KILLING card: SIGKILL now)",
+        "kill": "kill the selected agent: the agent at once, its tools after the grace "
+                "(on a KILLING card: SIGKILL now)",
+        "tool_results": "every tool the selected attempt called; enter shows its whole result",
+        "maximize_output": "the output pane fills the screen (again: back to the cards)",
         "retry": "retry an ended, unshipped attempt (or one that exited without a PR)",
         "warnings": "list the backlog's warnings",
         "toggle_continuous": "continuous mode on/off: refill up to max-parallel as agents end",
         "remove_worktree": "remove the worktree of an ended attempt (branch kept)",
-        "diff": "git diff --stat of the selected worktree against the base",
+        "diff": "the selected attempt's patch against its base, file by file (n / p)",
         "shell": "open $SHELL in the selected worktree"}
 
 
 def binding_rows(source: object) -> list[tuple[str, str]]:
     rows = []
     for binding in getattr(source, "BINDINGS", []):
-        if isinstance(binding, Binding) and binding.description:
-            keys = ", ".join(_pretty(k) for k in binding.key.split(","))
+        if isinstance(binding, Binding) and binding.description \
+                and not binding.action.startswith("app."):  # listed under Everywhere
+            keys = ", ".join(pretty_key(k) for k in binding.key.split(","))
             rows.append((keys, MORE.get(binding.action, binding.description)))
     return rows
 
 
-def _pretty(key: str) -> str:
-    return {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc",
-            "ctrl+c": "ctrl+c"}.get(key, key)
+def pretty_key(key: str) -> str:
+    """A key as a person types it (``question_mark`` is ``?``)."""
+    return PRETTY.get(key, key)
+
+
+PRETTY = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc",
+          "ctrl+c": "ctrl+c", "left": "←", "right": "→", "up": "↑", "down": "↓"}
 
 
 class HelpScreen(ModalScreen[None]):

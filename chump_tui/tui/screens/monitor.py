@@ -17,9 +17,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.tui.footer_keys import FIRST_KEYS
 from chump_tui.tui.screens.confirm import Confirm
 from chump_tui.tui.screens.confirm_kill import ConfirmKill
-from chump_tui.tui.screens.text_view import TextView
 from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.dispatch_card import DispatchCard
 from chump_tui.tui.widgets.output_view import OutputView
@@ -57,23 +57,26 @@ def cards_to_show(dispatches: dict[str, Dispatch], active: int) -> list[str]:
 
 
 TAIL_REFRESH_S = 0.25
-GIT_TIMEOUT_S = 30
 
 
 class MonitorScreen(Screen[None]):
     BINDINGS = [
-        Binding("k", "kill", "Kill"),
+        *FIRST_KEYS,
+        # Kill on a key no movement uses (k9s's): k moves, as in vim.
+        Binding("ctrl+k", "kill", "Kill"),
         Binding("r", "retry", "Retry"),
+        Binding("t", "tool_results", "Tools"),
         Binding("c", "toggle_continuous", "Refill"),
-        Binding("g", "diff", "Diff"),
+        Binding("g", "diff", "Patch"),
         Binding("o", "shell", "Shell"),
         Binding("x", "remove_worktree", "Rm tree"),
-        # Priority: arrows select cards whatever has focus (the output pane scrolls with
-        # PageUp/PageDown/Home/End and the wheel).
+        Binding("z", "maximize_output", "Zoom output"),
+        # Priority: arrows and hjkl select cards whatever has focus (the output pane
+        # scrolls with PageUp/PageDown/Home/End and the wheel).
         Binding("left,h", "move(-1)", "Prev card", show=False, priority=True),
         Binding("right,l", "move(1)", "Next card", show=False, priority=True),
-        Binding("up", "move_row(-1)", "Card above", show=False, priority=True),
-        Binding("down", "move_row(1)", "Card below", show=False, priority=True),
+        Binding("up,k", "move_row(-1)", "Card above", show=False, priority=True),
+        Binding("down,j", "move_row(1)", "Card below", show=False, priority=True),
     ]
 
     def __init__(self) -> None:
@@ -176,13 +179,14 @@ class MonitorScreen(Screen[None]):
                 view.follow(self.selected, seen, engine.output_tail(self.selected))
         # The line counts every attempt (thousands after hours of continuous mode): redrawn
         # when something changed, else once a second for the poll countdown.
-        status_key = (app.version, int(time.monotonic()), app.github_error)
+        queued = engine.queued()
+        status_key = (app.version, int(time.monotonic()), app.github_error, tuple(queued))
         if status_key != self._status_key:
             self._status_key = status_key
             self.query_one(StatusLine).set_text(status_text(
                 app.tally, engine.next_poll_in_s(), app.github_error,
-                engine.config.continuous, engine.reflections.pending(), app.setup.dry_run,
-                self.hidden))
+                app.continuous_on(), engine.reflections.pending(), app.setup.dry_run,
+                self.hidden, queued))
 
     def select(self, key: str) -> None:
         previous = self._cards.get(self.selected) if self.selected else None
@@ -261,6 +265,26 @@ class MonitorScreen(Screen[None]):
     def _retry(self, key: str) -> None:
         self.chump.engine.retry(key)
 
+    def action_tool_results(self) -> None:
+        d = self.selected_dispatch()
+        if d is None:
+            return
+        if not d.log_path:
+            self.notify(f"{d.gap_id} #{d.attempt} has no log: it never started.",
+                        severity="warning")
+            return
+        from chump_tui.tui.screens.tool_results import ToolResultsScreen
+
+        self.app.push_screen(ToolResultsScreen(d))
+
+    def action_maximize_output(self) -> None:
+        """The output pane fills the screen (again: back to the cards)."""
+        view = self.query_one(OutputView)
+        if self.maximized is view:
+            self.minimize()
+        else:
+            self.maximize(view)
+
     def action_toggle_continuous(self) -> None:
         if not self.chump.writable():
             return
@@ -280,29 +304,23 @@ class MonitorScreen(Screen[None]):
 
     def action_diff(self) -> None:
         d = self.selected_dispatch()
-        if d is not None:
-            self._diff(d)
+        if d is None:
+            return
+        if not d.branch:
+            self.notify(f"{d.gap_id} #{d.attempt} has no branch.", severity="warning")
+            return
+        from chump_tui.tui.screens.patch_view import PatchScreen
 
-    @work(thread=True, group="git", exit_on_error=False)
-    def _diff(self, d: Dispatch) -> None:
-        base = self.chump.engine.config.base_ref
-        argv = ["git", "-C", d.worktree, "diff", "--stat", base]
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
-                                  stdin=subprocess.DEVNULL)
-            body = (done.stdout or done.stderr).decode("utf-8", errors="replace").strip()
-            body = body or "no changes yet against " + base
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            body = f"git diff failed: {exc}"
-        self.app.call_from_thread(self.app.push_screen,
-                                  TextView(f"{d.branch}: changes against {base}", body))
+        app = self.chump
+        self.app.push_screen(PatchScreen(d, app.setup.repo_root, app.engine.config.base_ref))
 
     def action_shell(self) -> None:
         d = self.selected_dispatch()
         if d is None:
             return
         if not os.path.isdir(d.worktree):
-            self.notify(f"{d.worktree} does not exist.", severity="warning")
+            gone = "was removed (x)" if d.worktree_removed else "does not exist"
+            self.notify(f"{d.worktree} {gone}.", severity="warning")
             return
         shell = os.environ.get("SHELL", "/bin/sh")
         try:

@@ -40,8 +40,8 @@ class QuitDialog(Dialog[QuitChoice | None]):
                              "removes the demo's throwaway repository.")
                 yield Button("Stop them and quit", id="stop_remove", variant="error")
             else:
-                yield Static(f"Stopping sends SIGTERM to each agent's whole process group, "
-                             f"then SIGKILL after {self.grace_s:g}s. Leaving them running "
+                yield Static(f"Stopping ends each agent at once and gives the tools it "
+                             f"started {self.grace_s:g}s before SIGKILL. Leaving them running "
                              "keeps them working after the console exits; the next start in "
                              "this repo re-attaches them.")
                 yield Button("1  Stop them and remove their worktrees", id="stop_remove",

@@ -12,8 +12,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from chump_tui.dispatch_record import fmt_duration
-from chump_tui.numbers import dollars
-from chump_tui.summary_export import cost_line, export_summary, summary_rows, totals_line
+from chump_tui.summary_export import (
+    attempt_cost,
+    cost_line,
+    export_summary,
+    killed_note,
+    summary_rows,
+    totals_line,
+)
+from chump_tui.tui.footer_keys import FIRST_KEYS
 from chump_tui.tui.text import assemble, line
 from chump_tui.tui.widgets.dispatch_card import state_style
 from chump_tui.tui.widgets.title_bar import TitleBar
@@ -22,12 +29,12 @@ if TYPE_CHECKING:
     from chump_tui.tui.app import ChumpApp
 
 COLUMNS = (("gap", "gap"), ("attempt", "#"), ("branch", "branch"), ("outcome", "outcome"),
-           ("pr", "PR"), ("duration", "duration"), ("turns", "turns"), ("cost", "cost"),
-           ("reason", "reason"))
+           ("pr", "PR"), ("duration", "duration"), ("turns", "turns"),
+           ("errors", "tool errors"), ("cost", "cost"), ("reason", "reason"))
 
 
 class SummaryScreen(Screen[None]):
-    BINDINGS = [Binding("e", "export", "Export JSON+MD")]
+    BINDINGS = [*FIRST_KEYS, Binding("e", "export", "Export JSON+MD")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,7 +82,9 @@ class SummaryScreen(Screen[None]):
                     "pr": Text(f"#{row['pr']}" if row["pr"] else "-"),
                     "duration": Text(fmt_duration(float(str(row["duration_s"])))),
                     "turns": Text(str(d.turns) if d.turns is not None else "-"),
-                    "cost": Text(dollars(d.cost_usd)),
+                    "errors": Text(str(d.tool_errors) if d.tool_errors else "-",
+                                   style="yellow" if d.tool_errors else ""),
+                    "cost": Text(attempt_cost(d).text()),
                     "reason": line(row["reason"]),
                 }
                 key = str(row["key"])
@@ -88,8 +97,10 @@ class SummaryScreen(Screen[None]):
         pending = app.engine.reflections.pending()
         where = app.setup.reflections_where()
         costs = cost_line(app.dispatches.values())
+        note = killed_note(app.dispatches.values())
         self.query_one("#totals", Static).update(Text("\n").join([
             Text(totals_line(app.dispatches.values()), style="bold"),
+            *([Text(f"({note})", style="dim")] if note else []),
             *([Text(costs, style="bold")] if costs else []),
             assemble("reflections: ", where,
                      (f"  ({pending} pending)" if pending else "", "yellow")),

@@ -12,15 +12,16 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from chump_tui.activity import Activity
+from chump_tui.activity import Activity, counters_text
 from chump_tui.crash_log import draw_failure
 from chump_tui.dispatch_record import Dispatch, fmt_duration
 from chump_tui.outside_text import visible
+from chump_tui.pricing import cost_of
 from chump_tui.watchdog import Quiet
 
 TAIL_LINES = 2
 BAR_WIDTH = 24
-CARD_LINES = 6 + TAIL_LINES
+CARD_LINES = 7 + TAIL_LINES
 
 STATE_STYLE = {
     "SHIPPED": "bold black on green",
@@ -65,26 +66,42 @@ def deadline_bar(elapsed: float, soft: float) -> Text:
 
 
 def activity_line(d: Dispatch, now: float, act: Activity | None) -> Text:
-    """``▶ Bash  cargo test · 3 turns · in 12.3k out 1.2k · 4s ago`` while it runs; the
-    run's turns, tokens and cost once it ended (from the row, so a resumed session has them)."""
+    """``▶ Bash  cargo test · 4s ago`` while it runs (``waiting on the model API (retry 3)``
+    while its harness retries); how it ended once it did."""
     line = Text(no_wrap=True, overflow="ellipsis")
     if d.active and act is not None and act.events:
         line.append("▶ ", style="bold green")
-        if d.harness:  # an event stream: what it does, turns, tokens
+        if d.harness:  # an event stream: what it does
             line.append(visible(act.doing or "working"), style="bold")
-            line.append(f" · {act.counters()}", style="dim")
         else:  # plain text: only that it speaks
             line.append("output", style="bold")
         if act.last_event_at is not None:
             line.append(f" · {fmt_ago(now - act.last_event_at)}", style="dim")
         return line
-    if d.turns is not None or d.cost_usd is not None:
-        line.append("■ ", style="dim")
-        counts = Activity(turns=d.turns or 0, tokens_in=d.tokens_in or 0,
-                          tokens_out=d.tokens_out or 0, cost_usd=d.cost_usd).counters()
-        line.append(counts, style="")
+    if d.active and act is not None and act.retries:
+        line.append(f"… {visible(act.doing)}", style="yellow")
         return line
-    line.append("no agent output yet" if d.active else "", style="dim")
+    if d.active:
+        line.append("no agent output yet", style="dim")
+    elif d.worktree_removed:
+        line.append("■ worktree removed (branch kept)", style="dim")
+    elif d.agent_error:
+        line.append(f"■ the agent said: {visible(d.agent_error)}", style="grey70")
+    return line
+
+
+def numbers_line(d: Dispatch, act: Activity | None) -> Text:
+    """``3 turns · in 12.3k out 1.2k · $0.0412 · 2 tool errors``: live while it runs, from
+    its row once it ended (a resumed session has them too); ``≈`` marks an estimate."""
+    line = Text(no_wrap=True, overflow="ellipsis", style="dim")
+    if d.active and act is not None and act.events and d.harness:
+        line.append(act.counters())
+    elif d.turns is not None or d.cost_usd is not None:
+        line.append(counters_text(d.turns, d.tokens_in, d.tokens_out,
+                                  cost_of(d.cost_usd, d.model, d.tokens_in, d.tokens_out),
+                                  d.tool_errors))
+    if d.tool_errors:
+        line.stylize("yellow", line.plain.rfind("·") + 1)
     return line
 
 
@@ -142,7 +159,9 @@ def card_lines(d: Dispatch, now: float, tail: list[str], act: Activity | None = 
             pr.append("  DIRTY", style="bold yellow")
     else:
         pr = Text("no PR yet", style="dim")
-    lines: list[Text] = [head, ident, state, timing, pr, activity_line(d, now, act)]
+    # The most telling lines first: a short terminal's cards show only the top ones.
+    lines: list[Text] = [head, ident, state, activity_line(d, now, act), numbers_line(d, act),
+                         timing, pr]
     for line in tail[-TAIL_LINES:]:
         lines.append(Text(f"› {visible(line)}", style="grey70", no_wrap=True, overflow="ellipsis"))
     lines += [Text("")] * (TAIL_LINES - min(TAIL_LINES, len(tail)))

@@ -107,6 +107,9 @@ class GapTable(ScrollView, can_focus=True):
         self._rows: list[Row] = []
         self._index: dict[str, int] = {}
         self.generation = 0
+        # Set with the header above it (the backlog screen does both at once): the rows
+        # and their header always agree, also in a first frame drawn before a resize.
+        self.columns: Columns = NORMAL
 
     @property
     def row_count(self) -> int:
@@ -157,7 +160,7 @@ class GapTable(ScrollView, can_focus=True):
         elif index % 2:
             base += self.get_component_rich_style("gap-table--even")
         segments = [Segment(text, base + style if style and not cursor else base)
-                    for text, style in row_cells(self._rows[index], columns_for(width))]
+                    for text, style in row_cells(self._rows[index], self.columns)]
         return Strip(segments).crop_extend(0, width, base)
 
     def watch_cursor_row(self, old: int, new: int) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
-from chump_tui.numbers import dollars
+from chump_tui.pricing import Cost, cost_of
 from chump_tui.tui.text import assemble, line
 
 if TYPE_CHECKING:  # the app holds a tally from start-up; the records come with the engine
@@ -33,10 +33,12 @@ class StatusTally:
     was work that grew with the session."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, tuple[tuple[bool, str], float | None]] = {}  # key -> kind, cost
+        # key -> kind, its cost (reported, else estimated), whether estimated
+        self._rows: dict[str, tuple[tuple[bool, str], float | None, bool]] = {}
         self.counts: Counter[tuple[bool, str]] = Counter()
         self.spent_usd = 0.0
         self.costed = 0  # rows with a cost
+        self.estimated = 0  # of those, rows whose cost is an estimate
 
     @classmethod
     def of(cls, dispatches: Iterable[Dispatch]) -> StatusTally:
@@ -52,12 +54,15 @@ class StatusTally:
             if old[1] is not None:
                 self.spent_usd -= old[1]
                 self.costed -= 1
+                self.estimated -= old[2]
         kind = _kind(d)
-        self._rows[d.key] = (kind, d.cost_usd)
+        cost = cost_of(d.cost_usd, d.model, d.tokens_in, d.tokens_out)
+        self._rows[d.key] = (kind, cost.usd, cost.estimated)
         self.counts[kind] += 1
-        if d.cost_usd is not None:
-            self.spent_usd += d.cost_usd
+        if cost.usd is not None:
+            self.spent_usd += cost.usd
             self.costed += 1
+            self.estimated += cost.estimated
 
     def running(self) -> int:
         return self.counts[True, RUNNING]
@@ -71,16 +76,20 @@ class StatusTally:
     def ended(self) -> dict[str, int]:
         return {kind: n for (active, kind), n in self.counts.items() if n and not active}
 
-    def spent(self) -> float | None:
-        return self.spent_usd if self.costed else None
+    def spent(self) -> Cost | None:
+        return Cost(self.spent_usd, self.estimated > 0) if self.costed else None
 
 
 def status_text(tally: StatusTally, next_poll_s: float, github_error: str | None,
                 continuous: bool, pending_reflections: int, dry_run: bool,
-                hidden: int = 0) -> Text:
+                hidden: int = 0, queued: list[str] | None = None) -> Text:
     waiting, running = tally.waiting(), tally.running()
     ended = tally.ended()
     parts: list[Text] = [assemble((str(running), "bold"), " running")]
+    if queued:
+        shown = ", ".join(queued[:3]) + (f" +{len(queued) - 3}" if len(queued) > 3 else "")
+        parts.append(assemble((str(len(queued)), "bold yellow"), (f" queued ({shown})",
+                                                                   "yellow")))
     if waiting:
         parts.append(assemble((str(waiting), "bold"), " exited, waiting for a PR"))
     parts.append(assemble((str(sum(ended.values())), "bold"), " ended"))
@@ -93,7 +102,7 @@ def status_text(tally: StatusTally, next_poll_s: float, github_error: str | None
     parts.append(assemble("continuous ", ("ON" if continuous else "off", "bold")))
     spent = tally.spent()
     if spent is not None:
-        parts.append(assemble(("spent ", ""), (dollars(spent), "bold")))
+        parts.append(assemble(("spent ", ""), (spent.text(), "bold")))
     if pending_reflections:
         parts.append(Text(f"{pending_reflections} reflection(s) pending", style="yellow"))
     if dry_run:
