@@ -314,20 +314,20 @@ def test_dispatch_and_continuous_refill_never_dispatch_a_gap_twice() -> None:
     backlog = [gap("D-A"), gap("D-B")]
     engine, _, _ = make_engine(ScriptedPrProvider({}), ScriptSpawner(default="sleep 5"),
                                backlog=backlog, max_parallel=2, continuous=True)
-    real_reserve = engine._reserve
+    real_reserve = engine.launcher.reserve
     raced = threading.Event()
 
     def reserve_with_a_refill_racing(g: Gap, attempt: int, stale=()):  # type: ignore[no-untyped-def]
         if g.id == "D-B" and not raced.is_set():
             raced.set()
-            rival = threading.Thread(target=engine._refill_soon)
+            rival = threading.Thread(target=engine.refill.refill_soon)
             rival.start()
             rival.join(0.5)  # with the fix it waits for our lock; without it, it takes D-B
         return real_reserve(g, attempt, stale)
 
-    engine._reserve = reserve_with_a_refill_racing  # type: ignore[method-assign]
+    engine.launcher.reserve = reserve_with_a_refill_racing  # type: ignore[method-assign]
     engine.dispatch(backlog)
-    wait_for(lambda: not any(t.is_alive() for t in engine._launchers), 5, "refill done")
+    wait_for(lambda: not any(t.is_alive() for t in engine.refill.launchers), 5, "refill done")
     keys = sorted(r.key for r in engine.snapshot())
     engine.stop_all("test", grace_s=0.1)
     engine.close()
