@@ -35,6 +35,14 @@ from chump_tui.pricing import Cost, cost_of
 
 WRAP = 110
 
+RUN_MARK = "[chump-tui] ── run "
+"""Starts the line the engine writes into an attempt's log before its next run (a follow-up,
+a CI repair): re-reading the log, the activity starts over there, as it did live."""
+
+
+def run_line(run: int, what: str) -> str:
+    return f"{RUN_MARK}{run}: {first_line(what, 120)} ──"
+
 _FROM_THE_MODEL = (AssistantText, Thinking, ToolCall, ToolFinished, MessageUsage, TurnUsage,
                    Finished, PlainLine)
 
@@ -76,9 +84,11 @@ class Activity:
                 self.first_event_at = now
             self.last_event_at = now
         if isinstance(event, SessionStarted):
-            self.session_id, self.model = event.session_id, event.model
+            self.session_id = event.session_id or self.session_id
+            self.model = event.model or self.model
             self.doing = "starting"
         elif isinstance(event, StepStarted):
+            self.session_id = event.session_id or self.session_id
             self.doing = "thinking…"
         elif isinstance(event, AssistantText):
             self.doing = "writing"
@@ -118,6 +128,11 @@ class Activity:
             self.retries += 1
             self.last_retry = first_line(event.message, 80)
             self.doing = f"waiting on the model API ({self.last_retry})"
+
+    def next_run(self) -> Activity:
+        """The activity of the conversation's next run: the same session and model, its own
+        numbers (the row adds the runs)."""
+        return Activity(session_id=self.session_id, model=self.model, doing="resuming")
 
     def _sum_tokens(self) -> None:
         self.tokens_in = self._base_in + self._by_message_in

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from chump_tui import numbers
-from chump_tui.activity import Activity, render
+from chump_tui.activity import RUN_MARK, Activity, render
 from chump_tui.agent_streams.decoder import StreamFormat, decode
-from chump_tui.agent_streams.events import AgentEvent
+from chump_tui.agent_streams.events import AgentEvent, PlainLine
 from chump_tui.log_lines import Line, LineSplitter
 from chump_tui.safe_fs import open_nofollow, real_dir
 
@@ -107,6 +107,9 @@ class OutputLog:
         now = self.clock()
         with self._lock:
             for event in events:
+                if isinstance(event, PlainLine) and event.text.startswith(RUN_MARK):
+                    self._activity = self._activity.next_run()  # a re-read log's next run
+                    continue
                 try:
                     self._activity.apply(event, now)
                 except Exception as exc:
@@ -115,6 +118,13 @@ class OutputLog:
             self._tail.extend(lines)
             self._signals.extend(signals)
         return lines
+
+    def next_run(self, line: str) -> None:
+        """The conversation's next run starts: ``line`` shown, the activity starts over."""
+        with self._lock:
+            self._activity = self._activity.next_run()
+            self.lines_seen += 1
+            self._tail.append(line)
 
     def compact(self, keep: int) -> None:
         """Keep only the last ``keep`` lines of an attempt that is over (its log file has

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-shipped", action="store_true",
                    help="gaps whose branch already has a merged PR are pickable too (default: "
                         "not picked, 'shipped in #N')")
+    p.add_argument("--fix-ci", dest="fix_ci", type=_whole(0, 20), default=0, metavar="N",
+                   help="when an attempt's open PR fails its checks, resume its agent with the "
+                        "failing checks and their logs, up to N times (default 0: wait, as "
+                        "the reference does)")
     p.add_argument("--harness", default=None, metavar="NAME",
                    choices=("claude", "codex", "opencode", "gemini"),
                    help="the agent CLI: claude (default), codex, opencode or gemini "
@@ -196,12 +200,46 @@ def _start_preload(opts: Options) -> BacklogPreload | None:
     return BacklogPreload(path) if path.exists() else None
 
 
+def _follow_up(argv: list[str]) -> int:
+    """``chump-tui follow-up [flags] GAP[#N] MESSAGE``: plain mode's follow-up, watched."""
+    parser = build_parser()
+    parser.prog = f"{PROG} follow-up"
+    parser.usage = f"{PROG} follow-up [flags] GAP[#ATTEMPT] MESSAGE"
+    parser.description = ("Resume an attempt's agent (the gap's latest attempt without "
+                          "#ATTEMPT) with MESSAGE, in its worktree, as the attempt's next run; "
+                          "then watch it until it has an outcome, as --execute --watch does. "
+                          "In the console, f on the card does the same.")
+    parser.add_argument("target", metavar="GAP[#ATTEMPT]")
+    parser.add_argument("message", metavar="MESSAGE")
+    ns = parser.parse_args(argv)
+    target, message = ns.target, ns.message
+    del ns.target, ns.message
+    ns.dry_run, ns.watch, ns.no_tui = False, True, True
+    if ns.harness is None:
+        import os
+
+        ns.harness = os.environ.get("CHUMP_HARNESS", "").strip().lower() or "claude"
+    from chump_tui.plain import run_follow_up
+
+    try:
+        return run_follow_up(Options(**vars(ns)), target, message)
+    except ChumpError as exc:
+        from chump_tui.outside_text import visible
+
+        print(visible(f"{PROG}: {exc}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["worker"]:
         from chump_tui.fleet.worker_cli import run_worker_cli
 
         return run_worker_cli(args[1:])
+    if args[:1] == ["follow-up"]:
+        return _follow_up(args[1:])
     if args[:1] == ["fleet"]:
         from chump_tui.fleet.fleet_cli import run_fleet_cli
 

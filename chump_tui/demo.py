@@ -22,6 +22,7 @@ from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
 from chump_tui.backlog import Backlog, Gap, load_backlog
 from chump_tui.errors import ChumpError
 from chump_tui.harness import CLAUDE
+from chump_tui.paths import slug
 from chump_tui.pr_providers import PrStatus
 from chump_tui.spawners import DISPATCH_IDENTITY, RealSpawner, SpawnResult
 
@@ -117,13 +118,26 @@ class DemoSpawner:
         # A retried demo agent ships, so the retry flow ends well.
         scenario = str(spec.get("scenario", "shipped")) if attempt == 1 else "shipped"
         seconds = str(spec.get("seconds", 20))
-        argv = [sys.executable, "-m", "chump_tui.demo_agent", gap_id, scenario, seconds,
-                str(self.state_file)]
+        return self._start([gap_id, scenario, seconds, str(self.state_file)], worktree,
+                           log_path, output, on_line)
+
+    def resume_agent(self, worktree: Path, harness_name: str, session_id: str, prompt: str,
+                     log_path: Path, output: OutputLog,
+                     on_line: LineCallback | None) -> SpawnResult:
+        """A follow-up or CI repair: the simulated agent goes on with its session and ships."""
+        gap_id = next((g.id for g in self.by_id.values() if slug(g.id) == worktree.name),
+                      worktree.name)
+        return self._start([gap_id, "resumed", "6", str(self.state_file), session_id],
+                           worktree, log_path, output, on_line)
+
+    def _start(self, args: list[str], worktree: Path, log_path: Path, output: OutputLog,
+               on_line: LineCallback | None) -> SpawnResult:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_package_parent()),
                                                           env.get("PYTHONPATH", "")]))
         env.update(DISPATCH_IDENTITY)
-        process = AgentProcess.spawn(argv, worktree, env, log_path, output, on_line, CLAUDE.fmt)
+        process = AgentProcess.spawn([sys.executable, "-m", "chump_tui.demo_agent", *args],
+                                     worktree, env, log_path, output, on_line, CLAUDE.fmt)
         return SpawnResult(process, "demo", CLAUDE.name)
 
 

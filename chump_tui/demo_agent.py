@@ -1,9 +1,10 @@
 """A simulated agent for ``--demo``: a real process in a real git worktree that speaks
 claude's stream-json (tool calls, results, a final result with a cost) and "opens a PR".
 
-Run as ``python -m chump_tui.demo_agent <GAP-ID> <scenario> <seconds> <github-state-file>``.
-Scenarios: shipped, ci_failed, exit_fail, stall (exits without a PR), quiet (goes silent and
-shrugs off SIGTERM), dirty (its PR needs a rebase, then merges), flood. The "PR" is a line
+Run as ``python -m chump_tui.demo_agent <GAP-ID> <scenario> <seconds> <github-state-file>
+[<session>]``. Scenarios: shipped, ci_failed, exit_fail, stall (exits without a PR), quiet
+(goes silent and shrugs off SIGTERM), dirty (its PR needs a rebase, then merges), flood, and
+resumed (a follow-up: the session given goes on, commits, its PR merges). The "PR" is a line
 appended to the simulated GitHub's state file: ``<branch> <STATE> [MERGE-STATE]``.
 """
 
@@ -24,12 +25,12 @@ MODEL = "claude-demo-4"
 
 
 class Agent:
-    def __init__(self, gap_id: str, seconds: float, state_file: str) -> None:
+    def __init__(self, gap_id: str, seconds: float, state_file: str, session: str = "") -> None:
         self.gap_id = gap_id
         self.branch = "claude/" + gap_id.lower().replace("_", "-")
         self.state_file = state_file
-        self.rng = random.Random(gap_id)
-        self.session = str(uuid.UUID(int=self.rng.getrandbits(128)))
+        self.rng = random.Random(gap_id + session)
+        self.session = session or str(uuid.UUID(int=self.rng.getrandbits(128)))
         self.pause = max(0.3, seconds / 10)
         self.turns = 0
         self.tokens_in = 0
@@ -94,9 +95,18 @@ def ignore_term(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str]) -> int:
     gap_id, scenario, seconds, state_file = argv[0], argv[1], float(argv[2]), argv[3]
-    a = Agent(gap_id, seconds, state_file)
+    a = Agent(gap_id, seconds, state_file, argv[4] if len(argv) > 4 else "")
     a.emit({"type": "system", "subtype": "init", "session_id": a.session, "model": MODEL,
             "cwd": ".", "tools": ["Bash", "Read", "Edit", "Grep"]})
+    if scenario == "resumed":
+        a.say("Reading the follow-up; picking up where I left off.")
+        a.tool("Edit", {"file_path": "src/dispatch.rs", "old_string": "b", "new_string": "c"},
+               "The file src/dispatch.rs has been updated.")
+        a.tool("Bash", {"command": "git commit -am 'follow-up'"}, a.commit())
+        a.open_pr("MERGED")
+        a.say("Done; the PR merged.")
+        a.finish(True, "PR merged after the follow-up")
+        return 0
     a.tool("Read", {"file_path": "docs/gaps.yaml"}, f"- id: {gap_id}\n  status: open")
     a.tool("Grep", {"pattern": "fn dispatch", "path": "src"}, "src/dispatch.rs:42")
     if scenario == "flood":

@@ -62,11 +62,28 @@ class Dispatch:
     model: str = ""  # the model its harness named (prices an estimate where none is said)
     exited_at: float | None = None  # its agent process ended (it may still wait for a PR)
     worktree_removed: bool = False  # x removed its worktree (the branch is kept)
+    # A conversation goes on in runs: the first, then each follow-up or CI repair resumes
+    # its harness's session in the same worktree, on the same card, as the next run.
+    session_id: str = ""  # its harness's session (what a follow-up resumes)
+    run: int = 1
+    run_note: str = ""  # what started the current run: "follow-up 2", "fixing CI (1/2)"
+    run_started_at: float | None = None  # its deadlines and watchdogs count from here
+    follow_ups: int = 0
+    ci_repairs: int = 0
+    repaired_head: str = ""  # the PR head whose failed checks a repair was last given
+    outcomes_before: int = 0  # runs that ended the attempt before (each one reflected)
+    # The numbers of the runs before this one (the row's totals add this run's to them).
+    earlier_turns: int = 0
+    earlier_tokens_in: int = 0
+    earlier_tokens_out: int = 0
+    earlier_tool_errors: int = 0
+    earlier_cost_usd: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every field and was most of a save.
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
-        data["pr"] = ({**vars(self.pr), "failed_checks": list(self.pr.failed_checks)}
+        data["pr"] = ({**vars(self.pr), "failed_checks": list(self.pr.failed_checks),
+                       "failed_runs": list(self.pr.failed_runs)}
                       if self.pr is not None else None)
         data["outcome"] = vars(self.outcome).copy() if self.outcome is not None else None
         data["stale_prs"] = list(self.stale_prs)
@@ -91,6 +108,7 @@ class Dispatch:
         if isinstance(values.get("pr"), dict):
             pr = dict(values["pr"])
             pr["failed_checks"] = tuple(pr.get("failed_checks", ()))
+            pr["failed_runs"] = tuple(pr.get("failed_runs", ()))
             values["pr"] = PrStatus(**pr)
         if isinstance(values.get("outcome"), dict):
             values["outcome"] = DispatchOutcome(**values["outcome"])
@@ -178,18 +196,22 @@ _FIELD_NAMES = tuple(f.name for f in fields(Dispatch))
 _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")
 _STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
         "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error", "host",
-        "remote", "model")
+        "remote", "model", "session_id", "run_note", "repaired_head")
 # Every number is checked for its value, not only its type: a row with pid -1 or a start
 # time of -1e308 would crash the first look at it (psutil, a duration), at every start.
 _NUMBERS: dict[str, Callable[[object], object]] = {
     "started_at": numbers.timestamp, "soft_deadline_s": numbers.positive_duration,
-    "attempt": numbers.attempt,
+    "attempt": numbers.attempt, "run": numbers.attempt, "follow_ups": numbers.count,
+    "ci_repairs": numbers.count, "outcomes_before": numbers.count, "earlier_turns": numbers.count,
+    "earlier_tokens_in": numbers.count, "earlier_tokens_out": numbers.count,
+    "earlier_tool_errors": numbers.count,
 }
 _OPTIONAL_NUMBERS: dict[str, Callable[[object], object]] = {
     "process_start": numbers.timestamp, "ended_at": numbers.timestamp,
     "kill_deadline": numbers.timestamp, "cost_usd": numbers.cost, "pid": numbers.pid,
     "exit_code": numbers.exit_code, "turns": numbers.count, "tokens_in": numbers.count,
     "tokens_out": numbers.count, "tool_errors": numbers.count, "exited_at": numbers.timestamp,
+    "run_started_at": numbers.timestamp, "earlier_cost_usd": numbers.cost,
 }
 MAX_STALE_PRS = 1000
 
@@ -219,7 +241,11 @@ def _checked(name: str, value: Any) -> Any:
                                and isinstance(value.get("failed_checks", []), list)
                                and all(isinstance(c, str) for c in value.get("failed_checks", []))
                                and (value.get("created_at") is None
-                                    or numbers.timestamp(value.get("created_at")) is not None))
+                                    or numbers.timestamp(value.get("created_at")) is not None)
+                               and isinstance(value.get("head_sha", ""), str)
+                               and isinstance(value.get("failed_runs", []), list)
+                               and all(numbers.int_in(r, 1, 2**63 - 1) is not None
+                                       for r in value.get("failed_runs", [])))
     elif name == "outcome":
         ok = value is None or (isinstance(value, dict) and set(value) <= _OUTCOME_KEYS
                                and value.get("kind") in OUTCOME_KINDS
@@ -234,7 +260,8 @@ def _checked(name: str, value: Any) -> Any:
     return value
 
 
-_PR_KEYS = {"number", "state", "merge_state_status", "failed_checks", "created_at"}
+_PR_KEYS = {"number", "state", "merge_state_status", "failed_checks", "created_at", "head_sha",
+            "failed_runs"}
 _OUTCOME_KEYS = {"kind", "pr_number", "reason"}
 
 

@@ -8,6 +8,7 @@ agent CLI is one more entry here, not new branches through the engine.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ class Harness:
     default_bin: str
     argv: Callable[[str, str | None], list[str]]  # (binary, prompt or None: on stdin)
     fmt: StreamFormat | None
+    # (binary, session id, message or None: on stdin): the conversation resumed with a
+    # new message, non-interactively, in the same event format (a follow-up, a CI repair)
+    resume_argv: Callable[[str, str, str | None], list[str]] | None = None
     prompt_on_stdin: bool = False
     # (text the CLI prints when it fails this way, what the operator should do)
     hints: tuple[tuple[str, str], ...] = field(default=())
@@ -49,9 +53,15 @@ def _claude_argv(binary: str, prompt: str | None) -> list[str]:
             "--verbose"]
 
 
+def _claude_resume(binary: str, session: str, prompt: str | None) -> list[str]:
+    argv = _claude_argv(binary, prompt)
+    return [*argv[:2], "--resume", session, *argv[2:]]
+
+
 CLAUDE = Harness(
     name="claude", bin_variable="CHUMP_CLAUDE_BIN", default_bin="claude", argv=_claude_argv,
     fmt=StreamFormat("claude", claude.parse, claude.parse_cut), prompt_on_stdin=True,
+    resume_argv=_claude_resume,
     hints=(("cannot be used with root/sudo privileges",
             "claude refuses --dangerously-skip-permissions as root; if this machine is a "
             "sandbox, set IS_SANDBOX=1 in chump-tui's environment"),),
@@ -64,8 +74,17 @@ def _codex_argv(binary: str, prompt: str | None) -> list[str]:
             "-" if prompt is None else prompt]
 
 
+def _codex_resume(binary: str, session: str, prompt: str | None) -> list[str]:
+    return [binary, "exec", "resume", "--json", "--dangerously-bypass-approvals-and-sandbox",
+            session, "-" if prompt is None else prompt]
+
+
 def _opencode_argv(binary: str, prompt: str | None) -> list[str]:
     return [binary, "run", "--format", "json", "--auto", prompt or ""]
+
+
+def _opencode_resume(binary: str, session: str, prompt: str | None) -> list[str]:
+    return [binary, "run", "--format", "json", "--auto", "--session", session, prompt or ""]
 
 
 def _gemini_argv(binary: str, prompt: str | None) -> list[str]:
@@ -74,17 +93,23 @@ def _gemini_argv(binary: str, prompt: str | None) -> list[str]:
             "--skip-trust"]
 
 
+def _gemini_resume(binary: str, session: str, prompt: str | None) -> list[str]:
+    return [*_gemini_argv(binary, prompt), "--resume", session]
+
+
 CODEX = Harness(
     name="codex", bin_variable="CHUMP_CODEX_BIN", default_bin="codex", argv=_codex_argv,
     fmt=StreamFormat("codex", codex.parse, codex.parse_cut), prompt_on_stdin=True,
+    resume_argv=_codex_resume,
 )
 OPENCODE = Harness(
     name="opencode", bin_variable="CHUMP_OPENCODE_BIN", default_bin="opencode",
     argv=_opencode_argv, fmt=StreamFormat("opencode", opencode.parse, opencode.parse_cut),
+    resume_argv=_opencode_resume,
 )
 GEMINI = Harness(
     name="gemini", bin_variable="CHUMP_GEMINI_BIN", default_bin="gemini", argv=_gemini_argv,
-    fmt=StreamFormat("gemini", gemini.parse, gemini.parse_cut),
+    fmt=StreamFormat("gemini", gemini.parse, gemini.parse_cut), resume_argv=_gemini_resume,
     hints=(("Invalid auth method selected",
             "gemini has no auth method: set GEMINI_API_KEY and select API-key auth in "
             "~/.gemini/settings.json"),),
@@ -123,6 +148,15 @@ def missing_bin(harness: Harness, repo_root: Path, environ: Mapping[str, str]) -
         return None
     return (f"{harness.name}: {binary} not found; set {harness.bin_variable} or put "
             f"{harness.default_bin} on PATH")
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def usable_session_id(session: str) -> bool:
+    """Whether a session id the agent printed may go into a resume argv: an id that starts
+    with '-' would be read as a flag, so only plain ids (uuids, ``ses_…``) pass."""
+    return _SESSION_ID.fullmatch(session) is not None
 
 
 def harness_named(name: str) -> Harness | None:

@@ -27,6 +27,7 @@ class Options:
     idle_timeout_s: float
     continuous: bool
     include_shipped: bool  # gaps whose branch has a merged PR may be dispatched again
+    fix_ci: int  # CI repairs per attempt (0: none)
     demo: bool
     harness: str
     nats: str | None  # the fleet's server: dispatch through workers, not locally

@@ -196,10 +196,26 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
     slots = max(0, opts.max_parallel - engine.running_count())
     _out(header_line("execute+watch" if opts.watch else "execute", backlog,
                      len(engine.pickable_now(slots)), opts.max_parallel))
-    # Under --watch, Ctrl+C and SIGTERM stop every agent and record why. Until the wait
-    # starts (agents being dispatched, the engine's threads starting) a signal is only
-    # noted: raising there could lose a row or leave the engine's threads running with
-    # nobody to stop them, and the process would never exit.
+
+    def dispatch() -> int | None:
+        slots = max(0, opts.max_parallel - engine.running_count())
+        picked = engine.pickable_now(slots)
+        if not picked and not engine.snapshot():
+            _err(NOTHING_PICKABLE)
+            return 0
+        engine.dispatch(picked)
+        return None if opts.watch else _leave_running(engine, store, len(picked))
+
+    return run_and_watch(opts, engine, store, printer, dispatch)
+
+
+def run_and_watch(opts: Options, engine: Engine, store: SessionStore, printer: EventPrinter,
+                  begin: Callable[[], int | None]) -> int:
+    """``begin`` (dispatch, a follow-up: an exit code to stop there, or None), then watch
+    until every agent has its outcome. Under --watch, Ctrl+C and SIGTERM stop every agent
+    and record why; until the wait starts (agents being dispatched, the engine's threads
+    starting) a signal is only noted: raising there could lose a row or leave the engine's
+    threads running with nobody to stop them, and the process would never exit."""
     stop_requested: list[str] = []
     waiting = threading.Event()
 
@@ -216,39 +232,38 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
         signal.signal(signal.SIGTERM, on_stop_signal)
         signal.signal(signal.SIGINT, on_stop_signal)
     try:
-        return _dispatch_and_watch(opts, engine, store, printer, waiting, stop_requested)
+        code = begin()
+        if code is not None:
+            return code
+        return _watch(opts, engine, store, printer, waiting, stop_requested)
     finally:
         waiting.clear()
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGINT, previous_int)
 
 
-def _dispatch_and_watch(opts: Options, engine: Engine, store: SessionStore,
-                        printer: EventPrinter, waiting: threading.Event,
-                        stop_requested: list[str]) -> int:
+def _leave_running(engine: Engine, store: SessionStore, dispatched: int) -> int:
+    """Without --watch: say what runs on, and how to follow it."""
+    engine.config.continuous = False
+    engine.close()
+    running = [d for d in engine.snapshot() if d.active and not d.waiting_for_pr]
+    if running:
+        _err(f"[chump-tui] {len(running)} agent(s) left running: "
+             + ", ".join(f"{d.gap_id} pid {d.pid}" for d in running)
+             + "; follow them with chump-tui (the console) or chump-tui --execute --watch "
+               "in this repo (it re-attaches them), or their logs in "
+               f"{store.log_dir}")
+    failures = _spawn_failures(engine)
+    if failures:
+        _err(f"error: {failures} of {dispatched} dispatches failed")
+        return 1
+    return 0
+
+
+def _watch(opts: Options, engine: Engine, store: SessionStore, printer: EventPrinter,
+           waiting: threading.Event, stop_requested: list[str]) -> int:
     from chump_tui.session_store import needs_resume
 
-    slots = max(0, opts.max_parallel - engine.running_count())
-    picked = engine.pickable_now(slots)
-    if not picked and not engine.snapshot():
-        _err(NOTHING_PICKABLE)
-        return 0
-    engine.dispatch(picked)
-    if not opts.watch:
-        engine.config.continuous = False
-        engine.close()
-        running = [d for d in engine.snapshot() if d.active and not d.waiting_for_pr]
-        if running:
-            _err(f"[chump-tui] {len(running)} agent(s) left running: "
-                 + ", ".join(f"{d.gap_id} pid {d.pid}" for d in running)
-                 + "; follow them with chump-tui (the console) or chump-tui --execute --watch "
-                   "in this repo (it re-attaches them), or their logs in "
-                   f"{store.log_dir}")
-        failures = _spawn_failures(engine)
-        if failures:
-            _err(f"error: {failures} of {len(picked)} dispatches failed")
-            return 1
-        return 0
     if opts.no_reflect:
         _err("[chump-tui] --no-reflect set: skipping reflection writes.")
     else:
@@ -293,6 +308,57 @@ def _dispatch_and_watch(opts: Options, engine: Engine, store: SessionStore,
     if not needs_resume(engine.snapshot()):
         store.archive()
     return 0
+
+
+def run_follow_up(opts: Options, target: str, message: str) -> int:
+    """``chump-tui follow-up``: resume attempt ``target`` (``GAP#N``, or ``GAP``: its latest)
+    of this repository's last session with ``message``, then watch it to its outcome."""
+    from chump_tui.assembly import build_engine
+    from chump_tui.errors import ChumpError
+    from chump_tui.session_store import SessionBusy, SessionStore
+
+    repo_root = resolve_repo_root(opts.repo_root)
+    store = SessionStore.for_repo(repo_root)
+    try:
+        store.acquire()
+    except SessionBusy as exc:
+        raise ChumpError(f"{exc}: press f on the attempt's card in that console") from None
+    try:
+        store.bring_back_last()  # a session that finished: the follow-up goes on with it
+        records, notes = store.load()
+        row = _attempt(records, target)
+        if row is None:
+            raise ChumpError(f"{store.state_path}: no attempt {target} in this repository's "
+                             "last session")
+        try:
+            backlog = load_for(opts, backlog_base(opts.repo_root))
+        except ChumpError as exc:  # the attempt's row holds all a follow-up needs
+            _err(f"warning: {exc}; following up without the backlog")
+            backlog = Backlog(Path(""), [])
+        engine = build_engine(opts, repo_root, backlog, store, warn=_err)
+        printer = EventPrinter()
+        engine.subscribe(printer)
+        for note in notes + engine.resume(records):
+            _err(f"[chump-tui] {note}")
+
+        def begin() -> int | None:
+            error = engine.follow_up(row.key, message)
+            if error is None:
+                return None
+            _err(f"error: {row.key}: no follow-up: {error}")
+            engine.close()
+            return 1
+
+        return run_and_watch(opts, engine, store, printer, begin)
+    finally:
+        store.release()
+
+
+def _attempt(records: list[Dispatch], target: str) -> Dispatch | None:
+    if "#" in target:
+        return next((r for r in records if r.key == target), None)
+    attempts = [r for r in records if r.gap_id == target]
+    return max(attempts, key=lambda r: r.attempt) if attempts else None
 
 
 class Stopped(Exception):
@@ -348,10 +414,13 @@ class EventPrinter:
         elif why == "killing":
             _err(f"[monitor] {d.branch}: killing ({d.kill_reason})")
         elif why == "exited":
-            until = time.strftime("%H:%M:%S", time.localtime(d.started_at + d.soft_deadline_s))
+            start = d.run_started_at or d.started_at  # a later run has deadlines of its own
+            until = time.strftime("%H:%M:%S", time.localtime(start + d.soft_deadline_s))
             _err(f"[monitor] {d.gap_id} exited 0, no PR yet; waiting until {until}")
         elif why == "outcome":
             _err(f"[monitor] {d.branch}: {d.label()} {d.reason()}".rstrip())
+        elif why == "next run started":
+            _out(f"RESUMED: {d.key} ({d.run_note}) in {d.worktree} as PID {d.pid}")
 
     def github(self, error: str | None) -> None:
         if error is not None and error == self.gh_error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from typing import Protocol
 
 from chump_tui import numbers
 from chump_tui.errors import ChumpError
+from chump_tui.log_lines import redact
+from chump_tui.outside_text import visible_block
 from chump_tui.steps import StepRunner, StepTimeout
 
 GH_TIMEOUT_S = 60.0
@@ -32,6 +35,8 @@ class PrStatus:
     merge_state_status: str = ""  # DIRTY means a rebase is needed
     failed_checks: tuple[str, ...] = ()  # names of its checks that failed (when gh says)
     created_at: float | None = None  # when it was opened (None: gh did not say)
+    head_sha: str = ""  # the commit its checks ran on ('' : gh did not say)
+    failed_runs: tuple[int, ...] = ()  # the Actions runs of its failed checks
 
     def opened_before(self, started_at: float) -> bool:
         """Opened before an attempt started, so not that attempt's PR. GitHub's clock and
@@ -66,7 +71,8 @@ class GhPrProvider:
             return {}
         # Our branches' PRs are among the newest; leave generous room for others' PRs.
         limit = min(1000, 100 + 4 * len(branches))
-        fields = "number,state,mergeStateStatus,headRefName,statusCheckRollup,createdAt"
+        fields = ("number,state,mergeStateStatus,headRefName,headRefOid,statusCheckRollup,"
+                  "createdAt")
         argv = [self.gh, "pr", "list", "--state", "all", "--json", fields, "--limit", str(limit)]
         try:
             done = self._steps.run(argv, self.repo_root, self.environ, self.timeout_s)
@@ -83,6 +89,19 @@ class GhPrProvider:
                 f"gh pr list failed (exit {done.returncode}): {err[-1] if err else 'no output'}"
             )
         return match_branches(parse_pr_list(done.stdout), branches)
+
+    def failed_log(self, run_id: int) -> str:
+        """The last FAILED_LOG_BYTES of a run's failed steps (``gh run view RUN
+        --log-failed``: one call per failed run), secrets redacted, control characters shown
+        as symbols; '' when gh could not say."""
+        argv = [self.gh, "run", "view", str(run_id), "--log-failed"]
+        try:
+            done = self._steps.run(argv, self.repo_root, self.environ, self.timeout_s)
+        except (StepTimeout, OSError):
+            return ""
+        if done.returncode != 0:
+            return ""
+        return clip_log(done.stdout)
 
 
 def parse_pr_list(stdout: bytes) -> list[tuple[str, PrStatus]]:
@@ -102,10 +121,47 @@ def parse_pr_list(stdout: bytes) -> list[tuple[str, PrStatus]]:
         if number is None or not isinstance(state, str) or not isinstance(head, str):
             continue
         merge = row.get("mergeStateStatus")
+        sha = row.get("headRefOid")
+        rollup = row.get("statusCheckRollup")
         out.append((head, PrStatus(number, state.upper(), merge if isinstance(merge, str) else "",
-                                   failed_checks(row.get("statusCheckRollup")),
-                                   iso_time(row.get("createdAt")))))
+                                   failed_checks(rollup), iso_time(row.get("createdAt")),
+                                   sha if isinstance(sha, str) and _SHA.fullmatch(sha) else "",
+                                   failed_runs(rollup))))
     return out
+
+
+_SHA = re.compile(r"[0-9a-f]{7,64}")
+_RUN_URL = re.compile(r"/actions/runs/(\d{1,19})(?:/|$)")
+MAX_FAILED_RUNS = 5
+FAILED_LOG_BYTES = 4096
+
+
+def failed_runs(rollup: object) -> tuple[int, ...]:
+    """The Actions run ids of failed check runs (from their ``detailsUrl``), at most
+    MAX_FAILED_RUNS: a repair prompt carries a few logs, not a matrix of fifty."""
+    if not isinstance(rollup, list):
+        return ()
+    runs: list[int] = []
+    for check in rollup:
+        if not isinstance(check, dict):
+            continue
+        verdict = check.get("conclusion") or check.get("state")
+        url = check.get("detailsUrl")
+        if not (isinstance(verdict, str) and verdict.upper() in _FAILED and isinstance(url, str)):
+            continue
+        match = _RUN_URL.search(url[:500])
+        run = numbers.int_in(int(match.group(1)), 1, 2**63 - 1) if match else None
+        if run is not None and run not in runs:
+            runs.append(run)
+    return tuple(runs[:MAX_FAILED_RUNS])
+
+
+def clip_log(data: bytes, limit: int = FAILED_LOG_BYTES) -> str:
+    """The last ``limit`` bytes of a log as safe text: redacted, no control sequences."""
+    text = data[-limit:].decode("utf-8", errors="replace")
+    if len(data) > limit:  # the first line is likely cut: drop it
+        text = text.partition("\n")[2]
+    return "\n".join(visible_block(redact(line)) for line in text.splitlines())
 
 
 def iso_time(value: object) -> float | None:

@@ -83,9 +83,11 @@ class DispatchReflection:
     @classmethod
     def build(cls, gap_id: str, effort: str, outcome: DispatchOutcome, duration_s: int,
               parallel_siblings: int, backend: str, signal_lines: list[str],
-              dispatch_uid: str = "") -> DispatchReflection:
+              dispatch_uid: str = "", runs: str = "") -> DispatchReflection:
+        """``runs``: how many follow-ups and CI repairs it took (``ci_repairs=1``), if any."""
         tail = "\n".join(signal_lines)
-        notes = f"backend={backend} {tail}" if tail else f"backend={backend}"
+        head = f"backend={backend} {runs}" if runs else f"backend={backend}"
+        notes = f"{head} {tail}" if tail else head
         return cls(gap_id, effort, gap_domain(gap_id), outcome.kind, max(0, duration_s),
                    max(0, parallel_siblings), outcome.pr_number, notes, dispatch_uid)
 

@@ -331,6 +331,23 @@ class SessionStore:
         return target
 
 
+    def bring_back_last(self) -> bool:
+        """With no session in place, put the last archived one back (a follow-up goes on
+        with a finished session); whether one came back."""
+        if os.path.lexists(self.state_path) or os.path.lexists(self.settled_path):
+            return False
+        archived = sorted(p for p in self.directory.glob("state-*.json")
+                          if p.is_file() and not p.is_symlink())
+        if not archived:
+            return False
+        stamp = archived[-1].name.removeprefix("state-").removesuffix(".json")
+        os.replace(archived[-1], self.state_path)
+        settled_rows = self.directory / f"settled-{stamp}.jsonl"
+        if settled_rows.is_file() and not settled_rows.is_symlink():
+            os.replace(settled_rows, self.settled_path)
+        return True
+
+
 def settled(record: Dispatch) -> bool:
     """Nothing more will happen to it: ended, and its reflection written (if it has one)."""
     return not record.active and (record.outcome is None or record.reflection_written)

@@ -24,8 +24,10 @@ from chump_tui.harness import (
     DEFAULT_HARNESS,
     MAX_PROMPT_ARG_BYTES,
     Harness,
+    harness_named,
     resolve_bin,
     resolve_harness,
+    usable_session_id,
 )
 from chump_tui.leftovers import MARK, mark_ours, our_branches
 from chump_tui.prompt import RULES_FILE
@@ -116,7 +118,9 @@ class SpawnResult:
 
 
 class Spawner(Protocol):
-    """The three dispatch steps; each raises DispatchError to abort the rest."""
+    """The three dispatch steps; each raises DispatchError to abort the rest. A spawner
+    that can resume an agent's conversation (a follow-up, a CI repair) also has
+    ``resume_agent`` (see ``RealSpawner``); the engine asks for it by name."""
 
     def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None: ...
 
@@ -269,6 +273,35 @@ class RealSpawner:
                 f"cannot start {what} agent ({target}): {exc.strerror or exc}"
             ) from None
         return SpawnResult(process, self.backend, harness.name if harness else "")
+
+
+    def resume_agent(self, worktree: Path, harness_name: str, session_id: str, prompt: str,
+                     log_path: Path, output: OutputLog,
+                     on_line: LineCallback | None) -> SpawnResult:
+        """The agent's conversation resumed with ``prompt`` in its worktree (a follow-up, a
+        CI repair), appending to the attempt's log."""
+        harness = harness_named(harness_name)
+        if self.backend != "claude" or harness is None or harness.resume_argv is None:
+            raise DispatchError(f"{harness_name or self.backend} cannot resume a conversation")
+        if not usable_session_id(session_id):
+            raise DispatchError("the agent reported no session id that can be resumed")
+        binary = resolve_bin(harness, self.repo_root, self.environ)
+        stdin_path = None
+        if len(prompt.encode("utf-8")) <= MAX_PROMPT_ARG_BYTES:
+            argv = harness.resume_argv(binary, session_id, prompt)
+        elif harness.prompt_on_stdin:
+            stdin_path = write_prompt_file(log_path, prompt)
+            argv = harness.resume_argv(binary, session_id, None)
+        else:
+            raise DispatchError(f"the message is over {MAX_PROMPT_ARG_BYTES // 1024} KiB, "
+                                f"more than {harness.name} takes as one argument")
+        try:
+            process = AgentProcess.spawn(argv, worktree, agent_env(self.environ, self.backend),
+                                         log_path, output, on_line, harness.fmt, stdin_path)
+        except OSError as exc:
+            raise DispatchError(f"cannot resume {harness.name} agent "
+                                f"({exc.filename or argv[0]}): {exc.strerror or exc}") from None
+        return SpawnResult(process, self.backend, harness.name)
 
 
 def write_prompt_file(log_path: Path, prompt: str) -> Path:

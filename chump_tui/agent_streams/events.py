@@ -19,6 +19,8 @@ class SessionStarted:
 class StepStarted:
     """The model is working on a step (a harness that reports tools only when done)."""
 
+    session_id: str = ""  # a harness that names its session on every step (opencode)
+
 
 @dataclass(frozen=True, slots=True)
 class AssistantText:

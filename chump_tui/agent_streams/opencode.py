@@ -3,7 +3,8 @@
 ``step_start``; ``tool_use`` whose ``part`` has ``tool``, ``state.input`` (e.g.
 ``command``), ``state.output``, ``state.metadata.exit``, ``state.status``; ``text``
 (``part.text``); ``step_finish`` with ``part.tokens`` (``input``, ``output``,
-``reasoning``, ``cache``), ``part.cost``, ``part.reason``; ``error``. A ``tool_use``
+``reasoning``, ``cache``), ``part.cost``, ``part.reason``; ``error``. Every event names its
+``sessionID`` (a follow-up resumes it); a step's start reports it. A ``tool_use``
 arrives only once the tool has finished: until then the card shows the step running.
 """
 
@@ -38,7 +39,7 @@ def parse(event: dict[str, Any]) -> list[AgentEvent]:
     kind = event.get("type")
     part = as_dict(event.get("part"))
     if kind == "step_start":
-        return [StepStarted()]
+        return [StepStarted(as_str(event.get("sessionID")))]
     if kind == "tool_use":
         return _tool(part)
     if kind == "text":

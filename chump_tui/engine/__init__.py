@@ -36,6 +36,7 @@ from chump_tui.engine.loop import MonitorLoop
 from chump_tui.engine.outcomes import Outcomes
 from chump_tui.engine.refill import Refill
 from chump_tui.engine.resuming import Resumer
+from chump_tui.engine.runs import NextRun
 from chump_tui.engine.stopping import Stopper
 from chump_tui.engine.table import DispatchTable
 from chump_tui.leftovers import Leftover
@@ -77,7 +78,8 @@ class Engine:
         self.table = DispatchTable(store, clock)
         self.outcomes = Outcomes(self.table, writer, slot_freed=lambda: self.refill.refill_soon())
         self.stopper = Stopper(self.table, self.config, self.outcomes, repo_root)
-        self.loop = MonitorLoop(self.table, self.config, provider, self.outcomes, self.stopper)
+        self.loop = MonitorLoop(self.table, self.config, provider, self.outcomes, self.stopper,
+                                checks_failed=lambda live: self.runs.repair_if_due(live))
         self.launcher = Launcher(
             self.table, self.config, self.outcomes, repo_root, self.log_dir, self.backlog,
             self.unusable,
@@ -87,6 +89,8 @@ class Engine:
                         queued=lambda: self.refill.queued()))
         self.refill = Refill(self.table, self.config, self.launcher, self.backlog, repo_root,
                              provider, self.spawner, self.spawner_for_retry)
+        self.runs = NextRun(self.table, self.config, self.outcomes, self.launcher, spawner,
+                            provider, started=self.loop.poll_soon)
         self.resumer = Resumer(self.table, self.launcher, self.stopper, self.outcomes,
                                spawner, restored=self._restored)
 
@@ -199,6 +203,14 @@ class Engine:
 
     def adopt(self, lost_key: str, start: StartAgent) -> str | None:
         return self.launcher.adopt(lost_key, start)
+
+    def follow_up(self, key: str, message: str) -> str | None:
+        """Resume attempt ``key``'s conversation with ``message`` (blocking: a running agent
+        is stopped first); why it could not, or None."""
+        return self.runs.follow_up(key, message)
+
+    def why_no_follow_up(self, key: str) -> str | None:
+        return self.runs.why_not(key)
 
     def restore(self, record: Dispatch, output: Iterable[str | AgentEvent] = (),
                 process: AgentProcess | None = None) -> None:

@@ -40,6 +40,7 @@ class EngineConfig:
     first_output_timeout_s: float = DEFAULT_FIRST_OUTPUT_TIMEOUT_S  # 0: off
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # 0: off
     include_shipped: bool = False  # gaps whose branch has a merged PR are pickable too
+    fix_ci: int = 0  # CI repairs per attempt when its PR's checks fail (0: the reference's)
 
 
 def default_log_dir(repo_root: Path) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from chump_tui import watchdog
 from chump_tui.engine.config import EVALUATE_EVERY_S, FAILED_STILL_RUNNING_S, EngineConfig
@@ -33,8 +34,10 @@ from chump_tui.watchdog import BusyProbe, Kill, Quiet
 
 class MonitorLoop:
     def __init__(self, table: DispatchTable, config: EngineConfig, provider: PrProvider,
-                 outcomes: Outcomes, stopper: Stopper) -> None:
+                 outcomes: Outcomes, stopper: Stopper,
+                 checks_failed: Callable[[Live], bool]) -> None:
         self.table = table
+        self.checks_failed = checks_failed  # an open PR failed its checks: repaired? (--fix-ci)
         self.config = config
         self.provider = provider
         self.outcomes = outcomes
@@ -140,8 +143,12 @@ class MonitorLoop:
             if code == 0:
                 self.table.changed(live, "exited")
         running = live.process is not None and code is None
-        decision = decide_tick(rec.pr, rec.started_at, now, rec.soft_deadline_s, code, running)
+        # A later run (a follow-up, a CI repair) has its own deadlines.
+        decision = decide_tick(rec.pr, rec.run_started_at or rec.started_at, now,
+                               rec.soft_deadline_s, code, running)
         if isinstance(decision, KeepGoing):
+            if rec.pr is not None and rec.pr.failed_checks and self.checks_failed(live):
+                return
             if rec.phase == "stalled" and rec.pr is not None:
                 rec.phase = "running"
                 self.table.changed(live, "pr")
@@ -166,7 +173,8 @@ class MonitorLoop:
                 or live.exit_seen is not None:
             return None
         act = live.output.activity()
-        return watchdog.check(live.record.started_at, act.first_event_at, act.last_event_at,
+        started = live.record.run_started_at or live.record.started_at
+        return watchdog.check(started, act.first_event_at, act.last_event_at,
                               now, self.config.first_output_timeout_s,
                               self.config.idle_timeout_s, live.busy_at)
 

@@ -54,29 +54,48 @@ class Outcomes:
         self.table.idle.notify_all()
 
     @staticmethod
-    def activity_differs(rec: Dispatch, act: Activity) -> bool:
+    def totals(rec: Dispatch, act: Activity) -> tuple[int, int, int, float | None, int]:
+        """Turns, tokens in and out, cost and tool errors of every run of the attempt: the
+        runs before this one (kept on the row) and this run's activity."""
+        cost = act.cost_usd if rec.earlier_cost_usd is None else \
+            rec.earlier_cost_usd + (act.cost_usd or 0.0)
+        return (rec.earlier_turns + act.turns, rec.earlier_tokens_in + act.tokens_in,
+                rec.earlier_tokens_out + act.tokens_out, cost,
+                rec.earlier_tool_errors + act.tool_errors)
+
+    @classmethod
+    def activity_differs(cls, rec: Dispatch, act: Activity) -> bool:
         """Whether the row's copy of the agent's numbers is behind its activity."""
         if act.events == 0 and act.finished is None:
             return False
-        return (rec.turns, rec.tokens_in, rec.tokens_out, rec.cost_usd, rec.tool_errors,
-                rec.model) != (act.turns, act.tokens_in, act.tokens_out, act.cost_usd,
-                               act.tool_errors, act.model)
+        return ((rec.turns, rec.tokens_in, rec.tokens_out, rec.cost_usd, rec.tool_errors)
+                != cls.totals(rec, act)
+                or rec.model != act.model or rec.session_id != act.session_id)
 
-    @staticmethod
-    def sync_activity(live: Live, act: Activity | None = None) -> None:
-        """Turns, tokens, cost, tool errors and the agent's own error onto the row (kept in
-        state.json): whatever the attempt's outcome, the totals add every attempt."""
+    @classmethod
+    def sync_activity(cls, live: Live, act: Activity | None = None) -> None:
+        """Turns, tokens, cost, tool errors, the session and the agent's own error onto the
+        row (kept in state.json): whatever the attempt's outcome, the totals add every
+        attempt, and every run of it."""
         act = act or live.output.activity()
         rec = live.record
         if act.events == 0 and act.finished is None:
             return
-        rec.turns = act.turns
-        rec.tokens_in, rec.tokens_out = act.tokens_in, act.tokens_out
-        rec.cost_usd = act.cost_usd
-        rec.tool_errors = act.tool_errors
+        rec.turns, rec.tokens_in, rec.tokens_out, rec.cost_usd, rec.tool_errors = \
+            cls.totals(rec, act)
         rec.model = act.model
+        rec.session_id = act.session_id
         if act.fatal_error:
             rec.agent_error = redact(act.fatal_error)
+
+    @staticmethod
+    def fold_run(live: Live) -> None:
+        """The run that ended becomes one of the earlier runs (caller synced it)."""
+        rec = live.record
+        rec.earlier_turns, rec.earlier_tokens_in, rec.earlier_tokens_out = \
+            rec.turns or 0, rec.tokens_in or 0, rec.tokens_out or 0
+        rec.earlier_cost_usd = rec.cost_usd
+        rec.earlier_tool_errors = rec.tool_errors or 0
 
     @staticmethod
     def exit_detail(live: Live) -> str:
@@ -96,9 +115,16 @@ class Outcomes:
     def queue_reflection(self, live: Live, outcome: DispatchOutcome, in_flight: int) -> None:
         rec = live.record
         end = rec.ended_at if rec.ended_at is not None else self.table.clock()
+        runs = " ".join(f"{name}={n}" for name, n in (("follow_ups", rec.follow_ups),
+                                                      ("ci_repairs", rec.ci_repairs)) if n)
+        # A run that reopened an ended attempt ends in a reflection of its own (the writer
+        # keeps one per uid); a repair before any outcome leaves the attempt's one.
+        reopened = rec.outcomes_before > 0
+        uid = f"{rec.uid}-run{rec.run}" if reopened else rec.uid
+        start = rec.run_started_at if reopened and rec.run_started_at else rec.started_at
         self.reflections.put(rec.key, DispatchReflection.build(
-            rec.gap_id, rec.effort or "m", outcome, int(end - rec.started_at),
-            in_flight - 1, rec.backend or "claude", live.output.signal_lines(), rec.uid))
+            rec.gap_id, rec.effort or "m", outcome, int(end - start),
+            in_flight - 1, rec.backend or "claude", live.output.signal_lines(), uid, runs))
 
     def _reflection_written(self, key: str) -> None:
         with self.table.lock:
