@@ -78,6 +78,7 @@ class Dispatch:
     earlier_tokens_out: int = 0
     earlier_tool_errors: int = 0
     earlier_cost_usd: float | None = None
+    first_run_cost_usd: float | None = None  # what the first run cost (the rest: follow-ups)
 
     def to_json(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every field and was most of a save.
@@ -141,6 +142,20 @@ class Dispatch:
         once its agent exited."""
         ends = [t for t in (self.exited_at, self.ended_at) if t is not None]
         return max(0.0, (min(ends) if ends else now) - self.started_at)
+
+    def later_runs_cost(self) -> float | None:
+        """What its follow-ups and CI repairs cost (as its harness said), None if none did."""
+        if self.run == 1 or self.cost_usd is None:
+            return None
+        return max(0.0, self.cost_usd - (self.first_run_cost_usd or 0.0))
+
+    def run_duration_s(self, now: float) -> float:
+        """How long the current run has worked: the attempt's first run, or a follow-up or
+        CI repair since it started (its deadlines count from there)."""
+        if self.run_started_at is None:
+            return self.duration_s(now)
+        ends = [t for t in (self.exited_at, self.ended_at) if t is not None]
+        return max(0.0, (min(ends) if ends else now) - self.run_started_at)
 
     def label(self) -> str:
         """The state as the console shows it (RUNNING, PR OPEN #n, SHIPPED, …)."""
@@ -212,6 +227,7 @@ _OPTIONAL_NUMBERS: dict[str, Callable[[object], object]] = {
     "exit_code": numbers.exit_code, "turns": numbers.count, "tokens_in": numbers.count,
     "tokens_out": numbers.count, "tool_errors": numbers.count, "exited_at": numbers.timestamp,
     "run_started_at": numbers.timestamp, "earlier_cost_usd": numbers.cost,
+    "first_run_cost_usd": numbers.cost,
 }
 MAX_STALE_PRS = 1000
 

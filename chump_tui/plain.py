@@ -70,7 +70,14 @@ def header_line(mode: str, backlog: Backlog, picked: int, max_parallel: int) -> 
 
 def summary_lines(rows: list[Dispatch]) -> list[str]:
     from chump_tui.numbers import short_count
-    from chump_tui.summary_export import attempt_cost, cost_line, killed_note, totals_line
+    from chump_tui.summary_export import (
+        attempt_cost,
+        cost_line,
+        killed_note,
+        runs_cell,
+        runs_line,
+        totals_line,
+    )
 
     def outcome_line(r: Dispatch) -> str:
         assert r.outcome is not None
@@ -86,6 +93,8 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
 
     def agent_line(r: Dispatch) -> str:
         errors = f"  {r.tool_errors} tool error(s)" if r.tool_errors else ""
+        if r.run > 1:
+            errors += f"  follow-ups / CI repairs {runs_cell(r)}"
         return (f"  {r.branch} #{r.attempt}  {r.harness or r.backend}  "
                 f"{r.turns or 0} turns  in {short_count(r.tokens_in or 0)} "
                 f"out {short_count(r.tokens_out or 0)}  {attempt_cost(r).text()}{errors}")
@@ -103,6 +112,9 @@ def summary_lines(rows: list[Dispatch]) -> list[str]:
         lines += [_drawn(f"the agent row of {r.key}", agent_line, r) for r in rows
                   if r.turns is not None or r.cost_usd is not None]
         lines.append(costs)
+    runs = runs_line(rows)
+    if runs:
+        lines.append(runs)
     return lines
 
 

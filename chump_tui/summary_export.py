@@ -69,6 +69,20 @@ def cost_line(dispatches: Iterable[Dispatch]) -> str | None:
     return "  ".join(parts)
 
 
+def runs_line(dispatches: Iterable[Dispatch]) -> str | None:
+    """``follow_ups=2  ci_repairs=1  their_cost=$0.0412``: the runs after the first, over
+    every attempt; None when there were none."""
+    rows = [d for d in dispatches if d.run > 1]
+    if not rows:
+        return None
+    costs = [c for c in (d.later_runs_cost() for d in rows) if c is not None]
+    parts = [f"follow_ups={sum(d.follow_ups for d in rows)}",
+             f"ci_repairs={sum(d.ci_repairs for d in rows)}"]
+    if costs:
+        parts.append(f"their_cost=${sum(costs):.4f}")
+    return "  ".join(parts)
+
+
 def fleet_cost(dispatches: Iterable[Dispatch]) -> float | None:
     costs = [c.usd for c in map(attempt_cost, dispatches) if c.usd is not None]
     return sum(costs) if costs else None
@@ -100,6 +114,8 @@ def summary_row(d: Dispatch, now: float) -> dict[str, object]:
         "turns": d.turns, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
         "cost_usd": d.cost_usd, "cost_estimate_usd": _estimate(d), "model": d.model or None,
         "tool_errors": d.tool_errors, "host": d.host or None,
+        "follow_ups": d.follow_ups, "ci_repairs": d.ci_repairs,
+        "later_runs_cost_usd": d.later_runs_cost(),
     }
 
 
@@ -116,10 +132,12 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
     rows = summary_rows(dispatches, now)
     totals = totals_line(dispatches)
     costs = cost_line(dispatches)
+    runs = runs_line(dispatches)
     json_path = directory / f"chump-tui-summary-{stamp}.json"
     md_path = directory / f"chump-tui-summary-{stamp}.md"
     note = killed_note(dispatches)
     _write(json_path, json.dumps({"generated_at": stamp, "totals": totals, "costs": costs,
+                                  "runs": runs,
                                   "cost_usd": fleet_cost(dispatches), "killed_note": note,
                                   "reflections": reflections_target, "rows": rows}, indent=2))
     lines = [f"# chump-tui summary {stamp}", "", f"**{totals}**", ""]
@@ -127,10 +145,12 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
         lines += [_md(note), ""]
     if costs:
         lines += [f"**{_md(costs)}**", ""]
+    if runs:
+        lines += [_md(runs), ""]
     lines += [f"Reflections: {_md(reflections_target)}", "",
               "| gap | # | branch | agent | outcome | PR | duration | turns | tokens in/out "
-              "| tool errors | cost | reason |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| tool errors | follow-ups / CI repairs | cost | reason |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r, d in zip(rows, dispatches, strict=True):
         pr = f"#{r['pr']}" if r["pr"] else "-"
         tokens = (f"{short_count(d.tokens_in or 0)} / {short_count(d.tokens_out or 0)}"
@@ -140,10 +160,15 @@ def export_summary(dispatches: list[Dispatch], directory: Path, now: float,
                      f"{_md(agent)} | {_md(r['outcome'])} | {pr} | "
                      f"{fmt_duration(float(str(r['duration_s'])))} | "
                      f"{d.turns if d.turns is not None else '-'} | {tokens} | "
-                     f"{d.tool_errors or '-'} | {attempt_cost(d).text()} | "
+                     f"{d.tool_errors or '-'} | {runs_cell(d)} | {attempt_cost(d).text()} | "
                      f"{_md(r['reason'])} |")
     _write(md_path, "\n".join(lines) + "\n")
     return [json_path, md_path]
+
+
+def runs_cell(d: Dispatch) -> str:
+    """``2 / 1`` (follow-ups / CI repairs), ``-`` for an attempt of one run."""
+    return f"{d.follow_ups} / {d.ci_repairs}" if d.run > 1 else "-"
 
 
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!"})

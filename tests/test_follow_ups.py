@@ -311,3 +311,38 @@ def json_bytes(value: object) -> bytes:
     import json
 
     return json.dumps(value).encode()
+
+
+def test_the_summary_and_the_export_count_later_runs_and_what_they_cost(
+        tmp_path: Path) -> None:
+    import json
+
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.monitor import DispatchOutcome
+    from chump_tui.plain import summary_lines
+    from chump_tui.summary_export import export_summary
+
+    def row(gap: str, **fields: object) -> Dispatch:
+        d = Dispatch(key=f"{gap}#1", gap_id=gap, title="t", priority="P1", effort="s",
+                     branch=f"claude/{gap.lower()}", worktree="", attempt=1,
+                     started_at=1000.0, soft_deadline_s=60, phase="ended", harness="claude",
+                     turns=4, tokens_in=2000, tokens_out=200,
+                     outcome=DispatchOutcome.shipped(7), ended_at=1100.0)
+        for key, value in fields.items():
+            setattr(d, key, value)
+        return d
+
+    rows = [row("A-1", run=3, follow_ups=1, ci_repairs=1, cost_usd=0.05,
+                first_run_cost_usd=0.02),
+            row("B-2", cost_usd=0.01)]
+    text = "\n".join(summary_lines(rows))
+    assert "follow_ups=1  ci_repairs=1  their_cost=$0.0300" in text
+    assert "follow-ups / CI repairs 1 / 1" in text
+    json_path, md_path = export_summary(rows, tmp_path, 2000.0, "nowhere")
+    data = json.loads(json_path.read_text())
+    assert data["runs"] == "follow_ups=1  ci_repairs=1  their_cost=$0.0300"
+    first = data["rows"][0]
+    assert (first["follow_ups"], first["ci_repairs"]) == (1, 1)
+    assert first["later_runs_cost_usd"] == pytest.approx(0.03)
+    assert data["rows"][1]["later_runs_cost_usd"] is None
+    assert "| 1 / 1 |" in md_path.read_text()

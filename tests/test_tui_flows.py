@@ -257,3 +257,85 @@ async def test_diff_and_remove_worktree(git_repo: Path, stub_env: dict[str, str]
     finally:
         close_app(app)
     assert "claude/e2e-001" in git(git_repo, "branch", "--list", "claude/*")  # branch kept
+
+
+async def test_follow_up_stops_a_running_agent_and_resumes_it_on_the_same_card(
+        git_repo: Path, stub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    from tests.conftest import HELPERS
+
+    monkeypatch.setenv("CHUMP_CLAUDE_BIN", str(HELPERS / "fake_claude.py"))
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "hang")
+    monkeypatch.setenv("FAKE_CLAUDE_RESUME_PR", "MERGED")
+    monkeypatch.setenv("FAKE_CLAUDE_PROMPTS", str(tmp_path / "prompts.txt"))
+    app = make(git_repo)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("d", "y")
+            await until(pilot, lambda: (app.dispatches.get("E2E-001#1") is not None
+                                        and app.dispatches["E2E-001#1"].session_id != ""),
+                        20, "the agent's session")
+            first_pid = app.dispatches["E2E-001#1"].pid
+            await pilot.press("f")
+            await until(pilot, lambda: type(app.screen).__name__ == "FollowUp", 5, "dialog")
+            assert "Its agent stops now" in screen_text(app)
+            await pilot.press(*"Add a test", "ctrl+j", *"then open the PR")
+            await pilot.press("enter")
+            await until(pilot, lambda: app.dispatches["E2E-001#1"].label() == "SHIPPED", 30,
+                        "shipped after the follow-up")
+            row = app.dispatches["E2E-001#1"]
+            assert row.run == 2 and row.pid != first_pid and list(app.dispatches) == [
+                "E2E-001#1"]
+            await until(pilot, lambda: "follow-up 2" in screen_text(app), 5, "the card says so")
+    finally:
+        close_app(app)
+    said = (tmp_path / "prompts.txt").read_text()
+    assert "Add a test\nthen open the PR" in said
+
+
+async def test_patch_view_moves_between_files_searches_and_sends_a_review_note(
+        git_repo: Path, stub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    from tests.conftest import HELPERS
+
+    monkeypatch.setenv("CHUMP_CLAUDE_BIN", str(HELPERS / "fake_claude.py"))
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "no_pr")
+    monkeypatch.setenv("FAKE_CLAUDE_RESUME_PR", "MERGED")
+    monkeypatch.setenv("FAKE_CLAUDE_PROMPTS", str(tmp_path / "prompts.txt"))
+    app = make(git_repo)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("d", "y")
+            await until(pilot, lambda: app.dispatches.get("E2E-001#1") is not None
+                        and app.dispatches["E2E-001#1"].exit_code == 0, 20, "the first run")
+            worktree = Path(app.dispatches["E2E-001#1"].worktree)
+            (worktree / "b-notes.txt").write_text("alpha\nneedle here\n")
+            (worktree / "c-notes.txt").write_text("another needle\n")
+            git(worktree, "add", "b-notes.txt", "c-notes.txt")
+            await pilot.press("g")
+            await until(pilot, lambda: getattr(app.screen, "patch", None) is not None, 10,
+                        "the patch read")
+            screen = app.screen
+            assert len(screen.patch.files) == 3  # type: ignore[attr-defined]
+            await pilot.press("n")
+            assert screen.current == 1  # type: ignore[attr-defined]
+            await pilot.press("n", "n", "p")
+            assert screen.current == 1  # type: ignore[attr-defined]
+            await pilot.press("slash", *"needle", "enter")
+            await until(pilot, lambda: "match 1 of 2" in screen_text(app), 5, "a match")
+            assert screen.current == 0  # type: ignore[attr-defined]  # b-notes.txt
+            await pilot.press("enter")
+            await until(pilot, lambda: "match 2 of 2" in screen_text(app), 5, "the next")
+            assert screen.current == 1  # type: ignore[attr-defined]  # c-notes.txt
+            await pilot.press("escape")  # the search ends, the view stays
+            assert app.screen is screen
+            await pilot.press("f")
+            await until(pilot, lambda: type(app.screen).__name__ == "FollowUp", 5, "dialog")
+            assert "Review of your patch (c-notes.txt):" in screen_text(app)
+            await pilot.press(*" rename the needle", "enter")
+            await until(pilot, lambda: app.dispatches["E2E-001#1"].label() == "SHIPPED", 30,
+                        "shipped after the review")
+    finally:
+        close_app(app)
+    assert "Review of your patch (c-notes.txt):\n rename the needle" in (
+        tmp_path / "prompts.txt").read_text()

@@ -129,3 +129,60 @@ def test_running_cards_show_their_numbers_at_every_size(snap_compare: Any,
     second = record("DEMO-002", "running", elapsed=40, harness="claude")
     assert snap_compare(frozen_app([(running, claude_events()), (second, claude_events(1))]),
                         press=["m"], terminal_size=size)
+
+
+def ended_claude_attempt() -> Any:
+    return record("DEMO-003", "ended", elapsed=600, harness="claude", turns=4,
+                  tokens_in=23_600, tokens_out=1_000, cost_usd=0.086,
+                  session_id="b0db300b-6798-4bd1-9a55-c3f0f4a2e1d7",
+                  agent_error="cannot build the workspace: a dependency is missing",
+                  outcome=DispatchOutcome.killed("exit code 1"))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_follow_up_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
+    from chump_tui.tui.screens.follow_up import FollowUp
+
+    d = ended_claude_attempt()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.press("m")
+        await pilot.app.push_screen(FollowUp(d))
+        await pilot.press(*"The build fails: add tokio", "ctrl+j", *"to Cargo.toml, then rerun.")
+
+    assert snap_compare(frozen_app([(d, [])]), run_before=run_before, terminal_size=size)
+
+
+def a_patch() -> Any:
+    from chump_tui.patch import Patch, PatchFile
+
+    first = PatchFile("src/retry.rs", 6, 1, [
+        "diff --git a/src/retry.rs b/src/retry.rs", "index 1c81012..2d7e3f4 100644",
+        "--- a/src/retry.rs", "+++ b/src/retry.rs", "@@ -10,3 +10,8 @@ pub fn call()",
+        "-    let answer = client.send(request)?;", "+    let mut tries = 0;",
+        "+    let answer = loop {", "+        match client.send(request.clone()) {",
+        "+            Err(e) if e.is_5xx() && tries < 3 => tries += 1,",
+        "+            other => break other?,", "+        }", "     Ok(answer)"])
+    second = PatchFile("tests/retry.rs", 4, 0, [
+        "diff --git a/tests/retry.rs b/tests/retry.rs", "new file mode 100644",
+        "--- /dev/null", "+++ b/tests/retry.rs", "@@ -0,0 +1,4 @@", "+#[test]",
+        "+fn retries_a_5xx_three_times() {", "+    assert_eq!(retry_count(), 3);", "+}"])
+    return Patch("claude/demo-003 (its worktree, uncommitted changes too) against origin/main",
+                 [first, second])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_patch_view_with_a_search(snap_compare: Any, size: tuple[int, int]) -> None:
+    from pathlib import Path
+
+    from chump_tui.tui.screens.patch_view import PatchScreen
+
+    d = ended_claude_attempt()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.press("m")
+        await pilot.app.push_screen(PatchScreen(d, Path("/repo"), "origin/main",
+                                                on_review=lambda note: None, patch=a_patch()))
+        await pilot.press("slash", *"retry", "enter", "enter")
+
+    assert snap_compare(frozen_app([(d, [])]), run_before=run_before, terminal_size=size)

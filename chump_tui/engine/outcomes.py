@@ -92,6 +92,8 @@ class Outcomes:
     def fold_run(live: Live) -> None:
         """The run that ended becomes one of the earlier runs (caller synced it)."""
         rec = live.record
+        if rec.run == 1:
+            rec.first_run_cost_usd = rec.cost_usd
         rec.earlier_turns, rec.earlier_tokens_in, rec.earlier_tokens_out = \
             rec.turns or 0, rec.tokens_in or 0, rec.tokens_out or 0
         rec.earlier_cost_usd = rec.cost_usd

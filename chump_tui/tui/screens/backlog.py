@@ -233,7 +233,7 @@ class BacklogScreen(Screen[None]):
                                               for g in gaps if g.id in self.chump.leftovers},
                                              self.chump.fleet_hosts(),
                                              {g.id: engine.agent_for(g.id) for g in gaps},
-                                             engine.config.base_ref),
+                                             engine.config.base_ref, engine.config.fix_ci),
                              confirmed)
 
     def action_warnings(self) -> None:

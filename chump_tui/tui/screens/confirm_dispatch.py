@@ -41,7 +41,8 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
                  never: Mapping[str, str] | None = None,
                  notes: Mapping[str, str] | None = None,
                  hosts: list[tuple[str, int, int]] | None = None,
-                 agents: Mapping[str, str] | None = None, base_ref: str = "") -> None:
+                 agents: Mapping[str, str] | None = None, base_ref: str = "",
+                 fix_ci: int = 0) -> None:
         super().__init__()
         self.gaps = gaps
         self.reasons = reasons
@@ -54,6 +55,7 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
         self.hosts = hosts  # a fleet's hosts that are up: (name, free slots, slots)
         self.agents = agents or {}  # gap id -> the harness (or backend) it would run
         self.base_ref = base_ref
+        self.fix_ci = fix_ci  # --fix-ci: CI repairs per attempt
         self.override = False
         self.DEFAULT_BUTTON = "cancel" if dry_run or not self.chosen() else "confirm"
 
@@ -91,6 +93,9 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
                          f"(max-parallel {self.max_parallel})", style="yellow")
         if self.base_ref:
             title.append(f"\nfrom {visible(self.base_ref)}", style="dim")
+        title.append(", " if self.base_ref else "\n", style="dim")
+        title.append(f"failing checks go back to the agent up to {self.fix_ci}× (--fix-ci)"
+                     if self.fix_ci else "failing checks wait for you (--fix-ci 0)", style="dim")
         if self.hosts is None:
             title.append((", " if self.base_ref else "\n")
                          + f"worktrees under {visible(self.repo_root)}", style="dim")

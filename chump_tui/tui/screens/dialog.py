@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 from rich.text import Text
 from textual.binding import Binding
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Static
 
 T = TypeVar("T")
@@ -27,8 +28,12 @@ class Dialog(ModalScreen[T], Generic[T]):
     def hint(self) -> Static:
         return Static(id="dialog-hint")
 
+    def first_focus(self) -> Widget:
+        """What has focus when the dialog opens: the default button."""
+        return self.query_one(f"#{self.DEFAULT_BUTTON}", Button)
+
     def on_mount(self) -> None:
-        self.query_one(f"#{self.DEFAULT_BUTTON}", Button).focus()
+        self.first_focus().focus()
         self.update_hint()
 
     def on_descendant_focus(self) -> None:

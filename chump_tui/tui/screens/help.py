@@ -40,10 +40,15 @@ MORE = {"toggle_select": "select / unselect the highlighted gap, then move down"
         "tool_results": "every tool the selected attempt called; enter shows its whole result",
         "maximize_output": "the output pane fills the screen (again: back to the cards)",
         "retry": "retry an ended, unshipped attempt (or one that exited without a PR)",
+        "follow_up": "tell the selected attempt's agent what to do next: its conversation "
+                     "resumes (a running one is stopped first) as the card's next run",
+        "review_note": "write a review of this patch: it goes to the agent as a follow-up",
+        "search": "search the patch (enter: next match, shift+enter: previous)",
         "warnings": "list the backlog's warnings",
         "toggle_continuous": "continuous mode on/off: refill up to max-parallel as agents end",
         "remove_worktree": "remove the worktree of an ended attempt (branch kept)",
-        "diff": "the selected attempt's patch against its base, file by file (n / p)",
+        "diff": "the selected attempt's patch against its base, file by file (n / p), "
+                "searchable (/), with a review note to the agent (f)",
         "shell": "open $SHELL in the selected worktree"}
 
 

@@ -65,6 +65,7 @@ class MonitorScreen(Screen[None]):
         # Kill on a key no movement uses (k9s's): k moves, as in vim.
         Binding("ctrl+k", "kill", "Kill"),
         Binding("r", "retry", "Retry"),
+        Binding("f", "follow_up", "Follow up"),
         Binding("t", "tool_results", "Tools"),
         Binding("c", "toggle_continuous", "Refill"),
         Binding("g", "diff", "Patch"),
@@ -265,6 +266,33 @@ class MonitorScreen(Screen[None]):
     def _retry(self, key: str) -> None:
         self.chump.engine.retry(key)
 
+    def action_follow_up(self, prefill: str = "") -> None:
+        """Resume the selected attempt's agent with a message (``prefill``: a review note)."""
+        if not self.chump.writable():
+            return
+        d = self.selected_dispatch()
+        if d is None:
+            return
+        why = self.chump.engine.why_no_follow_up(d.key)
+        if why is not None:
+            self.notify(f"No follow-up to {d.gap_id} #{d.attempt}: {why}.", severity="warning")
+            return
+        from chump_tui.tui.screens.follow_up import FollowUp
+
+        def send(message: str | None) -> None:
+            if message:
+                self.notify(f"following up {d.gap_id} #{d.attempt} (run {d.run + 1})")
+                self._follow_up(d.key, message)
+
+        self.app.push_screen(FollowUp(d, prefill), send)
+
+    @work(thread=True, group="follow-up", exit_on_error=False)
+    def _follow_up(self, key: str, message: str) -> None:
+        error = self.chump.engine.follow_up(key, message)
+        if error is not None:
+            self.app.call_from_thread(self.notify, f"{key}: no follow-up: {error}",
+                                      severity="error")
+
     def action_tool_results(self) -> None:
         d = self.selected_dispatch()
         if d is None:
@@ -312,7 +340,9 @@ class MonitorScreen(Screen[None]):
         from chump_tui.tui.screens.patch_view import PatchScreen
 
         app = self.chump
-        self.app.push_screen(PatchScreen(d, app.setup.repo_root, app.engine.config.base_ref))
+        review = None if app.setup.read_only else self.action_follow_up
+        self.app.push_screen(PatchScreen(d, app.setup.repo_root, app.engine.config.base_ref,
+                                         on_review=review))
 
     def action_shell(self) -> None:
         d = self.selected_dispatch()

@@ -17,6 +17,8 @@ from chump_tui.summary_export import (
     cost_line,
     export_summary,
     killed_note,
+    runs_cell,
+    runs_line,
     summary_rows,
     totals_line,
 )
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
 
 COLUMNS = (("gap", "gap"), ("attempt", "#"), ("branch", "branch"), ("outcome", "outcome"),
            ("pr", "PR"), ("duration", "duration"), ("turns", "turns"),
-           ("errors", "tool errors"), ("cost", "cost"), ("reason", "reason"))
+           ("errors", "tool errors"), ("runs", "follow-ups / CI"), ("cost", "cost"),
+           ("reason", "reason"))
 
 
 class SummaryScreen(Screen[None]):
@@ -84,6 +87,7 @@ class SummaryScreen(Screen[None]):
                     "turns": Text(str(d.turns) if d.turns is not None else "-"),
                     "errors": Text(str(d.tool_errors) if d.tool_errors else "-",
                                    style="yellow" if d.tool_errors else ""),
+                    "runs": Text(runs_cell(d)),
                     "cost": Text(attempt_cost(d).text()),
                     "reason": line(row["reason"]),
                 }
@@ -97,11 +101,13 @@ class SummaryScreen(Screen[None]):
         pending = app.engine.reflections.pending()
         where = app.setup.reflections_where()
         costs = cost_line(app.dispatches.values())
+        runs = runs_line(app.dispatches.values())
         note = killed_note(app.dispatches.values())
         self.query_one("#totals", Static).update(Text("\n").join([
             Text(totals_line(app.dispatches.values()), style="bold"),
             *([Text(f"({note})", style="dim")] if note else []),
             *([Text(costs, style="bold")] if costs else []),
+            *([Text(runs)] if runs else []),
             assemble("reflections: ", where,
                      (f"  ({pending} pending)" if pending else "", "yellow")),
             Text("e exports JSON + Markdown next to the reflections DB", style="dim")]))

@@ -94,8 +94,8 @@ def numbers_line(d: Dispatch, act: Activity | None) -> Text:
     """``3 turns · in 12.3k out 1.2k · $0.0412 · 2 tool errors``: live while it runs, from
     its row once it ended (a resumed session has them too); ``≈`` marks an estimate."""
     line = Text(no_wrap=True, overflow="ellipsis", style="dim")
-    if d.active and act is not None and act.events and d.harness:
-        line.append(act.counters())
+    if d.active and act is not None and act.events and d.harness and d.run == 1:
+        line.append(act.counters())  # a later run's activity is its own: the row adds them
     elif d.turns is not None or d.cost_usd is not None:
         line.append(counters_text(d.turns, d.tokens_in, d.tokens_out,
                                   cost_of(d.cost_usd, d.model, d.tokens_in, d.tokens_out),
@@ -144,10 +144,12 @@ def card_lines(d: Dispatch, now: float, tail: list[str], act: Activity | None = 
     state = Text(no_wrap=True, overflow="ellipsis")
     state.append(f" {label} ", style=state_style(d.label()))
     state.append_text(quiet_badge(quiet))
+    if d.run > 1:  # a follow-up or CI repair resumed its conversation
+        state.append(f"  {visible(d.run_note)}", style="bold cyan")
     reason = d.reason()
     if reason and d.phase in ("ended", "spawn_failed", "killing"):
         state.append(f"  {visible(reason)}", style="grey70")
-    elapsed = d.duration_s(now)
+    elapsed = d.run_duration_s(now)  # a later run's deadlines count from its start
     timing = deadline_bar(elapsed, d.soft_deadline_s)
     timing.no_wrap = True
     timing.overflow = "ellipsis"
