@@ -213,6 +213,8 @@ class NextRun:
             rec.outcomes_before += before.outcome is not None
             rec.run += 1
             rec.run_started_at = self.table.clock()
+            # --soft-deadline of the console (or the follow-up command) that runs it wins.
+            rec.soft_deadline_s = self.config.soft_deadline_s or rec.soft_deadline_s
             if counts == "follow_ups":
                 rec.follow_ups += 1
             rec.outcome = None
