@@ -11,6 +11,8 @@
                           │   watchdogs)
                           ├─ Stopper (kill, force kill, stop all, worktree removal)
                           ├─ Resumer (a saved session's rows taken over)
+                          ├─ NextRun (a follow-up, a CI repair: the loop asks it when an
+                          │  open PR's checks fail)
                           └─ DispatchTable: the rows, the one lock, saving, events
 
 Every part holds the one ``DispatchTable`` and changes rows only under its lock; what a
