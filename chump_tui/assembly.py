@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from chump_tui.dispatch_record import Dispatch
     from chump_tui.engine import Engine
     from chump_tui.fleet.remote import FleetClient
+    from chump_tui.notify import Notifier, NotifySettings
     from chump_tui.options import Options
     from chump_tui.reflections import ReflectionWriter
     from chump_tui.session_store import SessionStore
@@ -102,7 +103,9 @@ def build_engine(opts: Options, repo_root: Path, backlog: Backlog,
                      kill_grace_s=opts.kill_grace_s, soft_deadline_s=opts.soft_deadline_s,
                      log_dir=default_log_dir(repo_root), environ=os.environ,
                      continuous=opts.continuous, include_shipped=opts.include_shipped,
-                     fix_ci=opts.fix_ci,
+                     fix_ci=opts.fix_ci, budget_usd=opts.budget_usd,
+                     budget_tokens=opts.budget_tokens, fleet_budget_usd=opts.fleet_budget_usd,
+                     budget_action=opts.budget_action,
                      first_output_timeout_s=opts.first_output_timeout_s,
                      idle_timeout_s=opts.idle_timeout_s),
         backlog=backlog.gaps,
@@ -151,6 +154,29 @@ def open_fleet(opts: Options, repo_root: Path, backlog: Backlog,
     client = FleetClient(broker, origin, f"chump-tui:{socket.gethostname()}:{os.getpid()}",
                          keys=keys)
     return client, RemoteSpawner(client, opts.base_ref, opts.harness, gap_harnesses(backlog))
+
+
+def notify_settings(opts: Options) -> NotifySettings | None:
+    """What to tell the operator and where (None: nothing). A webhook or a command without
+    --notify tells every event."""
+    from chump_tui.notify import DEFAULT_EVENTS, NotifySettings
+
+    events = opts.notify or (DEFAULT_EVENTS if (opts.notify_url or opts.notify_cmd) else ())
+    if not events:
+        return None
+    return NotifySettings(tuple(events), opts.notify_url or "", list(opts.notify_cmd or []))
+
+
+def start_notifier(settings: NotifySettings, engine: Engine,
+                   terminal_write: Callable[[str], None] | None) -> Notifier:
+    """A notifier listening to ``engine``, closed (its last notifications sent) with it."""
+    from chump_tui.notify import Notifier, sinks_for
+
+    notifier = Notifier(settings.events, sinks_for(settings, terminal_write),
+                        all_over=engine.all_over)
+    engine.subscribe(notifier)
+    engine.on_close.append(notifier.close)
+    return notifier
 
 
 def fleet_report(engine: Engine) -> str | None:

@@ -149,12 +149,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-broker", action="store_true",
                    help="use --nats even though the broker lets clients without "
                         "credentials in")
+    n = p.add_argument_group("notifications and budgets")
+    n.add_argument("--notify", nargs="?", const="all", default=None, type=_notify_events,
+                   metavar="EVENTS", help="tell you (terminal bell and notification, "
+                   "notify-send, --notify-url, --notify-cmd) when these happen: ended, quiet, "
+                   "stalled, lost, budget, done, comma-separated (no value: all)")
+    n.add_argument("--notify-url", default=None, type=_webhook_url, metavar="URL",
+                   help="POST each notification as JSON to this http(s) URL (Slack-compatible "
+                        "'text' field included)")
+    n.add_argument("--notify-cmd", default=None, type=_command, metavar="CMD",
+                   help="run CMD (split like a shell would, run without one) with each "
+                        "notification as JSON on its stdin")
+    n.add_argument("--budget-usd", type=_dollars, default=None, metavar="X",
+                   help="per attempt (every run of it): told at 80%%, stopped at 100%% "
+                        "(dollars as reported, else estimated from tokens)")
+    n.add_argument("--budget-tokens", type=_whole(1, 10**12), default=None, metavar="N",
+                   help="per attempt, tokens in + out, where no dollars are known")
+    n.add_argument("--fleet-budget-usd", type=_dollars, default=None, metavar="Y",
+                   help="the session's attempts together: past it nothing new is dispatched "
+                        "and continuous mode pauses")
+    n.add_argument("--budget-action", choices=("stop", "warn"), default="stop",
+                   help="at an attempt's budget: stop it (default) or only tell you")
+    p.add_argument("--config", type=Path, default=None, metavar="PATH",
+                   help="settings file (default: $XDG_CONFIG_HOME/chump-tui/config.toml, "
+                        "~/.config/chump-tui/config.toml); flags win over it")
+    p.add_argument("--print-config", action="store_true",
+                   help="print every setting, its value and where it came from, and exit")
     return p
 
 
+def _notify_events(text: str) -> tuple[str, ...]:
+    from chump_tui.notify import parse_events
+
+    try:
+        return parse_events(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _webhook_url(text: str) -> str:
+    from chump_tui.notify import check_webhook_url
+
+    try:
+        return check_webhook_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _command(text: str) -> list[str]:
+    import shlex
+
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    if not argv:
+        raise argparse.ArgumentTypeError("an empty command")
+    return argv
+
+
+def _dollars(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected dollars, got {text!r}") from None
+    if not 0 < value <= 1_000_000:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1000000, got {text!r}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> Options:
+    from chump_tui.config_file import apply_config_file, print_config
+
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    sources = apply_config_file(parser, args)
+    ns = parser.parse_args(args)
+    if ns.print_config:
+        print_config(parser, ns, sources, args)
+        parser.exit(0)
     if ns.harness is None:
         import os
 
@@ -211,6 +284,9 @@ def _follow_up(argv: list[str]) -> int:
                           "In the console, f on the card does the same.")
     parser.add_argument("target", metavar="GAP[#ATTEMPT]")
     parser.add_argument("message", metavar="MESSAGE")
+    from chump_tui.config_file import apply_config_file
+
+    apply_config_file(parser, argv)
     ns = parser.parse_args(argv)
     target, message = ns.target, ns.message
     del ns.target, ns.message

@@ -79,6 +79,7 @@ class Dispatch:
     earlier_tool_errors: int = 0
     earlier_cost_usd: float | None = None
     first_run_cost_usd: float | None = None  # what the first run cost (the rest: follow-ups)
+    budget_note: str = ""  # "budget 83% of $0.50", "budget $0.50 reached"
 
     def to_json(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every field and was most of a save.
@@ -211,7 +212,7 @@ _FIELD_NAMES = tuple(f.name for f in fields(Dispatch))
 _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")
 _STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
         "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error", "host",
-        "remote", "model", "session_id", "run_note", "repaired_head")
+        "remote", "model", "session_id", "run_note", "repaired_head", "budget_note")
 # Every number is checked for its value, not only its type: a row with pid -1 or a start
 # time of -1e308 would crash the first look at it (psutil, a duration), at every start.
 _NUMBERS: dict[str, Callable[[object], object]] = {

@@ -43,4 +43,14 @@ class Notice:
     text: str
 
 
-EngineEvent = DispatchChanged | OutputLine | GitHubPolled | Notice
+@dataclass(frozen=True)
+class Attention:
+    """Something an operator acts on that is no outcome: an agent went quiet, an attempt or
+    the session crossed its budget. ``key`` is '' for the whole session."""
+
+    kind: Literal["quiet", "budget"]
+    key: str
+    text: str
+
+
+EngineEvent = DispatchChanged | OutputLine | GitHubPolled | Notice | Attention

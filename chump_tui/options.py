@@ -34,6 +34,15 @@ class Options:
     nats_creds: Path | None
     trust_worker: list[str]  # worker keys or trust files the console believes
     insecure_broker: bool  # run on a broker that admits clients without credentials
+    notify: tuple[str, ...] | None  # the events to tell the operator about
+    notify_url: str | None
+    notify_cmd: list[str] | None
+    budget_usd: float | None
+    budget_tokens: int | None
+    fleet_budget_usd: float | None
+    budget_action: str  # stop | warn
+    config: Path | None  # the settings file (read by the parser)
+    print_config: bool
 
     def __init__(self, **values: object) -> None:
         vars(self).update(values)

@@ -193,6 +193,7 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
     engine = build_engine(opts, repo_root, backlog, store, warn=_err)
     printer = EventPrinter()
     engine.subscribe(printer)
+    _notify(opts, engine)
     for note in notes + engine.resume(records):
         _err(f"[chump-tui] {note}")
     follow_fleet(engine, records)
@@ -350,6 +351,7 @@ def run_follow_up(opts: Options, target: str, message: str) -> int:
         engine = build_engine(opts, repo_root, backlog, store, warn=_err)
         printer = EventPrinter()
         engine.subscribe(printer)
+        _notify(opts, engine)
         for note in notes + engine.resume(records):
             _err(f"[chump-tui] {note}")
 
@@ -381,6 +383,22 @@ class Stopped(Exception):
         self.why = why
 
 
+def _notify(opts: Options, engine: Engine) -> None:
+    """Notifications (--notify): in plain mode the terminal's are written to stderr when it
+    is a terminal."""
+    from chump_tui.assembly import notify_settings, start_notifier
+
+    settings = notify_settings(opts)
+    if settings is None:
+        return
+
+    def to_terminal(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    start_notifier(settings, engine, to_terminal if sys.stderr.isatty() else None)
+
+
 def _spawn_failures(engine: Engine) -> int:
     return sum(1 for r in engine.snapshot() if r.phase == "spawn_failed")
 
@@ -394,9 +412,11 @@ class EventPrinter:
         self.gh_repeats = 0
 
     def __call__(self, event: EngineEvent) -> None:
-        from chump_tui.events import DispatchChanged, GitHubPolled, Notice
+        from chump_tui.events import Attention, DispatchChanged, GitHubPolled, Notice
 
-        if isinstance(event, DispatchChanged):
+        if isinstance(event, Attention):
+            _err(f"[{event.kind}] {event.text}")
+        elif isinstance(event, DispatchChanged):
             self.dispatch_changed(event.dispatch, event.why)
         elif isinstance(event, GitHubPolled):
             self.github(event.error if not event.ok else None)

@@ -32,6 +32,7 @@ from chump_tui.agent_process import AgentProcess
 from chump_tui.agent_streams.events import AgentEvent
 from chump_tui.backlog import Gap, unusable_ids
 from chump_tui.dispatch_record import Dispatch
+from chump_tui.engine.budgets import Budgets
 from chump_tui.engine.config import EngineConfig, Listener, default_log_dir
 from chump_tui.engine.launching import Launcher, LaunchHooks, StartAgent
 from chump_tui.engine.loop import MonitorLoop
@@ -40,7 +41,7 @@ from chump_tui.engine.refill import Refill
 from chump_tui.engine.resuming import Resumer
 from chump_tui.engine.runs import NextRun
 from chump_tui.engine.stopping import Stopper
-from chump_tui.engine.table import DispatchTable
+from chump_tui.engine.table import DispatchTable, Live
 from chump_tui.leftovers import Leftover
 from chump_tui.pr_providers import PrProvider
 from chump_tui.reflection_queue import ReflectionQueue
@@ -78,21 +79,28 @@ class Engine:
         self.on_close: list[Callable[[], None]] = []  # after the engine's own threads end
 
         self.table = DispatchTable(store, clock)
+        self.budgets = Budgets(self.table, self.config)
         self.outcomes = Outcomes(self.table, writer, slot_freed=lambda: self.refill.refill_soon())
         self.stopper = Stopper(self.table, self.config, self.outcomes, repo_root)
         self.loop = MonitorLoop(self.table, self.config, provider, self.outcomes, self.stopper,
-                                checks_failed=lambda live: self.runs.repair_if_due(live))
+                                checks_failed=lambda live: self.runs.repair_if_due(live),
+                                over_budget=self.budgets.attempt_over,
+                                check_fleet_budget=self.budgets.check_fleet)
         self.launcher = Launcher(
             self.table, self.config, self.outcomes, repo_root, self.log_dir, self.backlog,
             self.unusable,
             LaunchHooks(slot_freed=lambda: self.refill.refill_soon(),
                         agent_started=self.loop.poll_soon, agent_exited=self.loop.decide_now,
                         earlier_prs=lambda gap_id: self.refill.earlier_prs(gap_id),
-                        queued=lambda: self.refill.queued()))
+                        queued=lambda: self.refill.queued(),
+                        why_no_new_agent=self.budgets.why_no_new_agent,
+                        output_seen=self._output_seen))
         self.refill = Refill(self.table, self.config, self.launcher, self.backlog, repo_root,
-                             provider, self.spawner, self.spawner_for_retry)
+                             provider, self.spawner, self.spawner_for_retry,
+                             self.budgets.why_no_new_agent)
         self.runs = NextRun(self.table, self.config, self.outcomes, self.launcher, spawner,
-                            provider, started=self.loop.poll_soon)
+                            provider, started=self.loop.poll_soon,
+                            why_no_new_agent=self.budgets.why_no_new_agent)
         self.resumer = Resumer(self.table, self.launcher, self.stopper, self.outcomes,
                                spawner, restored=self._restored)
 
@@ -169,6 +177,15 @@ class Engine:
     def next_poll_in_s(self) -> float:
         return self.loop.next_poll_in_s()
 
+    def all_over(self) -> bool:
+        """Nothing runs, waits for its PR, waits for a slot or is being dispatched."""
+        return self.active_count() == 0 and not self.refill.waiting \
+            and not self.refill.dispatching()
+
+    def paused_by_budget(self) -> str | None:
+        """Why nothing new is dispatched (the session's budget is spent), or None."""
+        return self.budgets.why_no_new_agent()
+
     def agent_for(self, gap_id: str) -> str:
         """Which agent a dispatch of ``gap_id`` starts (its harness, or the backend that is
         no harness); '' when the spawner does not say (test spawners)."""
@@ -220,6 +237,12 @@ class Engine:
 
     def resume(self, records: Iterable[Dispatch]) -> list[str]:
         return self.resumer.resume(records)
+
+    def _output_seen(self, live: Live) -> None:
+        """An agent wrote: near its budget, the monitor decides now, not within a second (a
+        fast agent spends a lot in a second)."""
+        if self.budgets.enabled and self.budgets.near(live):
+            self.loop.decide_now()
 
     def _restored(self) -> None:
         self.loop.poll_soon()

@@ -41,6 +41,10 @@ class EngineConfig:
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # 0: off
     include_shipped: bool = False  # gaps whose branch has a merged PR are pickable too
     fix_ci: int = 0  # CI repairs per attempt when its PR's checks fail (0: the reference's)
+    budget_usd: float | None = None  # per attempt, every run of it
+    budget_tokens: int | None = None  # per attempt, where no dollars are known
+    fleet_budget_usd: float | None = None  # the session's attempts together
+    budget_action: str = "stop"  # at 100 %: "stop" the attempt, or only "warn"
 
 
 def default_log_dir(repo_root: Path) -> Path:

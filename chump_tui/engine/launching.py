@@ -40,6 +40,8 @@ class LaunchHooks:
     agent_exited: Callable[[], None]  # an agent's process ended: decide its row now
     earlier_prs: Callable[[str], list[int]]  # PRs an earlier run left on a gap's branch
     queued: Callable[[], list[str]]  # gaps waiting for a free slot
+    why_no_new_agent: Callable[[], str | None]  # the session's budget is spent
+    output_seen: Callable[[Live], None]  # an agent wrote (its budget may be near)
 
 
 class Launcher:
@@ -64,6 +66,10 @@ class Launcher:
         out: list[Dispatch] = []
         for gap in gaps:
             if self.table.stopping.is_set():
+                break
+            paused = self.hooks.why_no_new_agent()
+            if paused is not None:
+                self.table.emit(Notice("warning", f"{gap.id} is not dispatched: {paused}"))
                 break
             if gap.id in self.unusable:
                 self.table.emit(Notice("warning", f"{gap.id} is not dispatched: "
@@ -245,7 +251,13 @@ class Launcher:
 
     def line_sink(self, key: str) -> LineCallback:
         """What a row's log follower calls with new lines: an OutputLine event."""
-        return lambda lines: self.table.emit(OutputLine(key, tuple(lines)))
+        def sink(lines: list[str]) -> None:
+            self.table.emit(OutputLine(key, tuple(lines)))
+            live = self.table.live(key)
+            if live is not None:
+                self.hooks.output_seen(live)
+
+        return sink
 
     def gap_for(self, record: Dispatch) -> Gap:
         for gap in self.backlog:

@@ -18,7 +18,7 @@ from chump_tui.engine.config import EVALUATE_EVERY_S, FAILED_STILL_RUNNING_S, En
 from chump_tui.engine.outcomes import Outcomes
 from chump_tui.engine.stopping import Stopper
 from chump_tui.engine.table import DispatchTable, Live
-from chump_tui.events import GitHubPolled
+from chump_tui.events import Attention, GitHubPolled
 from chump_tui.log_lines import redact
 from chump_tui.monitor import (
     DispatchOutcome,
@@ -35,9 +35,14 @@ from chump_tui.watchdog import BusyProbe, Kill, Quiet
 class MonitorLoop:
     def __init__(self, table: DispatchTable, config: EngineConfig, provider: PrProvider,
                  outcomes: Outcomes, stopper: Stopper,
-                 checks_failed: Callable[[Live], bool]) -> None:
+                 checks_failed: Callable[[Live], bool],
+                 over_budget: Callable[[Live], str | None],
+                 check_fleet_budget: Callable[[], None]) -> None:
         self.table = table
         self.checks_failed = checks_failed  # an open PR failed its checks: repaired? (--fix-ci)
+        self.over_budget = over_budget  # why to stop an attempt for its spending, or None
+        self.check_fleet_budget = check_fleet_budget
+        self._quiet_told: set[str] = set()  # agents whose QUIET was announced
         self.config = config
         self.provider = provider
         self.outcomes = outcomes
@@ -193,6 +198,10 @@ class MonitorLoop:
                 synced.append(live)
                 with self.table.lock:
                     self.outcomes.sync_activity(live, act)
+                    over = self.over_budget(live)
+                    if over is not None and live.record.phase in ("running", "stalled"):
+                        self.stopper.start_kill(live, over, self.config.kill_grace_s)
+                        continue
             assert live.process is not None
             verdict = self.watchdog_state(live, now)
             if act.fatal_at is not None and now - max(act.fatal_at, act.last_event_at or 0) \
@@ -200,10 +209,16 @@ class MonitorLoop:
                 verdict = Kill(f"the agent failed and did not exit: {redact(act.fatal_error)}")
             if verdict is None:
                 self._busy.forget(live.process.pid)
+                self._quiet_told.discard(live.record.key)
                 continue
             if live.process.busy(self._busy):  # a build beneath it: working, not idle
                 live.busy_at = now
                 continue
+            if isinstance(verdict, Quiet) and live.record.key not in self._quiet_told:
+                self._quiet_told.add(live.record.key)
+                self.table.emit(Attention("quiet", live.record.key,
+                                          f"{live.record.key} has been quiet for "
+                                          f"{int(verdict.seconds)}s"))
             if isinstance(verdict, Kill):
                 reason = verdict.reason
                 if act.retries:  # what it saw meanwhile: the model API failing, not silence
@@ -217,3 +232,4 @@ class MonitorLoop:
                 self.table.save({lv.record.key for lv in synced})
                 for live in synced:
                     self.table.changed(live, "activity", save=False)
+            self.check_fleet_budget()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from chump_tui.activity import Activity
 from chump_tui.dispatch_record import Dispatch
 from chump_tui.engine.config import ENDED_TAIL_LINES, KEEP_OUTPUT_OF_ENDED
-from chump_tui.engine.table import NOTHING_KEPT, DispatchTable, Live
+from chump_tui.engine.table import NOTHING_KEPT, DispatchTable, Live, run_totals
 from chump_tui.events import Notice
 from chump_tui.harness import harness_named
 from chump_tui.log_lines import redact
@@ -53,23 +53,13 @@ class Outcomes:
         self.table.changed(live, "outcome", save=False)
         self.table.idle.notify_all()
 
-    @staticmethod
-    def totals(rec: Dispatch, act: Activity) -> tuple[int, int, int, float | None, int]:
-        """Turns, tokens in and out, cost and tool errors of every run of the attempt: the
-        runs before this one (kept on the row) and this run's activity."""
-        cost = act.cost_usd if rec.earlier_cost_usd is None else \
-            rec.earlier_cost_usd + (act.cost_usd or 0.0)
-        return (rec.earlier_turns + act.turns, rec.earlier_tokens_in + act.tokens_in,
-                rec.earlier_tokens_out + act.tokens_out, cost,
-                rec.earlier_tool_errors + act.tool_errors)
-
     @classmethod
     def activity_differs(cls, rec: Dispatch, act: Activity) -> bool:
         """Whether the row's copy of the agent's numbers is behind its activity."""
         if act.events == 0 and act.finished is None:
             return False
         return ((rec.turns, rec.tokens_in, rec.tokens_out, rec.cost_usd, rec.tool_errors)
-                != cls.totals(rec, act)
+                != run_totals(rec, act)
                 or rec.model != act.model or rec.session_id != act.session_id)
 
     @classmethod
@@ -82,7 +72,7 @@ class Outcomes:
         if act.events == 0 and act.finished is None:
             return
         rec.turns, rec.tokens_in, rec.tokens_out, rec.cost_usd, rec.tool_errors = \
-            cls.totals(rec, act)
+            run_totals(rec, act)
         rec.model = act.model
         rec.session_id = act.session_id
         if act.fatal_error:

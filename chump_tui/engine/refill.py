@@ -28,8 +28,10 @@ from chump_tui.spawners import Spawner
 class Refill:
     def __init__(self, table: DispatchTable, config: EngineConfig, launcher: Launcher,
                  backlog: list[Gap], repo_root: Path, provider: PrProvider,
-                 spawner: Spawner, spawner_for_retry: Spawner) -> None:
+                 spawner: Spawner, spawner_for_retry: Spawner,
+                 why_no_new_agent: Callable[[], str | None]) -> None:
         self.table = table
+        self.why_no_new_agent = why_no_new_agent  # the session's budget is spent
         self.config = config
         self.launcher = launcher
         self.backlog = backlog
@@ -70,7 +72,8 @@ class Refill:
     # ------------------------------------------------------------------ refilling
     def refill_soon(self) -> None:
         """Fill free slots: queued gaps first, then (continuous mode) the next pickable."""
-        if self.table.closed.is_set() or self.table.stopping.is_set():
+        if self.table.closed.is_set() or self.table.stopping.is_set() \
+                or self.why_no_new_agent() is not None:
             return
         with self.table.lock:
             slots = self.config.max_parallel - self.table.running_count()

@@ -56,7 +56,9 @@ class _Before:
 class NextRun:
     def __init__(self, table: DispatchTable, config: EngineConfig, outcomes: Outcomes,
                  launcher: Launcher, spawner: Spawner, provider: PrProvider,
-                 started: Callable[[], None]) -> None:
+                 started: Callable[[], None],
+                 why_no_new_agent: Callable[[], str | None]) -> None:
+        self.why_no_new_agent = why_no_new_agent  # the session's budget is spent
         self.table = table
         self.config = config
         self.outcomes = outcomes
@@ -79,6 +81,9 @@ class NextRun:
         rec = live.record
         if self.table.stopping.is_set():
             return "chump-tui is stopping"
+        paused = self.why_no_new_agent()
+        if paused is not None:
+            return paused
         if rec.phase in ("dispatching", "killing"):
             return f"it is {rec.label().lower()}"
         if rec.phase == "spawn_failed":

@@ -38,6 +38,16 @@ class Live:
     busy_at: float | None = None  # when its descendants were last seen using CPU
 
 
+def run_totals(rec: Dispatch, act: Activity) -> tuple[int, int, int, float | None, int]:
+    """Turns, tokens in and out, cost and tool errors of every run of an attempt: the runs
+    before this one (kept on its row) and this run's activity."""
+    cost = act.cost_usd if rec.earlier_cost_usd is None else \
+        rec.earlier_cost_usd + (act.cost_usd or 0.0)
+    return (rec.earlier_turns + act.turns, rec.earlier_tokens_in + act.tokens_in,
+            rec.earlier_tokens_out + act.tokens_out, cost,
+            rec.earlier_tool_errors + act.tool_errors)
+
+
 NOTHING_KEPT = OutputLog()
 """The output of every long-finished attempt: nothing (its log file keeps it all)."""
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from chump_tui.dispatch_record import Dispatch
     from chump_tui.engine import Engine
     from chump_tui.leftovers import Leftover
+    from chump_tui.notify import Notifier, NotifySettings
     from chump_tui.session_store import SessionStore
     from chump_tui.tui.bridge import EngineBridge
     from chump_tui.tui.screens.quit_dialog import QuitChoice
@@ -85,6 +86,7 @@ class ConsoleSetup:
     watch_state: SessionStore | None = None  # read-only view: another console's session
     demo_root: Path | None = None  # --demo: its throwaway repository, removed at exit
     start_on_monitor: bool = False  # it resumed agents still running: show them first
+    notify: NotifySettings | None = None  # --notify: what to tell the operator, and where
     _engine: Engine | None = field(default=None, init=False, repr=False)
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -139,6 +141,7 @@ class ChumpApp(App[int]):
         self.latest_by_gap: dict[str, Dispatch] = {}
         self.version = 0
         self.github_error: str | None = None
+        self.notifier: Notifier | None = None
         self.quit_choice: QuitChoice | None = None
         self.crash_line: str | None = None
         self.closed_by: signal.Signals | None = None
@@ -224,6 +227,10 @@ class ChumpApp(App[int]):
             self._store(record)
         self.bridge = EngineBridge(self)
         engine.subscribe(self.bridge)
+        if self.setup.notify is not None and not self.setup.read_only:
+            from chump_tui.assembly import start_notifier
+
+            self.notifier = start_notifier(self.setup.notify, engine, self.signal_terminal)
         if self.setup.start_engine:
             engine.start()
         if not self.setup.read_only:
@@ -375,6 +382,17 @@ class ChumpApp(App[int]):
         if not self.dispatches or self.tally.active():
             return False
         return not (self.engine.config.continuous and self.engine.pickable_now(1))
+
+    def signal_terminal(self, text: str) -> None:
+        """Write a notification's bell and escape (built by chump_tui.notify from our own
+        words) to the terminal; called from the notifier's thread."""
+        def write() -> None:
+            driver = self._driver  # Textual's own bell() writes through it too
+            if driver is not None:
+                driver.write(text)
+
+        with contextlib.suppress(RuntimeError):  # the console is closing: nothing to ring
+            self.call_from_thread(write)
 
     def continuous_on(self) -> bool:
         """Continuous mode as the session's owner has it (a read-only view shows the owner's)."""

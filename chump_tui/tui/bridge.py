@@ -12,7 +12,14 @@ from typing import Any
 
 from textual.app import App
 
-from chump_tui.events import DispatchChanged, EngineEvent, GitHubPolled, Notice, OutputLine
+from chump_tui.events import (
+    Attention,
+    DispatchChanged,
+    EngineEvent,
+    GitHubPolled,
+    Notice,
+    OutputLine,
+)
 from chump_tui.tui.messages import DispatchUpdated, EngineNotice, GitHubStatus
 
 
@@ -32,6 +39,8 @@ class EngineBridge:
             self.app.post_message(GitHubStatus(event.ok, event.error))
         elif isinstance(event, Notice):
             self.app.post_message(EngineNotice(event.level, event.text))
+        elif isinstance(event, Attention) and event.kind == "budget":  # QUIET has its badge
+            self.app.post_message(EngineNotice("warning", event.text))
 
     def take_dirty_output(self) -> set[str]:
         with self._lock:

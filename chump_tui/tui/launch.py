@@ -11,6 +11,7 @@ from chump_tui.assembly import (
     check_harnesses,
     follow_fleet,
     make_writer,
+    notify_settings,
     open_session,
 )
 from chump_tui.backlog import Backlog, default_backlog_path, load_backlog
@@ -49,7 +50,10 @@ def demo_setup(opts: Options) -> ConsoleSetup:
         EngineConfig(max_parallel=opts.max_parallel if opts.max_parallel != 2 else 4,
                      tick_s=DEMO_TICK_S, kill_grace_s=DEMO_KILL_GRACE_S,
                      soft_deadline_s=opts.soft_deadline_s or DEMO_SOFT_DEADLINE_S,
-                     idle_timeout_s=DEMO_IDLE_TIMEOUT_S, log_dir=default_log_dir(root)),
+                     idle_timeout_s=DEMO_IDLE_TIMEOUT_S, log_dir=default_log_dir(root),
+                     fix_ci=opts.fix_ci, budget_usd=opts.budget_usd,
+                     budget_tokens=opts.budget_tokens, fleet_budget_usd=opts.fleet_budget_usd,
+                     budget_action=opts.budget_action),
         backlog=backlog.gaps,
     )
     return ConsoleSetup(lambda: engine, backlog, root, dry_run=False, mode_label="DEMO",
@@ -58,7 +62,7 @@ def demo_setup(opts: Options) -> ConsoleSetup:
                         reflections_target=writer.describe(), export_dir=Path.cwd(),
                         banner="Demo: simulated agents and GitHub in a throwaway repository "
                                "(removed when you quit). Press a then d to dispatch, ? for keys.",
-                        demo_root=root)
+                        demo_root=root, notify=notify_settings(opts))
 
 
 def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleSetup:
@@ -102,7 +106,8 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
                         max_parallel=opts.max_parallel,
                         reflections_target=engine.writer.describe(),
                         export_dir=repo_root / "sessions", banner=banner, extra_notes=notes,
-                        store=store, start_on_monitor=engine.active_count() > 0)
+                        store=store, start_on_monitor=engine.active_count() > 0,
+                        notify=notify_settings(opts))
 
 
 def backlog_warning_note(warnings: list[str]) -> str:

@@ -181,13 +181,28 @@ class MonitorScreen(Screen[None]):
         # The line counts every attempt (thousands after hours of continuous mode): redrawn
         # when something changed, else once a second for the poll countdown.
         queued = engine.queued()
-        status_key = (app.version, int(time.monotonic()), app.github_error, tuple(queued))
+        alerts = self.alerts()
+        status_key = (app.version, int(time.monotonic()), app.github_error, tuple(queued),
+                      tuple(alerts))
         if status_key != self._status_key:
             self._status_key = status_key
             self.query_one(StatusLine).set_text(status_text(
                 app.tally, engine.next_poll_in_s(), app.github_error,
                 app.continuous_on(), engine.reflections.pending(), app.setup.dry_run,
-                self.hidden, queued))
+                self.hidden, queued, alerts))
+
+    def alerts(self) -> list[str]:
+        """The session's budget spent (from the tally: no walk over the rows), a failing
+        notification sink."""
+        app = self.chump
+        found = []
+        limit = app.engine.config.fleet_budget_usd
+        if limit and app.tally.spent_usd >= limit:
+            found.append(f"budget ${limit:g} spent: dispatch paused")
+        trouble = app.notifier.trouble() if app.notifier is not None else None
+        if trouble:
+            found.append(f"notify {trouble}")
+        return found
 
     def select(self, key: str) -> None:
         previous = self._cards.get(self.selected) if self.selected else None

@@ -146,6 +146,10 @@ def card_lines(d: Dispatch, now: float, tail: list[str], act: Activity | None = 
     state.append_text(quiet_badge(quiet))
     if d.run > 1:  # a follow-up or CI repair resumed its conversation
         state.append(f"  {visible(d.run_note)}", style="bold cyan")
+    if d.budget_note:  # 80 % of its budget, or reached
+        state.append(f"  {visible(d.budget_note.upper())} ",
+                     style="bold white on red" if "reached" in d.budget_note
+                     else "bold black on yellow")
     reason = d.reason()
     if reason and d.phase in ("ended", "spawn_failed", "killing"):
         state.append(f"  {visible(reason)}", style="grey70")

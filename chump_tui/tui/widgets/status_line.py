@@ -82,7 +82,10 @@ class StatusTally:
 
 def status_text(tally: StatusTally, next_poll_s: float, github_error: str | None,
                 continuous: bool, pending_reflections: int, dry_run: bool,
-                hidden: int = 0, queued: list[str] | None = None) -> Text:
+                hidden: int = 0, queued: list[str] | None = None,
+                alerts: list[str] | None = None) -> Text:
+    """``alerts``: what stops work or notifications (the session's budget spent, a webhook
+    that fails), shown last in red."""
     waiting, running = tally.waiting(), tally.running()
     ended = tally.ended()
     parts: list[Text] = [assemble((str(running), "bold"), " running")]
@@ -109,6 +112,8 @@ def status_text(tally: StatusTally, next_poll_s: float, github_error: str | None
         parts.append(Text(" DRY-RUN ", style="reverse"))
     if github_error:
         parts.append(line(f"GitHub: {github_error}", "red"))
+    for alert in alerts or []:
+        parts.append(line(alert, "bold red"))
     return Text(" · ").join(parts)
 
 
