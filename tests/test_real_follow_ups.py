@@ -70,7 +70,7 @@ def test_a_follow_up_resumes_the_real_cli_with_its_conversation(
     (git_repo / "gaps.yaml").write_text(ONE)
     env = {**stub_env, **rig.environment(server.url, tmp_path)}
     first = chump(git_repo, env, "--no-tui", "--execute", "--watch", "--backlog", "gaps.yaml",
-                  "--harness", name, "--tick", "0.5", "--soft-deadline", "2")
+                  "--harness", name, "--tick", "0.5", "--soft-deadline", "6")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "STALLED" in first.stdout, first.stdout
     before = numbers(first.stdout)
