@@ -141,7 +141,8 @@ def open_fleet(opts: Options, repo_root: Path, backlog: Backlog,
     broker = Broker.from_environ(opts.nats, opts.nats_creds,
                                  f"chump-tui console {socket.gethostname()}",
                                  identity=identity,
-                                 inbox=inbox_prefix(identity.public_key)).connect()
+                                 inbox=inbox_prefix(identity.public_key),
+                                 waiting=lambda line: warn(f"[fleet] {line}")).connect()
     try:
         for line in broker_check(broker, opts.insecure_broker):
             warn(f"[fleet] {line}")

@@ -240,7 +240,9 @@ def test_no_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
     repos = origin_with_clones(tmp_path, "console",
                                files={"gaps.yaml": SIX_GAPS})
     url = f"nats://someone:s3cret-token@127.0.0.1:{free_port()}"
-    run = console(repos["console"], url, fleet_env(tmp_path), "--watch")
+    # No start-up wait: one line (test_a_worker_started_before_its_broker_waits_for_it).
+    env = {**fleet_env(tmp_path), "CHUMP_NATS_STARTUP_WAIT": "0"}
+    run = console(repos["console"], url, env, "--watch")
     out, err = run.communicate(timeout=60)
     assert run.returncode == 2
     assert "Traceback" not in err and "s3cret" not in err + out
@@ -248,7 +250,8 @@ def test_no_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert len(lines) == 1 and "127.0.0.1" in lines[0] and "NATS" in lines[0], err
     worker = subprocess.run(
         [sys.executable, "-m", "chump_tui", "worker", "--nats", url, "--repo-root",
-         str(repos["console"])], capture_output=True, text=True, timeout=60)
+         str(repos["console"])], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "CHUMP_NATS_STARTUP_WAIT": "0"})
     assert worker.returncode == 2 and len(worker.stderr.strip().splitlines()) == 1
     assert "Traceback" not in worker.stderr and "s3cret" not in worker.stderr
 
@@ -375,6 +378,7 @@ def test_console_killed_mid_run_replays_and_records_each_outcome_once(tmp_path: 
         out, err = assert_all_shipped(again, 3)
         assert "re-attached 3 agent(s)" in err
         assert "DISPATCHED:" not in out  # nothing dispatched twice
+        assert "not dispatched: claimed" not in err  # its own claims are no conflict
         rows = sqlite3.connect(repos["console"] / "sessions" / "chump_memory.db").execute(
             "SELECT intended_goal FROM chump_reflections ORDER BY intended_goal").fetchall()
         assert rows == [(f"ship gap FLEET-00{i}",) for i in range(1, 4)]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -39,7 +41,15 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 10.0
-WORKERS_TTL_S = 60.0
+EVENT_TRIES = 8  # 0.5 s doubling to 15 s: about a minute of broker trouble
+PING_INTERVAL_S = 5.0
+MAX_OUTSTANDING_PINGS = 2
+"""A link that drops without a reset is noticed in about 10-15 s (nats-py's default is
+two minutes twice), and the client fails over to another server of the cluster."""
+STARTUP_WAIT_S = 30.0
+"""How long a start waits for a broker that is not there yet, or whose JetStream is still
+electing its leader (a fresh cluster): retried with back-off, saying so
+(CHUMP_NATS_STARTUP_WAIT, seconds; 0: no wait)."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +90,24 @@ def _whole(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None
 
 
+def _seconds(text: str | None, default: float) -> float:
+    """A whole number of seconds from the environment, 0 to an hour; else ``default``."""
+    number = numbers.int_in(_whole(text or ""), 0, 3600)
+    return float(number) if number is not None else default
+
+
 def _bytes(value: float) -> int | None:
     number = numbers.count(value)
     return number if number else None
 
 
 class FleetError(ChumpError):
-    """The broker cannot be reached or refused what we asked: one line for the operator."""
+    """The broker cannot be reached or refused what we asked: one line for the operator.
+    ``transient``: it may answer if asked again (not there yet, electing a leader)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ClaimHeld(Exception):
@@ -95,6 +116,19 @@ class ClaimHeld(Exception):
     def __init__(self, claim: wire.Claim | None) -> None:
         super().__init__(claim.session_id if claim else "unknown holder")
         self.claim = claim
+
+
+def upstream_kv_config(bucket: str, history: int, max_age_s: float) -> js_api.StreamConfig:
+    """The stream upstream's client (async-nats ``create_key_value``) makes for a bucket,
+    field for field: the server refuses a create that differs from an existing stream in
+    anything (error 10058), and upstream then falls back to file leases without a word."""
+    return js_api.StreamConfig(
+        name=f"KV_{bucket}", subjects=[f"$KV.{bucket}.>"],
+        retention=js_api.RetentionPolicy.LIMITS, max_consumers=-1, max_msgs=-1,
+        max_bytes=-1, max_age=max_age_s, max_msgs_per_subject=history, max_msg_size=-1,
+        storage=js_api.StorageType.FILE, discard=js_api.DiscardPolicy.NEW, num_replicas=1,
+        duplicate_window=min(120.0, max_age_s), allow_rollup_hdrs=True, deny_delete=True,
+        deny_purge=False, allow_direct=True, mirror_direct=False)
 
 
 def credential_options(creds: Path | None) -> dict[str, Any]:
@@ -143,8 +177,13 @@ class Broker:
     def __init__(self, url: str, creds: Path | None = None, name: str = "chump-tui",
                  replicas: int = 1, gap_bucket: str = wire.GAP_BUCKET,
                  workers_bucket: str = wire.WORKERS_BUCKET, inbox: str = "_INBOX",
-                 identity: Identity | None = None, limits: StreamLimits | None = None) -> None:
+                 identity: Identity | None = None, limits: StreamLimits | None = None,
+                 startup_wait_s: float = STARTUP_WAIT_S,
+                 waiting: Callable[[str], None] = lambda line: None) -> None:
         self.url = url
+        self.startup_wait_s = startup_wait_s
+        self.waiting = waiting  # told, in one line, while a start waits for the broker
+        self.disconnected_at: float | None = None  # the link is down since (monotonic)
         self.where = safe_url(url)
         self.creds = creds
         self.name = name
@@ -164,7 +203,8 @@ class Broker:
     @classmethod
     def from_environ(cls, url: str, creds: Path | None, name: str,
                      replicas: int | None = None, identity: Identity | None = None,
-                     inbox: str = "_INBOX") -> Broker:
+                     inbox: str = "_INBOX",
+                     waiting: Callable[[str], None] = lambda line: None) -> Broker:
         """Bucket names as upstream lets them be overridden (CHUMP_NATS_GAP_BUCKET, ...);
         replicas of what it creates from CHUMP_NATS_REPLICAS (3 on a cluster) unless given;
         the streams' limits from CHUMP_NATS_*_MAX_AGE / _MAX_BYTES."""
@@ -177,7 +217,10 @@ class Broker:
                    gap_bucket=os.environ.get("CHUMP_NATS_GAP_BUCKET") or wire.GAP_BUCKET,
                    workers_bucket=os.environ.get("CHUMP_NATS_WORKERS_BUCKET")
                    or wire.WORKERS_BUCKET, inbox=inbox, identity=identity,
-                   limits=StreamLimits.from_environ(os.environ))
+                   limits=StreamLimits.from_environ(os.environ),
+                   startup_wait_s=_seconds(os.environ.get("CHUMP_NATS_STARTUP_WAIT"),
+                                           STARTUP_WAIT_S),
+                   waiting=waiting)
 
     # ------------------------------------------------------------ plumbing
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT_S) -> T:
@@ -218,10 +261,18 @@ class Broker:
         async def on_error(exc: Exception) -> None:
             self.errors = [*self.errors[-4:], f"{type(exc).__name__}: {exc}"]
 
+        async def on_disconnect() -> None:
+            self.disconnected_at = self.disconnected_at or time.monotonic()
+
+        async def on_reconnect() -> None:
+            self.disconnected_at = None
+
         options: dict[str, Any] = {
             "name": self.name, "connect_timeout": 2, "error_cb": on_error,
             "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
-            "inbox_prefix": self.inbox,
+            "inbox_prefix": self.inbox, "ping_interval": PING_INTERVAL_S,
+            "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
+            "disconnected_cb": on_disconnect, "reconnected_cb": on_reconnect,
         }
         options.update(credential_options(self.creds))
 
@@ -235,13 +286,34 @@ class Broker:
             client.options["max_reconnect_attempts"] = -1
             return client
 
+        deadline = time.monotonic() + self.startup_wait_s
+        delay = 0.5
+        while True:
+            try:
+                self._nc = self._connect_once(go)
+                self._js = self.nc.jetstream()
+                self._ensure_or_fail()
+                return self
+            except FleetError as exc:
+                if not exc.transient or time.monotonic() + delay > deadline:
+                    raise
+                self.waiting(f"{exc}; trying again in {delay:g}s (for up to "
+                             f"{self.startup_wait_s:g}s)")
+                if self._nc is not None:
+                    with contextlib.suppress(Exception):
+                        self.run(self._nc.close(), 5)
+                    self._nc = None
+                time.sleep(delay)  # nothing else to do until the broker is there
+                delay = min(delay * 2, 8.0)
+
+    def _connect_once(self, go: Callable[[], Coroutine[Any, Any, Client]]) -> Client:
         future = asyncio.run_coroutine_threadsafe(go(), self._loop)
         try:
-            self._nc = future.result(CONNECT_TIMEOUT_S + 1)
+            return future.result(CONNECT_TIMEOUT_S + 1)
         except (TimeoutError, FutureTimeout):
             future.cancel()
             raise FleetError(f"{self.where}: no NATS server answered within "
-                             f"{CONNECT_TIMEOUT_S:g}s") from None
+                             f"{CONNECT_TIMEOUT_S:g}s", transient=True) from None
         except (NatsError, OSError) as exc:
             if _refused(exc):
                 who = f"the credentials in {self.creds}" if self.creds else \
@@ -249,15 +321,31 @@ class Broker:
                 raise FleetError(f"{self.where}: the server refused {who} "
                                  "(Authorization Violation)") from None
             detail = self.errors[-1] if self.errors else f"{type(exc).__name__}: {exc}"
-            raise FleetError(f"{self.where}: cannot connect to NATS ({_one_line(detail)})") \
-                from None
-        self._js = self.nc.jetstream()
+            # A certificate nobody trusts stays untrusted: only a missing broker may come.
+            untrusted = isinstance(exc, ssl.SSLError) or "certificate" in detail.lower() \
+                or "ssl" in detail.lower()
+            raise FleetError(f"{self.where}: cannot connect to NATS ({_one_line(detail)})",
+                             transient=not untrusted) from None
+
+    def _ensure_or_fail(self) -> None:
         try:
             self.run(self._ensure())
+        except nats.js.errors.ServiceUnavailableError as exc:  # a cluster electing
+            raise FleetError(f"{self.where}: JetStream is not ready yet "
+                             f"({_one_line(str(exc))})", transient=True) from None
+        except (TimeoutError, FutureTimeout, nats.errors.TimeoutError):
+            raise FleetError(f"{self.where}: JetStream did not answer", transient=True) \
+                from None
         except NatsError as exc:
             raise FleetError(f"{self.where}: JetStream is not usable ({_one_line(str(exc))}); "
                              "start nats-server with -js") from None
-        return self
+
+    def trouble(self) -> str | None:
+        """The link's state when it is not up: ``reconnecting to … 12s``."""
+        since = self.disconnected_at
+        if since is None:
+            return None
+        return f"broker: reconnecting to {self.where} {int(time.monotonic() - since)}s"
 
     def anonymous_admitted(self) -> str | None:
         """Whether the server lets a client without credentials in: None when it refuses
@@ -303,14 +391,23 @@ class Broker:
                 await self.js.add_stream(js_api.StreamConfig(
                     name=name, subjects=subjects, retention=retention, storage=file,
                     num_replicas=self.replicas, max_age=max_age, max_bytes=max_bytes))
-        for bucket, ttl in ((self.gap_bucket, wire.CLAIM_TTL_S),
-                            (self.workers_bucket, WORKERS_TTL_S),
-                            (wire.REQUESTS_BUCKET, wire.MAX_REQUEST_LIFETIME_S)):
+        # Upstream's buckets with upstream's configuration, whoever makes them first: a
+        # bucket that differs in anything makes the other side's create fail (10058).
+        for bucket, history, max_age in (
+                (self.gap_bucket, wire.GAP_HISTORY, wire.CLAIM_TTL_S),
+                (self.workers_bucket, wire.WORKERS_HISTORY, wire.WORKERS_MAX_AGE_S)):
             try:
                 self._kv[bucket] = await self.js.key_value(bucket)
             except NotFoundError:
-                self._kv[bucket] = await self.js.create_key_value(js_api.KeyValueConfig(
-                    bucket=bucket, ttl=ttl, history=1, storage=file, replicas=self.replicas))
+                await self.js.add_stream(upstream_kv_config(bucket, history, max_age))
+                self._kv[bucket] = await self.js.key_value(bucket)
+        try:
+            self._kv[wire.REQUESTS_BUCKET] = await self.js.key_value(wire.REQUESTS_BUCKET)
+        except NotFoundError:  # ours alone
+            self._kv[wire.REQUESTS_BUCKET] = await self.js.create_key_value(
+                js_api.KeyValueConfig(bucket=wire.REQUESTS_BUCKET,
+                                      ttl=wire.MAX_REQUEST_LIFETIME_S, history=1,
+                                      storage=file, replicas=self.replicas))
 
     def close(self) -> None:
         """Flush what is pending, close, and end the loop with nothing left running on it."""
@@ -350,6 +447,23 @@ class Broker:
     def publish(self, subject: str, data: bytes) -> None:
         """Into a stream, signed; returns once the server stored it."""
         self.run(self.js.publish(subject, data, headers=self.headers(subject, data)))
+
+    def publish_event(self, subject: str, data: bytes) -> None:
+        """An upstream coordination event, stored with an acknowledgement and retried with
+        back-off through a broker hiccup (about a minute); never blocks the caller. Upstream's
+        events are unsigned: upstream reads them as they are."""
+        async def go() -> None:
+            delay = 0.5
+            for _ in range(EVENT_TRIES):
+                try:
+                    await self.js.publish(subject, data, timeout=5)
+                    return
+                except (NatsError, TimeoutError):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 15.0)
+            self.errors = [*self.errors[-4:], f"an event on {subject} was not stored"]
+
+        self.spawn(go())
 
     def publish_many(self, messages: list[tuple[str, bytes]]) -> list[bool]:
         """Into streams, signed, all at once (one round trip, not one per message); for
@@ -428,7 +542,7 @@ class Broker:
         if held is None or held.session_id != session_id:
             return False
         kv = self._kv[self.gap_bucket]
-        self.run(kv.delete(wire.gap_key(gap_id)))
+        self.run(kv.purge(wire.gap_key(gap_id)))  # as upstream releases: no history kept
         return True
 
     def release_by_session(self, session_id: str) -> list[str]:

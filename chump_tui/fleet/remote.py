@@ -531,7 +531,7 @@ class FleetClient:
             body = wire.coord_event("STUCK", self.session, gap=rec.gap_id,
                                     reason=one_line(rec.reason(), 300))
             subject = wire.event_subject("STUCK")
-        self.broker.spawn(self.broker.js.publish(subject, body))
+        self.broker.publish_event(subject, body)
 
 
 class RemoteSpawner:
@@ -543,6 +543,7 @@ class RemoteSpawner:
         self.base_ref = base_ref
         self.harness = harness
         self.gap_harness = dict(gap_harness or {})
+        self.own_requests: set[str] = set()  # the requests this console sent (or resumed)
         self.backend = "claude"
         self.backend_warning: str | None = None
         # Set by the console: save "/<request uid>" in the row of log_path before the
@@ -550,14 +551,37 @@ class RemoteSpawner:
         self.on_request: Callable[[Path, str], None] | None = None
 
     def held_elsewhere(self, gap_ids: set[str]) -> dict[str, str]:
-        """Gaps of the backlog already claimed in chump_gaps (by anyone): who holds each."""
+        """Gaps of the backlog claimed in chump_gaps by someone else: who holds each (a
+        claim of a request this console sent is its own: a resumed row, not a conflict)."""
+        broker = self.client.broker
         try:
-            claims = self.client.broker.claims()
+            claims = broker.claims()
         except FleetError:
             return {}
-        return {gid: f"claimed in {self.client.broker.gap_bucket} by {c.session_id}"
-                     + (f" since {c.claimed_at}" if c.claimed_at else "")
-                for gid, c in claims.items() if gid in gap_ids}
+        held = {}
+        for gid, claim in claims.items():
+            uid = claim.session_id.removeprefix("chump-tui:")
+            if gid not in gap_ids or uid in self.own_requests:
+                continue
+            since = f" since {claim.claimed_at}" if claim.claimed_at else ""
+            held[gid] = f"claimed in {broker.gap_bucket} by {self._holder(claim, uid)}{since}"
+        return held
+
+    def _holder(self, claim: wire.Claim, uid: str) -> str:
+        """``worker w2 (another console's request 1a2b3c4d)`` when a chump-tui worker holds
+        it; upstream's session id otherwise."""
+        if uid == claim.session_id:
+            return claim.session_id
+        with contextlib.suppress(FleetError):
+            worker = self.client.broker.kv_get(wire.REQUESTS_BUCKET, uid)
+            if worker:
+                name = one_line(worker.decode("utf-8", "replace"), 60)
+                return f"worker {name} (another console's request {uid[:8]})"
+        return f"chump-tui request {uid[:8]}"
+
+    def trouble(self) -> str | None:
+        """The broker's state when the link is down, for the status line."""
+        return self.client.broker.trouble()
 
     def hosts(self) -> list[tuple[str, int, int]]:
         """The hosts up for this repository (from the last presence records: no I/O)."""
@@ -573,8 +597,9 @@ class RemoteSpawner:
         except FleetError as exc:
             raise DispatchError(str(exc)) from None
         if held is not None:
+            holder = self._holder(held, held.session_id.removeprefix("chump-tui:"))
             raise DispatchError(f"claimed in {self.client.broker.gap_bucket} by "
-                                f"{held.session_id} since {held.claimed_at}")
+                                f"{holder} since {held.claimed_at}")
         return None  # the host claims it, atomically, when it takes the request
 
     def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
@@ -585,6 +610,7 @@ class RemoteSpawner:
             uid=uid, key=log_path.stem, gap_id=gap_id, origin=self.client.origin,
             base_ref=self.base_ref, harness=harness, console=self.client.session,
             expires_at=time.time() + ACCEPT_WAIT_S)
+        self.own_requests.add(uid)
         if self.on_request is not None:  # the row knows its request before it goes out
             self.on_request(log_path, f"/{uid}")
         self.client.follow(None)
@@ -596,6 +622,7 @@ class RemoteSpawner:
         caught from now on (the replay brings those given meanwhile); the returned call
         waits for them and follows the agent, or raises DispatchError."""
         uid = record.remote.partition("/")[2]
+        self.own_requests.add(uid)
         pending = self.client.expect(uid)
         log_path = Path(record.log_path)
         # Taken by then or never (a worker refuses an expired request); the replay of what
@@ -641,6 +668,7 @@ class RemoteSpawner:
     def reattach(self, record: Dispatch) -> RemoteAgent | None:
         """A resumed session's fleet agent: its output is replayed from the stream."""
         worker, _, uid = record.remote.partition("/")
+        self.own_requests.add(uid)
         if not worker or not uid or record.pid is None:
             return None
         mirror = Path(record.log_path)

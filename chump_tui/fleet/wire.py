@@ -3,7 +3,8 @@
 Two kinds of contract live here. The upstream project's own (crate ``chump-coord``):
 claims in the KV bucket ``chump_gaps`` (key ``gap.<ID>``, JSON ``session_id``,
 ``claimed_at``, ``files``), worker presence in ``chump_workers`` and coordination events
-on the stream ``CHUMP_EVENTS`` (``chump.events.<KIND>``). And ours, between a console and
+on the stream ``CHUMP_EVENTS`` (``chump.events.<kind, lower case>``; the payload's ``event``
+keeps upstream's upper case). And ours, between a console and
 its workers: dispatch requests, agent reports and kill requests, each JSON with ``v``
 (WIRE_VERSION) and ``kind``. Decoding checks every field: a malformed or foreign message
 is a WireError (logged and dropped by the caller), never a crash.
@@ -48,6 +49,9 @@ DISPATCH_STREAM = "CHUMP_FLEET_DISPATCH"
 AGENTS_STREAM = "CHUMP_FLEET_AGENTS"
 
 CLAIM_TTL_S = 4 * 3600.0  # upstream's entry TTL for gap claims
+GAP_HISTORY = 5  # upstream's history for chump_gaps
+WORKERS_HISTORY = 4  # ... and for chump_workers, whose entries it keeps 300 s
+WORKERS_MAX_AGE_S = 300.0
 MAX_MESSAGE_BYTES = 512 * 1024
 
 
@@ -101,7 +105,8 @@ def kill_subject(worker_id: str) -> str:
 
 
 def event_subject(kind: str) -> str:
-    return f"chump.events.{kind}"
+    """Upstream publishes and filters its events by the lower-case kind."""
+    return f"chump.events.{kind.lower()}"
 
 
 def gap_key(gap_id: str) -> str:

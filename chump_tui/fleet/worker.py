@@ -368,9 +368,8 @@ class Worker:
         self._report("spawned", request.uid, pid=hosted.pid, start_time=hosted.start_time,
                      harness=hosted.harness, backend=hosted.backend,
                      note=self.redactor(handle.claim_note or ""), request_key=signer)
-        with contextlib.suppress(FleetError):
-            self.broker.publish(wire.event_subject("INTENT"),
-                                wire.coord_event("INTENT", session, gap=gap.id))
+        self.broker.publish_event(wire.event_subject("INTENT"),
+                                  wire.coord_event("INTENT", session, gap=gap.id))
         self._log(f"worker {self.name}: {gap.id} ({request.key}) as PID {hosted.pid}")
         return None
 

@@ -117,7 +117,10 @@ def _run(ns: argparse.Namespace) -> int:
                               / f"{name}.nk")
     broker = Broker.from_environ(ns.nats, ns.nats_creds, f"chump-tui worker {name}",
                                  ns.replicas, identity=identity,
-                                 inbox=inbox_prefix(identity.public_key)).connect()
+                                 inbox=inbox_prefix(identity.public_key),
+                                 waiting=lambda line: print(visible(f"worker {name}: {line}"),
+                                                            file=sys.stderr, flush=True)
+                                 ).connect()
     try:
         for line in broker_check(broker, ns.insecure_broker):
             print(visible(f"worker {name}: {line}"), file=sys.stderr, flush=True)

@@ -202,6 +202,10 @@ class MonitorScreen(Screen[None]):
         trouble = app.notifier.trouble() if app.notifier is not None else None
         if trouble:
             found.append(f"notify {trouble}")
+        broker = getattr(app.engine.spawner, "trouble", None)  # a fleet's link
+        said = broker() if broker is not None else None
+        if said:
+            found.append(said)
         return found
 
     def select(self, key: str) -> None:
