@@ -188,14 +188,9 @@ def _execute(opts: Options, backlog: Backlog) -> int:
 
 def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: SessionStore,
                     records: list[Dispatch], notes: list[str]) -> int:
-    from chump_tui.assembly import build_engine, follow_fleet
+    from chump_tui.assembly import follow_fleet
 
-    engine = build_engine(opts, repo_root, backlog, store, warn=_err)
-    printer = EventPrinter()
-    engine.subscribe(printer)
-    _notify(opts, engine)
-    for note in notes + engine.resume(records):
-        _err(f"[chump-tui] {note}")
+    engine, printer = _resumed_engine(opts, repo_root, backlog, store, records, notes)
     follow_fleet(engine, records)
     error = engine.scan_leftovers()
     if error:
@@ -326,7 +321,6 @@ def _watch(opts: Options, engine: Engine, store: SessionStore, printer: EventPri
 def run_follow_up(opts: Options, target: str, message: str) -> int:
     """``chump-tui follow-up``: resume attempt ``target`` (``GAP#N``, or ``GAP``: its latest)
     of this repository's last session with ``message``, then watch it to its outcome."""
-    from chump_tui.assembly import build_engine
     from chump_tui.errors import ChumpError
     from chump_tui.session_store import SessionBusy, SessionStore
 
@@ -348,12 +342,7 @@ def run_follow_up(opts: Options, target: str, message: str) -> int:
         except ChumpError as exc:  # the attempt's row holds all a follow-up needs
             _err(f"warning: {exc}; following up without the backlog")
             backlog = Backlog(Path(""), [])
-        engine = build_engine(opts, repo_root, backlog, store, warn=_err)
-        printer = EventPrinter()
-        engine.subscribe(printer)
-        _notify(opts, engine)
-        for note in notes + engine.resume(records):
-            _err(f"[chump-tui] {note}")
+        engine, printer = _resumed_engine(opts, repo_root, backlog, store, records, notes)
 
         def begin() -> int | None:
             error = engine.follow_up(row.key, message)
@@ -381,6 +370,21 @@ class Stopped(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
+
+
+def _resumed_engine(opts: Options, repo_root: Path, backlog: Backlog, store: SessionStore,
+                    records: list[Dispatch], notes: list[str]) -> tuple[Engine, EventPrinter]:
+    """The engine over the session, its events printed, notifications on, the session's
+    rows taken over (each decision said)."""
+    from chump_tui.assembly import build_engine
+
+    engine = build_engine(opts, repo_root, backlog, store, warn=_err)
+    printer = EventPrinter()
+    engine.subscribe(printer)
+    _notify(opts, engine)
+    for note in notes + engine.resume(records):
+        _err(f"[chump-tui] {note}")
+    return engine, printer
 
 
 def _notify(opts: Options, engine: Engine) -> None:

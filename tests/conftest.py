@@ -99,6 +99,14 @@ def chump_cli() -> Iterator[list[str]]:
 
 
 @pytest.fixture(autouse=True)
+def _no_settings_file_of_the_developers(tmp_path_factory: pytest.TempPathFactory,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ~/.config/chump-tui/config.toml must not change what a test runs (the
+    settings-file tests point XDG_CONFIG_HOME where they want)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("no-config")))
+
+
+@pytest.fixture(autouse=True)
 def _no_stray_worktree_dirs() -> Iterator[None]:
     yield
     stray = PROJECT / ".claude"

@@ -259,15 +259,21 @@ async def test_diff_and_remove_worktree(git_repo: Path, stub_env: dict[str, str]
     assert "claude/e2e-001" in git(git_repo, "branch", "--list", "claude/*")  # branch kept
 
 
-async def test_follow_up_stops_a_running_agent_and_resumes_it_on_the_same_card(
-        git_repo: Path, stub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
+def fake_claude(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, first_run: str) -> None:
+    """tests/helpers/fake_claude.py as the agent: its first run as told, a resumed run
+    commits and its PR merges; every prompt recorded in tmp_path/prompts.txt."""
     from tests.conftest import HELPERS
 
     monkeypatch.setenv("CHUMP_CLAUDE_BIN", str(HELPERS / "fake_claude.py"))
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "hang")
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", first_run)
     monkeypatch.setenv("FAKE_CLAUDE_RESUME_PR", "MERGED")
     monkeypatch.setenv("FAKE_CLAUDE_PROMPTS", str(tmp_path / "prompts.txt"))
+
+
+async def test_follow_up_stops_a_running_agent_and_resumes_it_on_the_same_card(
+        git_repo: Path, stub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    fake_claude(monkeypatch, tmp_path, first_run="hang")
     app = make(git_repo)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -296,12 +302,7 @@ async def test_follow_up_stops_a_running_agent_and_resumes_it_on_the_same_card(
 async def test_patch_view_moves_between_files_searches_and_sends_a_review_note(
         git_repo: Path, stub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
-    from tests.conftest import HELPERS
-
-    monkeypatch.setenv("CHUMP_CLAUDE_BIN", str(HELPERS / "fake_claude.py"))
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "no_pr")
-    monkeypatch.setenv("FAKE_CLAUDE_RESUME_PR", "MERGED")
-    monkeypatch.setenv("FAKE_CLAUDE_PROMPTS", str(tmp_path / "prompts.txt"))
+    fake_claude(monkeypatch, tmp_path, first_run="no_pr")
     app = make(git_repo)
     try:
         async with app.run_test(size=SIZE) as pilot:

@@ -121,13 +121,16 @@ class Outcomes:
     def _reflection_written(self, key: str) -> None:
         with self.table.lock:
             live = self.table.live(key)
-            if live is not None:
+            # A follow-up may have reopened the attempt meanwhile: its next end is
+            # reflected anew, and until then nothing of it is settled.
+            if live is not None and not live.record.active:
                 live.record.reflection_written = True
                 live.output.compact(ENDED_TAIL_LINES)
                 self._reflected.append(key)
                 while len(self._reflected) > KEEP_OUTPUT_OF_ENDED:
                     old = self.table.rows[self._reflected.popleft()]
-                    if old.exit_seen is not None or old.process is None:
+                    if not old.record.active and (old.exit_seen is not None
+                                                  or old.process is None):
                         old.output = NOTHING_KEPT  # its row keeps turns and cost
                         old.process = None
                 self.table.changed(live, "reflected")
