@@ -122,6 +122,7 @@ class Notifier:
         self._pending: list[Note] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._hurry = False
         self._done_told = False
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
         self._thread.start()
@@ -176,9 +177,11 @@ class Notifier:
                 if not self._pending:
                     return
                 first_at = time.monotonic()
-                while not self._closed and time.monotonic() - first_at < self.window_s:
+                while not self._closed and not self._hurry \
+                        and time.monotonic() - first_at < self.window_s:
                     self._cond.wait(self.window_s - (time.monotonic() - first_at))
                 notes, self._pending = self._pending, []
+                self._hurry = False
             batch = Batch(notes, summary_text(notes), self.clock())
             for sink in self.sinks:
                 sink.put(batch)
@@ -195,7 +198,7 @@ class Notifier:
         """Send what is pending now and wait (bounded) for every sink."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            self.window_s = 0.0
+            self._hurry = bool(self._pending)  # no waiting out the window for more
             self._cond.notify_all()
         while time.monotonic() < deadline:
             with self._cond:

@@ -124,7 +124,8 @@ class NextRun:
             if why is not None:
                 return why
             rec = live.record
-            process = live.process if live.exit_seen is None else None
+            running = rec.phase in ("running", "stalled") and live.exit_seen is None
+            process = live.process if running else None
             if process is not None:
                 rec.phase = "killing"
                 rec.kill_reason = "stopped for a follow-up"
