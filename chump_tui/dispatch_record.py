@@ -141,8 +141,11 @@ class Dispatch:
         """How long its agent worked: to its exit, or to the outcome if that came first
         (a merge while it was still finishing); an attempt waiting for its PR stops growing
         once its agent exited."""
+        return self._worked_since(self.started_at, now)
+
+    def _worked_since(self, start: float, now: float) -> float:
         ends = [t for t in (self.exited_at, self.ended_at) if t is not None]
-        return max(0.0, (min(ends) if ends else now) - self.started_at)
+        return max(0.0, (min(ends) if ends else now) - start)
 
     def later_runs_cost(self) -> float | None:
         """What its follow-ups and CI repairs cost (as its harness said), None if none did."""
@@ -153,10 +156,7 @@ class Dispatch:
     def run_duration_s(self, now: float) -> float:
         """How long the current run has worked: the attempt's first run, or a follow-up or
         CI repair since it started (its deadlines count from there)."""
-        if self.run_started_at is None:
-            return self.duration_s(now)
-        ends = [t for t in (self.exited_at, self.ended_at) if t is not None]
-        return max(0.0, (min(ends) if ends else now) - self.run_started_at)
+        return self._worked_since(self.run_started_at or self.started_at, now)
 
     def label(self) -> str:
         """The state as the console shows it (RUNNING, PR OPEN #n, SHIPPED, …)."""

@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -217,7 +218,7 @@ class Notifier:
             sink.close()
 
 
-class Sink:
+class Sink(ABC):
     """Delivers batches on a thread of its own, in order; a failed delivery is retried with
     back-off when ``retry`` is set, else dropped."""
 
@@ -283,8 +284,9 @@ class Sink:
                 self._queue.popleft()
                 self._busy = False
 
+    @abstractmethod
     def send(self, batch: Batch) -> None:
-        raise NotImplementedError
+        """Deliver one batch; raise to say it failed (retried if ``retry``)."""
 
 
 class TerminalSink(Sink):

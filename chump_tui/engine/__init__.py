@@ -182,10 +182,6 @@ class Engine:
         return self.active_count() == 0 and not self.refill.waiting \
             and not self.refill.dispatching()
 
-    def paused_by_budget(self) -> str | None:
-        """Why nothing new is dispatched (the session's budget is spent), or None."""
-        return self.budgets.why_no_new_agent()
-
     def agent_for(self, gap_id: str) -> str:
         """Which agent a dispatch of ``gap_id`` starts (its harness, or the backend that is
         no harness); '' when the spawner does not say (test spawners)."""

@@ -30,8 +30,9 @@ class Budgets:
     def __init__(self, table: DispatchTable, config: EngineConfig) -> None:
         self.table = table
         self.config = config
-        self._warned: set[str] = set()  # attempts (and '' for the session) told at 80 %
-        self._reached: set[str] = set()  # ... and at 100 %
+        # The session's crossings told; an attempt's are on its row (budget_note), so a
+        # resumed console does not tell them again.
+        self._session_told: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -52,25 +53,22 @@ class Budgets:
         share, limit = self._share(rec)
         if share is None or share < WARN_AT:
             return None
-        key = rec.key
-        if share < 1.0:
-            if key not in self._warned:
-                self._warned.add(key)
-                rec.budget_note = f"budget {int(share * 100)}% of {limit}"
-                self.table.changed(live, "budget")
-                self.table.emit(Attention("budget", key, f"{rec.key} has spent "
-                                          f"{int(share * 100)}% of its budget {limit}"))
-            return None
         reason = f"budget {limit} reached"
-        if key not in self._reached:
-            self._reached.add(key)
-            self._warned.add(key)
-            rec.budget_note = reason
-            self.table.changed(live, "budget")
-            self.table.emit(Attention("budget", key, f"{rec.key}: {reason}"
-                                      + ("" if self.config.budget_action == "stop"
-                                         else " (--budget-action warn: it goes on)")))
+        if share < 1.0:
+            if not rec.budget_note:
+                self._tell(live, f"budget {int(share * 100)}% of {limit}",
+                           f"{rec.key} has spent {int(share * 100)}% of its budget {limit}")
+            return None
+        if rec.budget_note != reason:
+            self._tell(live, reason, f"{rec.key}: {reason}"
+                       + ("" if self.config.budget_action == "stop"
+                          else " (--budget-action warn: it goes on)"))
         return reason if self.config.budget_action == "stop" else None
+
+    def _tell(self, live: Live, note: str, text: str) -> None:
+        live.record.budget_note = note
+        self.table.changed(live, "budget")
+        self.table.emit(Attention("budget", live.record.key, text))
 
     def _share(self, rec: Dispatch) -> tuple[float | None, str]:
         """How much of its budget the attempt has spent (1.0: all), and the budget."""
@@ -110,14 +108,13 @@ class Budgets:
         if not limit:
             return
         spent = self.fleet_spent()
-        if spent >= limit and "" not in self._reached:
-            self._reached.add("")
-            self._warned.add("")
+        if spent >= limit and "reached" not in self._session_told:
+            self._session_told |= {"warned", "reached"}
             self.table.emit(Attention("budget", "", f"the session's budget {dollars(limit)} "
                                       f"is spent ({dollars(spent)}): dispatch and continuous "
                                       "mode pause"))
-        elif spent >= WARN_AT * limit and "" not in self._warned:
-            self._warned.add("")
+        elif spent >= WARN_AT * limit and "warned" not in self._session_told:
+            self._session_told.add("warned")
             self.table.emit(Attention("budget", "", f"the session has spent {dollars(spent)}, "
                                       f"{int(spent / limit * 100)}% of its budget "
                                       f"{dollars(limit)}"))

@@ -78,14 +78,19 @@ def from_seed(seed: str, path: Path | None = None) -> Identity:
     return Identity(seed, public, path)
 
 
-def load_identity(path: Path) -> Identity:
-    """The seed in an nkey seed file (``SU…``) or a ``.creds`` file (JWT + seed)."""
+def _read_text(path: Path, missing: str) -> str:
+    """A small file's text; IdentityError naming the file (``missing`` when it is not there)."""
     try:
-        text = _read_small(path).decode("utf-8", errors="replace")
+        return _read_small(path).decode("utf-8", errors="replace")
     except FileNotFoundError:
-        raise IdentityError(f"{path}: NATS credentials file not found") from None
+        raise IdentityError(f"{path}: {missing}") from None
     except OSError as exc:
         raise IdentityError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def load_identity(path: Path) -> Identity:
+    """The seed in an nkey seed file (``SU…``) or a ``.creds`` file (JWT + seed)."""
+    text = _read_text(path, "NATS credentials file not found")
     found = SEED.findall(text)
     if not found:
         raise IdentityError(f"{path}: no NATS user seed (SU…) in it")
@@ -226,12 +231,7 @@ class TrustList:
 
 def read_trust_file(path: Path, default_role: str = "") -> list[TrustEntry]:
     """Lines of ``[role [name]] KEY``; blank lines and ``#`` comments skipped."""
-    try:
-        text = _read_small(path).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        raise IdentityError(f"{path}: neither a public key (U…) nor a trust file") from None
-    except OSError as exc:
-        raise IdentityError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = _read_text(path, "neither a public key (U…) nor a trust file")
     entries: list[TrustEntry] = []
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split("#", 1)[0].split()
