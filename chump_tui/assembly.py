@@ -126,7 +126,8 @@ def open_fleet(opts: Options, repo_root: Path, backlog: Backlog,
 
     from chump_tui.fleet.broker import Broker
     from chump_tui.fleet.identity import TrustList
-    from chump_tui.fleet.remote import FleetClient, RemoteSpawner
+    from chump_tui.fleet.remote import FleetClient
+    from chump_tui.fleet.remote_spawner import RemoteSpawner
     from chump_tui.fleet.roster import inbox_prefix
     from chump_tui.fleet.security import broker_check, fleet_identity
     from chump_tui.fleet.worker import origin_url
@@ -154,7 +155,8 @@ def open_fleet(opts: Options, repo_root: Path, backlog: Backlog,
     keys = WorkerKeys(trust, session_dir / "fleet-pins.json")
     client = FleetClient(broker, origin, f"chump-tui:{socket.gethostname()}:{os.getpid()}",
                          keys=keys)
-    return client, RemoteSpawner(client, opts.base_ref, opts.harness, gap_harnesses(backlog))
+    return client, RemoteSpawner(client, opts.base_ref, opts.harness, gap_harnesses(backlog),
+                                 opts.dispatch_deadline_s)
 
 
 def notify_settings(opts: Options) -> NotifySettings | None:
@@ -182,7 +184,7 @@ def start_notifier(settings: NotifySettings, engine: Engine,
 
 def fleet_report(engine: Engine) -> str | None:
     """What the fleet dropped (unsigned, forged, malformed), for the end of a run."""
-    from chump_tui.fleet.remote import RemoteSpawner
+    from chump_tui.fleet.remote_spawner import RemoteSpawner
 
     if not isinstance(engine.spawner, RemoteSpawner) or not engine.spawner.client.dropped:
         return None
@@ -193,10 +195,11 @@ def fleet_report(engine: Engine) -> str | None:
 
 def follow_fleet(engine: Engine, records: list[Dispatch]) -> None:
     """Start reading the fleet's reports, from the oldest agent a resumed session had."""
-    from chump_tui.fleet.remote import RemoteSpawner, replay_from
+    from chump_tui.fleet.remote_spawner import RemoteSpawner, replay_from
 
     if isinstance(engine.spawner, RemoteSpawner):
         spawner = engine.spawner
         spawner.client.on_return = lambda agent: spawner.adopt_returned(engine, agent)
         spawner.on_request = engine.note_request
+        spawner.on_waiting = engine.note_waiting
         spawner.client.follow(replay_from(records))

@@ -18,6 +18,7 @@ from chump_tui.options import Options
 # Kept here (equal to chump_tui.monitor's and chump_tui.watchdog's) so parsing flags
 # imports nothing heavy; a test checks they stay equal.
 DEFAULT_TICK_S = 30.0
+DEFAULT_DISPATCH_DEADLINE_S = 900.0
 DEFAULT_KILL_GRACE_S = 30.0
 DEFAULT_FIRST_OUTPUT_TIMEOUT_S = 120.0
 DEFAULT_IDLE_TIMEOUT_S = 600.0
@@ -146,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a worker key (U…) or trust file whose reports the console believes "
                         "(repeatable; also $CHUMP_FLEET_TRUST; none: each worker's first "
                         "key is pinned)")
+    p.add_argument("--dispatch-deadline", dest="dispatch_deadline_s",
+                   type=_seconds(1, 7 * DAY_S), default=DEFAULT_DISPATCH_DEADLINE_S,
+                   metavar="SECONDS", help="with --nats: how long a dispatch may wait for a "
+                   "host with a free slot and retry the broker's or a host's failures "
+                   f"before it fails (default {DEFAULT_DISPATCH_DEADLINE_S:g}; 0: no limit)")
     p.add_argument("--insecure-broker", action="store_true",
                    help="use --nats even though the broker lets clients without "
                         "credentials in")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from chump_tui.agent_process import AgentProcess, LineCallback, OutputLog
 from chump_tui.backlog import Gap
-from chump_tui.errors import DispatchError
+from chump_tui.errors import DispatchError, TakenElsewhere
 from chump_tui.paths import dispatch_paths, unsafe_id_reason
 from chump_tui.prompt import build_prompt
 from chump_tui.spawners import Spawner
@@ -92,6 +92,8 @@ def dispatch_gap_with(
     check_stopping("the agent started")
     try:
         result = spawner.spawn_agent(worktree, gap.id, prompt, log_path, output, on_line)
+    except TakenElsewhere:
+        raise  # said as it is: another session's gap, not this dispatch's failure
     except DispatchError as exc:
         raise DispatchError(f"spawning agent for {gap.id}: {exc}") from None
     return DispatchHandle(

@@ -80,6 +80,9 @@ class Dispatch:
     earlier_cost_usd: float | None = None
     first_run_cost_usd: float | None = None  # what the first run cost (the rest: follow-ups)
     budget_note: str = ""  # "budget 83% of $0.50", "budget $0.50 reached"
+    # A fleet dispatch not sent yet or being sent again: what it waits for (QUEUED).
+    waiting: str = ""
+    taken_by: str = ""  # another session held the gap: not a failure of this one (TAKEN)
 
     def to_json(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every field and was most of a save.
@@ -132,6 +135,11 @@ class Dispatch:
                 and self.outcome.reason.startswith(LOST_PREFIX))
 
     @property
+    def failed_to_start(self) -> bool:
+        """A dispatch that failed (one another session's claim stopped is not a failure)."""
+        return self.phase == "spawn_failed" and not self.taken_by
+
+    @property
     def retryable(self) -> bool:
         if self.phase == "spawn_failed" or self.waiting_for_pr:
             return True
@@ -161,9 +169,9 @@ class Dispatch:
     def label(self) -> str:
         """The state as the console shows it (RUNNING, PR OPEN #n, SHIPPED, …)."""
         if self.phase == "dispatching":
-            return "DISPATCHING"
+            return "QUEUED" if self.waiting else "DISPATCHING"
         if self.phase == "spawn_failed":
-            return "SPAWN-FAILED"
+            return "TAKEN" if self.taken_by else "SPAWN-FAILED"
         if self.phase == "killing":
             return "KILLING"
         if self.phase == "ended" and self.outcome is not None:
@@ -183,6 +191,8 @@ class Dispatch:
         return "RUNNING"
 
     def reason(self) -> str:
+        if self.phase == "dispatching":
+            return self.waiting
         if self.phase == "spawn_failed":
             return self.error
         if self.outcome is None:
@@ -212,7 +222,8 @@ _FIELD_NAMES = tuple(f.name for f in fields(Dispatch))
 _REQUIRED = ("key", "gap_id", "branch", "worktree", "attempt", "started_at", "soft_deadline_s")
 _STR = ("key", "gap_id", "title", "priority", "effort", "branch", "worktree", "backend",
         "error", "note", "kill_reason", "log_path", "uid", "harness", "agent_error", "host",
-        "remote", "model", "session_id", "run_note", "repaired_head", "budget_note")
+        "remote", "model", "session_id", "run_note", "repaired_head", "budget_note", "waiting",
+        "taken_by")
 # Every number is checked for its value, not only its type: a row with pid -1 or a start
 # time of -1e308 would crash the first look at it (psutil, a duration), at every start.
 _NUMBERS: dict[str, Callable[[object], object]] = {

@@ -17,3 +17,12 @@ class BacklogError(ChumpError):
 
 class DispatchError(ChumpError):
     """One dispatch step failed; later steps were not run."""
+
+
+class DispatchDeferred(DispatchError):
+    """Not the gap's fault (the broker, a full fleet, a host in trouble): a later try may
+    well succeed, so the gap waits instead of failing."""
+
+
+class TakenElsewhere(DispatchError):
+    """Another session (a console, upstream) holds the gap: not a failure of this one."""

@@ -19,7 +19,8 @@ class DispatchChanged:
 
     dispatch: Dispatch
     why: Literal["dispatching", "dispatched", "spawn_failed", "pr", "stalled", "killing",
-                 "outcome", "reflected", "exited", "restored", "activity"]
+                 "outcome", "reflected", "exited", "restored", "activity",
+                 "waiting"]
 
 
 @dataclass(frozen=True)

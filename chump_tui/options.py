@@ -34,6 +34,7 @@ class Options:
     nats_creds: Path | None
     trust_worker: list[str]  # worker keys or trust files the console believes
     insecure_broker: bool  # run on a broker that admits clients without credentials
+    dispatch_deadline_s: float  # a fleet dispatch waits and retries this long (0: no limit)
     notify: tuple[str, ...] | None  # the events to tell the operator about
     notify_url: str | None
     notify_cmd: list[str] | None

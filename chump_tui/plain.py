@@ -404,7 +404,7 @@ def _notify(opts: Options, engine: Engine) -> None:
 
 
 def _spawn_failures(engine: Engine) -> int:
-    return sum(1 for r in engine.snapshot() if r.phase == "spawn_failed")
+    return sum(1 for r in engine.snapshot() if r.failed_to_start)
 
 
 class EventPrinter:
@@ -414,6 +414,7 @@ class EventPrinter:
     def __init__(self) -> None:
         self.gh_error: str | None = None
         self.gh_repeats = 0
+        self.waiting: dict[str, str] = {}  # row key -> what it was last said to wait for
 
     def __call__(self, event: EngineEvent) -> None:
         from chump_tui.events import Attention, DispatchChanged, GitHubPolled, Notice
@@ -442,8 +443,16 @@ class EventPrinter:
             _out(f"DISPATCHED: {d.gap_id} in {d.worktree} as PID {pid}{on_host}")
             if d.note:
                 _err(f"[dispatch] {d.branch}: {d.note}")
+        elif why == "spawn_failed" and d.taken_by:
+            _err(f"[dispatch] {d.gap_id} not dispatched: {d.taken_by}")
         elif why == "spawn_failed":
             _err(f"DISPATCH-FAILED: {d.gap_id}: {d.error}")
+        elif why == "waiting":
+            # Said once per kind of wait, not at every count or back-off step.
+            kind = "".join(c for c in d.waiting.split(":")[0] if not c.isdigit())
+            if d.waiting and self.waiting.get(d.key) != kind:
+                _err(f"[dispatch] {d.gap_id} queued: {d.waiting}")
+            self.waiting[d.key] = kind
         elif why == "stalled":
             _err(f"[monitor] {d.branch}: no PR after the soft deadline "
                  f"({int(d.soft_deadline_s)}s); still watching")

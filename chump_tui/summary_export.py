@@ -20,15 +20,18 @@ from chump_tui.safe_fs import open_nofollow, real_dir
 def totals_line(dispatches: Iterable[Dispatch]) -> str:
     """``shipped=… ci_failed=… stalled=… killed=… spawn_failures=…``, as the reference prints."""
     counts = {"shipped": 0, "ci_failed": 0, "stalled": 0, "killed": 0}
-    spawn_failures = 0
+    spawn_failures = taken = 0
     for d in dispatches:
         if d.outcome is not None:
             counts[d.outcome.kind] += 1
-        elif d.phase == "spawn_failed":
+        elif d.failed_to_start:
             spawn_failures += 1
+        elif d.taken_by:
+            taken += 1
+    # Gaps another session held are no failure; counted apart, only when there are any.
     return (f"shipped={counts['shipped']}  ci_failed={counts['ci_failed']}  "
             f"stalled={counts['stalled']}  killed={counts['killed']}  "
-            f"spawn_failures={spawn_failures}")
+            f"spawn_failures={spawn_failures}" + (f"  taken={taken}" if taken else ""))
 
 
 def killed_note(dispatches: Iterable[Dispatch]) -> str | None:

@@ -216,6 +216,9 @@ class Engine:
     def note_request(self, log_path: Path, remote: str) -> None:
         self.launcher.note_request(log_path, remote)
 
+    def note_waiting(self, log_path: Path, waiting: str) -> None:
+        self.launcher.note_waiting(log_path, waiting)
+
     def adopt(self, lost_key: str, start: StartAgent) -> str | None:
         return self.launcher.adopt(lost_key, start)
 

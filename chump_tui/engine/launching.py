@@ -22,7 +22,7 @@ from chump_tui.dispatch_record import Dispatch
 from chump_tui.engine.config import EngineConfig
 from chump_tui.engine.outcomes import Outcomes
 from chump_tui.engine.table import DispatchTable, Live
-from chump_tui.errors import DispatchError
+from chump_tui.errors import DispatchError, TakenElsewhere
 from chump_tui.events import Notice, OutputLine
 from chump_tui.log_lines import redact
 from chump_tui.monitor import DispatchOutcome, soft_deadline_seconds
@@ -138,10 +138,15 @@ class Launcher:
         self.hooks.agent_started()
 
     def spawn_failed(self, live: Live, exc: Exception) -> None:
+        """The row's dispatch ended without an agent: a failure, or (``TakenElsewhere``)
+        another session holding the gap, which is said as such and is no failure."""
         error = str(exc) if isinstance(exc, DispatchError) else \
             f"dispatching {live.record.gap_id}: {type(exc).__name__}: {exc}"
         with self.table.lock:
             live.record.phase = "spawn_failed"
+            live.record.waiting = ""
+            if isinstance(exc, TakenElsewhere):
+                live.record.taken_by = redact(error)
             live.record.error = redact(error)
             live.record.ended_at = self.table.clock()
             self.table.changed(live, "spawn_failed")
@@ -179,6 +184,18 @@ class Launcher:
                     self.table.changed(live, "requested")
                     return
 
+    def note_waiting(self, log_path: Path, waiting: str) -> None:
+        """What the row dispatching into ``log_path`` waits for now (a fleet host with a
+        free slot, the broker); "" once its request goes out. Saved and told on change."""
+        with self.table.lock:
+            for live in self.table.rows.values():
+                rec = live.record
+                if rec.phase == "dispatching" and rec.log_path == str(log_path):
+                    if rec.waiting != waiting:
+                        rec.waiting = waiting
+                        self.table.changed(live, "waiting")
+                    return
+
     # ------------------------------------------------------------ agents started elsewhere
     def follow(self, live: Live, start: StartAgent, note: str) -> bool:
         """The row runs the agent ``start`` hands over (an agent started elsewhere: its host
@@ -200,17 +217,17 @@ class Launcher:
         again as the gap's next attempt, with the same log and deadlines, ``start`` handing
         it over. The lost attempt keeps its recorded outcome.
 
-        None (nothing done) unless the lost attempt is still its gap's latest and the
-        console is not stopping: a gap dispatched again meanwhile runs elsewhere, and the
-        returning agent is to be stopped instead.
+        None (nothing done) when the gap was dispatched again meanwhile (an attempt after
+        the lost one that did not fail to start) or the console is stopping: the gap runs
+        elsewhere, and the returning agent is to be stopped instead.
         """
         with self.table.lock:
             lost = self.table.live(lost_key)
             if lost is None or self.table.stopping.is_set() or not lost.record.lost:
                 return None
             gap_id = lost.record.gap_id
-            if any(lv.record.attempt > lost.record.attempt for lv in self.table.of_gap(gap_id)) \
-                    or gap_id in self.hooks.queued():
+            if any(lv.record.attempt > lost.record.attempt and not lv.record.failed_to_start
+                   for lv in self.table.of_gap(gap_id)) or gap_id in self.hooks.queued():
                 return None
             live = self.reserve(self.gap_for(lost.record), lost.record.attempt + 1,
                                 lost.record.stale_prs)

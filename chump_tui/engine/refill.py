@@ -118,6 +118,10 @@ class Refill:
             blocked = {gid for gid, left in self.leftovers.items()
                        if left.reason(self.config.include_shipped)}
             blocked |= set(self.held_elsewhere)
+            # A fleet's gaps another console shipped during this session (no I/O here).
+            shipped_elsewhere = getattr(self.spawner, "shipped_elsewhere", None)
+            if shipped_elsewhere is not None:
+                blocked |= set(shipped_elsewhere())
         candidates = [g for g in self.backlog if g.id not in taken and g.id not in blocked]
         return pickable_gaps(candidates, n, done)
 

@@ -450,13 +450,16 @@ class Broker:
 
     def publish_event(self, subject: str, data: bytes) -> None:
         """An upstream coordination event, stored with an acknowledgement and retried with
-        back-off through a broker hiccup (about a minute); never blocks the caller. Upstream's
-        events are unsigned: upstream reads them as they are."""
+        back-off through a broker hiccup (about a minute); never blocks the caller. Signed
+        in headers (upstream reads the body as it is): other consoles believe a DONE only
+        from a console they trust."""
+        headers = self.headers(subject, data)
+
         async def go() -> None:
             delay = 0.5
             for _ in range(EVENT_TRIES):
                 try:
-                    await self.js.publish(subject, data, timeout=5)
+                    await self.js.publish(subject, data, timeout=5, headers=headers)
                     return
                 except (NatsError, TimeoutError):
                     await asyncio.sleep(delay)

@@ -18,36 +18,34 @@ import functools
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chump_tui.agent_process import FOLLOWERS, AgentProcess, LineCallback, OutputLog
+from chump_tui.agent_process import FOLLOWERS, AgentProcess
 from chump_tui.dispatch_record import LOST_PREFIX
-from chump_tui.errors import ChumpError, DispatchError
+from chump_tui.errors import ChumpError, DispatchDeferred, DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent
 from chump_tui.fleet import wire
 from chump_tui.fleet.broker import Broker, FleetError
 from chump_tui.fleet.identity import TrustList
 from chump_tui.fleet.worker import claim_session
 from chump_tui.fleet.worker_keys import WorkerKeys
-from chump_tui.harness import DEFAULT_HARNESS, stream_format
 from chump_tui.outside_text import one_line
 from chump_tui.safe_fs import open_nofollow
-from chump_tui.spawners import SpawnResult
 
 if TYPE_CHECKING:
-    from chump_tui.dispatch_record import Dispatch
-    from chump_tui.engine import Engine
     from chump_tui.watchdog import BusyProbe
 
 ACCEPT_WAIT_S = 10.0  # a request nobody took by then is dropped by whoever gets it later
 SPAWN_WAIT_S = 300.0  # fetch, worktree, claim script: a big repository takes a while
 KILL_ANSWER_S = 5.0
+DONE_LOOKBACK_S = 24 * 3600.0  # other consoles' DONE events read at start (upstream keeps 24 h)
+UNWATCHED_KILL_S = 3600.0  # an agent nobody follows is asked to stop for this long
 REPLAY_WAIT_S = 15.0  # a resumed console: the replay brings a request's answers by then
 DEFAULT_SILENT_S = 20.0
+LOOK_EVERY_S = 1.0  # the workers' records are read this often
 WAKE_EVERY_S = 0.02
 UNCLAIMED_BYTES = 64 * 1024 * 1024  # reports for agents not attached (yet) here
 MAX_OUTPUT_GAP = 64 * 1024 * 1024  # an offset further ahead than this is refused
@@ -206,9 +204,16 @@ class FleetClient:
         self._unclaimed: collections.OrderedDict[str, list[wire.AgentReport]] = \
             collections.OrderedDict()
         self._unclaimed_bytes = 0
+        # Each worker's record and when it last changed, as far as the console could see:
+        # time it could not read the bucket is taken out (see refresh_workers).
         self._workers: dict[str, tuple[wire.WorkerRecord, float]] = {}
         self._following = False
         self._blind = False  # the last look at the workers failed
+        self._looked_at = time.monotonic()  # the last look that succeeded
+        self.abandoned: set[str] = set()  # requests given up on: an agent they start is ended
+        self._exits_seen: set[str] = set()  # agents (uids) whose host said they exited
+        self._shipped_elsewhere: dict[str, str] = {}  # gap -> which console's DONE said so
+        self._releases: list[threading.Thread] = []  # claims being released (see close)
         self._woken = 0.0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -225,6 +230,8 @@ class FleetClient:
         self.refresh_workers()  # the workers' keys first: their reports are checked with them
         self.broker.follow_stream(wire.agents_subject(self.key, "*"), wire.AGENTS_STREAM,
                                   self._on_reports, since)
+        self.broker.follow_stream(wire.event_subject("DONE"), wire.EVENTS_STREAM, self._on_done,
+                                  time.time() - DONE_LOOKBACK_S)
         self._watcher = threading.Thread(target=self._watch_workers, name="fleet-workers",
                                          daemon=True)
         self._watcher.start()
@@ -268,6 +275,50 @@ class FleetClient:
                 continue
             self._on_report(report)
 
+    def _exited(self, report: wire.AgentReport) -> None:
+        """An agent that failed frees its gap: its claim is released here too (only if still
+        its own), as a host that reported the exit and died, or lost its link before
+        releasing, would leave it for hours. One that exited 0 keeps it until this console
+        records its outcome (its PR is on the way: no other console may start the gap)."""
+        with self._lock:
+            if report.uid in self._exits_seen:
+                return
+            self._exits_seen.add(report.uid)
+            ours = report.uid in self._agents or report.uid in self.abandoned
+        if ours and report.code != 0:
+            self.release_claim_of(report.uid)
+
+    def release_claim_of(self, uid: str) -> None:
+        """Release the claim request ``uid``'s agent holds (if it still does), on a thread;
+        ``close`` waits for it a moment."""
+        def go() -> None:
+            with contextlib.suppress(FleetError):
+                self.broker.release_by_session(claim_session(uid))
+
+        thread = threading.Thread(target=go, daemon=True, name=f"fleet-release-{uid[:8]}")
+        with self._lock:
+            self._releases = [t for t in self._releases if t.is_alive()] + [thread]
+        thread.start()
+
+    def _on_done(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        """Another console shipped a gap (its DONE event, signed by a console key this one
+        trusts): the gap is not dispatched here. Upstream's unsigned events and our own are
+        not taken as that."""
+        signer = wire.signer_of(subject, data, headers)
+        own = self.broker.identity.public_key if self.broker.identity is not None else None
+        if signer is None or signer == own or not self.keys.trust.trusts(signer, "console"):
+            return
+        done = wire.done_gap(data)
+        if done is not None:
+            gap, session = done
+            with self._lock:
+                self._shipped_elsewhere[gap] = \
+                    f"shipped by another console ({one_line(session, 80) or signer[:12]})"
+
+    def shipped_elsewhere(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._shipped_elsewhere)
+
     def _release_held(self, worker: str) -> None:
         """Its key is known now: its reports held until then, in order (on the loop)."""
         key = self.keys.key_of(worker)
@@ -280,6 +331,14 @@ class FleetClient:
             self._believed(worker, data, signer, key)
 
     def _on_report(self, report: wire.AgentReport) -> None:
+        if report.kind == "exited":
+            self._exited(report)
+        elif report.kind == "spawned" and report.uid in self.abandoned \
+                and report.uid not in self._pending:
+            # A request this console gave up on was started after all: nobody would follow
+            # that agent, so it is ended (its gap was, or will be, dispatched again).
+            threading.Thread(target=self.end_unwatched, args=(report.uid, report.worker),
+                             name=f"fleet-abandoned-{report.uid[:8]}", daemon=True).start()
         with self._lock:
             pending = self._pending.get(report.uid)
             agent = self._agents.get(report.uid)
@@ -321,7 +380,21 @@ class FleetClient:
     def _returned(self, agent: RemoteAgent) -> None:
         adopt = self.on_return
         if adopt is None or not adopt(agent):
-            self.ask_to_kill(agent, 5.0)
+            self.end_unwatched(agent.uid, agent.worker)
+
+    def end_unwatched(self, uid: str, worker: str) -> None:
+        """An agent of ours nobody follows (its gap runs elsewhere now, or its request was
+        given up on) is ended: asked again until its host says it is stopping it or it
+        exits, however long its link stays flaky (blocking; on a thread of its own)."""
+        deadline = time.monotonic() + UNWATCHED_KILL_S
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if uid in self._exits_seen:
+                return
+            answer = self.ask_to_kill(uid, worker, 5.0)
+            if answer is not None and (answer.kind == "killing"
+                                       or answer.note == "no such agent here"):
+                return
+            self._stop.wait(KILL_ANSWER_S)
 
     def output_arrived(self) -> None:
         """Have the log followers read the mirrors now, not at their next poll (at most
@@ -340,16 +413,18 @@ class FleetClient:
                 agent.feed(report)
 
     # ------------------------------------------------------------ dispatch
-    def request(self, request: wire.DispatchRequest) -> wire.AgentReport:
+    def request(self, request: wire.DispatchRequest,
+                cancelled: threading.Event | None = None) -> wire.AgentReport:
         """Queue the request and wait for the worker that took it: its spawned or
-        rejected report. DispatchError when nobody takes it in time."""
+        rejected report. DispatchDeferred when nobody took it in time (it can no longer be
+        taken) or the broker failed; DispatchError when the worker that took it fails."""
         pending = self.expect(request.uid)
         try:
             self.broker.publish(wire.dispatch_subject(self.key), wire.encode(request))
         except FleetError as exc:
             self.forget(request.uid)
-            raise DispatchError(str(exc)) from None
-        return self.answer(request.uid, pending, ACCEPT_WAIT_S)
+            raise DispatchDeferred(f"the broker: {exc}") from None
+        return self.answer(request.uid, pending, ACCEPT_WAIT_S, cancelled)
 
     def expect(self, uid: str) -> _Pending:
         """Catch the answers to request ``uid`` from now on (a resumed session's request:
@@ -363,39 +438,67 @@ class FleetClient:
         with self._lock:
             self._pending.pop(uid, None)
 
-    def answer(self, uid: str, pending: _Pending, accept_within_s: float) -> wire.AgentReport:
-        """Wait for the spawned or rejected report of request ``uid``; DispatchError when no
-        worker took it within ``accept_within_s`` or the one that did went silent."""
+    def answer(self, uid: str, pending: _Pending, accept_within_s: float,
+               cancelled: threading.Event | None = None) -> wire.AgentReport:
+        """Wait for the spawned or rejected report of request ``uid``.
+
+        Not taken within ``accept_within_s`` (or the console stops): the request is marked
+        taken in this console's name, so no worker can start it any more, and
+        DispatchDeferred says why; if a worker took it first, its answer is waited for.
+        """
         try:
-            if not pending.accepted.wait(accept_within_s) and not pending.done.is_set():
-                up = self.workers_up()
-                raise DispatchError(
-                    f"no worker took it within {accept_within_s:g}s ("
-                    + (f"{len(up)} up for this repository, "
-                       f"{sum(w.running for w in up)}/{sum(w.max_parallel for w in up)} "
-                       "slots busy" if up else "no worker is up for this repository")
-                    + ")")
+            if not self._accepted(pending, accept_within_s, cancelled):
+                self._give_up(uid, pending)
             self._wait_spawned(uid, pending)
         except FleetError as exc:
-            raise DispatchError(str(exc)) from None
+            raise DispatchDeferred(f"the broker: {exc}") from None
         finally:
             self.forget(uid)
         assert pending.report is not None
         return pending.report
 
+    @staticmethod
+    def _accepted(pending: _Pending, within_s: float, cancelled: threading.Event | None) -> bool:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if pending.accepted.wait(0.1) or pending.done.is_set():
+                return True
+            if cancelled is not None and cancelled.is_set():
+                return False
+        return pending.accepted.is_set() or pending.done.is_set()
+
+    def _give_up(self, uid: str, pending: _Pending) -> None:
+        """Nobody took request ``uid``: fence it (returns when a worker had taken it after
+        all: its answer is on its way) or raise DispatchDeferred."""
+        why = f"no worker took it within {ACCEPT_WAIT_S:g}s ({self.fleet_line()})"
+        try:
+            fenced = self.broker.take_request(uid, f"given up by {self.session}")
+        except FleetError:
+            # Unsure: an agent it starts after all is ended when its report comes.
+            self.abandoned.add(uid)
+            raise DispatchDeferred(why) from None
+        if fenced:
+            raise DispatchDeferred(why)
+        if not pending.accepted.wait(ACCEPT_WAIT_S) and not pending.done.is_set():
+            self.abandoned.add(uid)  # taken, yet its worker says nothing: ended if it starts
+            raise DispatchDeferred(f"a worker took it and said nothing ({self.fleet_line()})")
+
     def _wait_spawned(self, uid: str, pending: _Pending) -> None:
-        """Until the worker that took it says spawned or rejected; a DispatchError if it goes
-        silent first (its claim is released: nobody else would) or takes too long."""
+        """Until the worker that took it says spawned or rejected; DispatchDeferred if it
+        goes silent first (its claim is released: nobody else would), DispatchError if it
+        takes too long."""
         deadline = time.monotonic() + SPAWN_WAIT_S
         while not pending.done.wait(1.0):
             worker = pending.worker
             silent = self.silent_for(worker) if worker else None
             if silent is not None:
+                self.abandoned.add(uid)
                 with contextlib.suppress(FleetError):
                     self.broker.release_by_session(claim_session(uid))
-                raise DispatchError(f"worker {worker} took it and went silent ({silent:.0f}s) "
-                                    "before starting it")
+                raise DispatchDeferred(f"worker {worker} took it and went silent "
+                                       f"({silent:.0f}s) before starting it")
             if time.monotonic() > deadline:
+                self.abandoned.add(uid)
                 raise DispatchError(f"the worker took it but did not start it within "
                                     f"{SPAWN_WAIT_S:g}s")
 
@@ -405,8 +508,14 @@ class FleetClient:
             entry = self._workers.get(worker)
         if entry is None:
             return None
-        quiet = time.monotonic() - entry[1]
+        quiet = self._judged_at() - entry[1]
         return quiet if quiet > self.silent_after(entry[0]) else None
+
+    def _judged_at(self) -> float:
+        """The moment silence is judged as of: now, or while the console cannot read the
+        records, its last look (what it cannot see is nobody's silence)."""
+        now = time.monotonic()
+        return min(now, self._looked_at + 2 * LOOK_EVERY_S) if self._blind else now
 
     def attach(self, uid: str, worker: str, host: str, pid: int, start_time: float | None,
                mirror: Path, received: int) -> RemoteAgent:
@@ -418,28 +527,31 @@ class FleetClient:
     def kill(self, agent: RemoteAgent, grace_s: float) -> bool:
         """Ask the agent's host to end it; False (said in its output) when it does not answer
         (or refuses, or someone else answers in its name)."""
-        answer = self.ask_to_kill(agent, grace_s)
+        answer = self.ask_to_kill(agent.uid, agent.worker, grace_s)
         if answer is None or answer.kind != "killing":
             why = (f"refused the kill ({answer.note})" if answer is not None else
                    f"did not answer the kill within {KILL_ANSWER_S:g}s")
             agent.lose(f"host {agent.host} {why}; it may still run there")
+            if answer is None:  # asked again until it is sure to stop
+                threading.Thread(target=self.end_unwatched, args=(agent.uid, agent.worker),
+                                 name=f"fleet-kill-{agent.uid[:8]}", daemon=True).start()
             return False
         return True
 
-    def ask_to_kill(self, agent: RemoteAgent, grace_s: float) -> wire.AgentReport | None:
+    def ask_to_kill(self, uid: str, worker: str, grace_s: float) -> wire.AgentReport | None:
         """A signed kill request to the agent's host; its answer, when its key signed it."""
-        body = wire.encode(wire.KillRequest(uid=agent.uid, grace_s=grace_s,
+        body = wire.encode(wire.KillRequest(uid=uid, grace_s=grace_s,
                                             expires_at=time.time() + KILL_ANSWER_S * 2))
-        subject = wire.kill_subject(agent.worker)
+        subject = wire.kill_subject(worker)
         try:
             msg = self.broker.request(subject, body, KILL_ANSWER_S)
             answer = wire.decode(bytes(msg.data))
         except (FleetError, wire.WireError):
             return None
         signer = wire.signer_of(msg.subject, bytes(msg.data), msg.headers)
-        if signer is None or signer != self.keys.key_of(agent.worker) \
-                or not isinstance(answer, wire.AgentReport) or answer.uid != agent.uid:
-            self.drop(f"an answer to a kill for {agent.worker} not signed by its key")
+        if signer is None or signer != self.keys.key_of(worker) \
+                or not isinstance(answer, wire.AgentReport) or answer.uid != uid:
+            self.drop(f"an answer to a kill for {worker} not signed by its key")
             return None
         return answer
 
@@ -452,11 +564,17 @@ class FleetClient:
             return
         now = time.monotonic()
         with self._lock:
-            if self._blind or not self.broker.nc.is_connected:
-                # We could not see anyone (our own link or the broker was down): nobody is
-                # judged silent for that time; each gets a fresh window from now.
-                self._workers = {n: (rec, now) for n, (rec, _) in self._workers.items()}
-                self._blind = not self.broker.nc.is_connected
+            blind_for = now - self._looked_at - 2 * LOOK_EVERY_S
+            if blind_for > 0:
+                # Time we could not read the records (our link or the broker was down) is
+                # nobody's silence: each window is moved on by that much, not started over,
+                # so a worker silent through a few hiccups is still judged in time; but each
+                # gets one heartbeat (and a look) to be seen again after a long blindness.
+                self._workers = {n: (rec, max(seen + blind_for, now - self.silent_after(rec)
+                                              + rec.heartbeat_s + 2 * LOOK_EVERY_S))
+                                 for n, (rec, seen) in self._workers.items()}
+            self._looked_at = now
+            self._blind = False
             newly_known: list[str] = []
             for name, data in items.items():
                 try:
@@ -482,12 +600,50 @@ class FleetClient:
         return max(2.0, 4 * record.heartbeat_s) if record.heartbeat_s else self.silent_after_s
 
     def workers_up(self) -> list[wire.WorkerRecord]:
-        """Active workers for this repository that spoke within their timeout."""
-        now = time.monotonic()
+        """Active workers for this repository that spoke within their timeout (degraded
+        ones included: see ``free_slots``)."""
+        now = self._judged_at()
         with self._lock:
             return [rec for rec, seen in self._workers.values()
                     if rec.repo == self.key and rec.status == "active"
                     and now - seen <= self.silent_after(rec)]
+
+    def free_slots(self) -> int:
+        """Slots the console can see free: healthy workers' free slots, less the requests
+        of this console no worker took yet. A worker's record is a heartbeat old, so the
+        agents this console knows it started there count too."""
+        up = [w for w in self.workers_up() if not w.degraded]
+        with self._lock:
+            ours: collections.Counter[str] = collections.Counter(
+                a.worker for a in self._agents.values() if not a.ended.is_set())
+            for pending in self._pending.values():
+                if pending.worker:
+                    ours[pending.worker] += 1
+            unanswered = sum(1 for p in self._pending.values() if not p.worker)
+        return sum(max(0, w.max_parallel - max(w.running, ours[w.worker_id]))
+                   for w in up) - unanswered
+
+    def fleet_line(self) -> str:
+        """``2 up for this repository, 4/4 slots busy; w3 degraded (…)`` for a waiting row."""
+        up = self.workers_up()
+        if not up:
+            return "no worker is up for this repository"
+        healthy = [w for w in up if not w.degraded]
+        line = (f"{len(healthy)} up for this repository, "
+                f"{sum(w.running for w in healthy)}/{sum(w.max_parallel for w in healthy)} "
+                "slots busy")
+        with self._lock:
+            unanswered = sum(1 for p in self._pending.values() if not p.worker)
+        if unanswered:
+            line += f", {unanswered} request(s) of this console not taken yet"
+        sick = [f"{w.worker_id} degraded ({one_line(w.degraded, 80)})"
+                for w in up if w.degraded]
+        return "; ".join([line, *sick])
+
+    def degraded(self) -> list[tuple[str, str]]:
+        """(worker, why) of the workers up that take no work now."""
+        return sorted((w.worker_id, one_line(w.degraded, 120)) for w in self.workers_up()
+                      if w.degraded)
 
     def busy(self, worker: str, uid: str) -> bool:
         with self._lock:
@@ -495,7 +651,7 @@ class FleetClient:
         return entry is not None and uid in entry[0].busy
 
     def _watch_workers(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(LOOK_EVERY_S):
             with contextlib.suppress(ChumpError):  # a trust file made unreadable: keep the old
                 self.keys.reload()
             self.refresh_workers()
@@ -513,6 +669,10 @@ class FleetClient:
 
     def close(self) -> None:
         self._stop.set()
+        with self._lock:
+            releases = list(self._releases)
+        for thread in releases:  # the last outcomes' claims, before the link goes
+            thread.join(5.0)
         self.broker.close()
 
     # ------------------------------------------------------------ upstream events
@@ -523,6 +683,9 @@ class FleetClient:
         rec = event.dispatch
         if rec.outcome is None:
             return
+        uid = rec.remote.partition("/")[2]
+        if uid:  # the attempt is settled: its gap is free (or done) for everyone
+            self.release_claim_of(uid)
         if rec.outcome.kind == "shipped":
             body = wire.coord_event("DONE", self.session, gap=rec.gap_id,
                                     reason=f"PR #{rec.outcome.pr_number} merged")
@@ -532,153 +695,3 @@ class FleetClient:
                                     reason=one_line(rec.reason(), 300))
             subject = wire.event_subject("STUCK")
         self.broker.publish_event(subject, body)
-
-
-class RemoteSpawner:
-    """The Spawner seam over the fleet: the worker makes the worktree, claims, spawns."""
-
-    def __init__(self, client: FleetClient, base_ref: str, harness: str = DEFAULT_HARNESS,
-                 gap_harness: Mapping[str, str] | None = None) -> None:
-        self.client = client
-        self.base_ref = base_ref
-        self.harness = harness
-        self.gap_harness = dict(gap_harness or {})
-        self.own_requests: set[str] = set()  # the requests this console sent (or resumed)
-        self.backend = "claude"
-        self.backend_warning: str | None = None
-        # Set by the console: save "/<request uid>" in the row of log_path before the
-        # request goes out, so a console killed while it waits can find the answer.
-        self.on_request: Callable[[Path, str], None] | None = None
-
-    def held_elsewhere(self, gap_ids: set[str]) -> dict[str, str]:
-        """Gaps of the backlog claimed in chump_gaps by someone else: who holds each (a
-        claim of a request this console sent is its own: a resumed row, not a conflict)."""
-        broker = self.client.broker
-        try:
-            claims = broker.claims()
-        except FleetError:
-            return {}
-        held = {}
-        for gid, claim in claims.items():
-            uid = claim.session_id.removeprefix("chump-tui:")
-            if gid not in gap_ids or uid in self.own_requests:
-                continue
-            since = f" since {claim.claimed_at}" if claim.claimed_at else ""
-            held[gid] = f"claimed in {broker.gap_bucket} by {self._holder(claim, uid)}{since}"
-        return held
-
-    def _holder(self, claim: wire.Claim, uid: str) -> str:
-        """``worker w2 (another console's request 1a2b3c4d)`` when a chump-tui worker holds
-        it; upstream's session id otherwise."""
-        if uid == claim.session_id:
-            return claim.session_id
-        with contextlib.suppress(FleetError):
-            worker = self.client.broker.kv_get(wire.REQUESTS_BUCKET, uid)
-            if worker:
-                name = one_line(worker.decode("utf-8", "replace"), 60)
-                return f"worker {name} (another console's request {uid[:8]})"
-        return f"chump-tui request {uid[:8]}"
-
-    def trouble(self) -> str | None:
-        """The broker's state when the link is down, for the status line."""
-        return self.client.broker.trouble()
-
-    def hosts(self) -> list[tuple[str, int, int]]:
-        """The hosts up for this repository (from the last presence records: no I/O)."""
-        return sorted((w.worker_id, max(0, w.max_parallel - w.running), w.max_parallel)
-                      for w in self.client.workers_up())
-
-    def create_worktree(self, worktree: Path, branch: str, base_ref: str) -> None:
-        self.base_ref = base_ref  # made on the host that takes the request
-
-    def claim_gap(self, worktree: Path, gap_id: str) -> str | None:
-        try:
-            held = self.client.broker.claim_of(gap_id)
-        except FleetError as exc:
-            raise DispatchError(str(exc)) from None
-        if held is not None:
-            holder = self._holder(held, held.session_id.removeprefix("chump-tui:"))
-            raise DispatchError(f"claimed in {self.client.broker.gap_bucket} by "
-                                f"{holder} since {held.claimed_at}")
-        return None  # the host claims it, atomically, when it takes the request
-
-    def spawn_agent(self, worktree: Path, gap_id: str, prompt: str, log_path: Path,
-                    output: OutputLog, on_line: LineCallback | None) -> SpawnResult:
-        harness = self.gap_harness.get(gap_id, self.harness)
-        uid = uuid.uuid4().hex
-        request = wire.DispatchRequest(
-            uid=uid, key=log_path.stem, gap_id=gap_id, origin=self.client.origin,
-            base_ref=self.base_ref, harness=harness, console=self.client.session,
-            expires_at=time.time() + ACCEPT_WAIT_S)
-        self.own_requests.add(uid)
-        if self.on_request is not None:  # the row knows its request before it goes out
-            self.on_request(log_path, f"/{uid}")
-        self.client.follow(None)
-        return self._started(uid, self.client.request(request), log_path, output, on_line)
-
-    def resume_dispatch(self, record: Dispatch) -> Callable[[OutputLog, LineCallback],
-                                                            SpawnResult]:
-        """A row the console was dispatching when it stopped: its request's answers are
-        caught from now on (the replay brings those given meanwhile); the returned call
-        waits for them and follows the agent, or raises DispatchError."""
-        uid = record.remote.partition("/")[2]
-        self.own_requests.add(uid)
-        pending = self.client.expect(uid)
-        log_path = Path(record.log_path)
-        # Taken by then or never (a worker refuses an expired request); the replay of what
-        # was said meanwhile needs a moment whatever the clock says.
-        accept_by = record.started_at + ACCEPT_WAIT_S - time.time()
-
-        def wait(output: OutputLog, on_line: LineCallback) -> SpawnResult:
-            report = self.client.answer(uid, pending, max(accept_by, REPLAY_WAIT_S))
-            return self._started(uid, report, log_path, output, on_line)
-
-        return wait
-
-    def _started(self, uid: str, report: wire.AgentReport, log_path: Path, output: OutputLog,
-                 on_line: LineCallback | None) -> SpawnResult:
-        if report.kind == "rejected":
-            raise DispatchError(f"{report.host} ({report.worker}): {report.note}")
-        if report.pid is None:
-            raise DispatchError(f"{report.host} ({report.worker}): spawned without a pid")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(log_path)
-        agent = self.client.attach(uid, report.worker, report.host, report.pid,
-                                   report.start_time, log_path, 0)
-        agent.follow(log_path, output, on_line, 0, stream_format(report.harness))
-        return SpawnResult(agent, report.backend or "claude", report.harness,
-                           host=report.host, remote=f"{report.worker}/{uid}")
-
-    def adopt_returned(self, engine: Engine, agent: RemoteAgent) -> bool:
-        """A lost agent's host came back: the engine follows it as its gap's next attempt
-        (False when the gap was dispatched again meanwhile, or its row is not found)."""
-        lost = next((d for d in engine.snapshot()
-                     if d.lost and d.remote.partition("/")[2] == agent.uid), None)
-        if lost is None:
-            return False
-
-        def attach(output: OutputLog, on_line: LineCallback) -> SpawnResult:
-            agent.revive()
-            agent.follow(agent.mirror, output, on_line, 0, stream_format(lost.harness))
-            return SpawnResult(agent, lost.backend, lost.harness, host=lost.host,
-                               remote=lost.remote)
-
-        return engine.adopt(lost.key, attach) is not None
-
-    def reattach(self, record: Dispatch) -> RemoteAgent | None:
-        """A resumed session's fleet agent: its output is replayed from the stream."""
-        worker, _, uid = record.remote.partition("/")
-        self.own_requests.add(uid)
-        if not worker or not uid or record.pid is None:
-            return None
-        mirror = Path(record.log_path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(mirror)  # rebuilt whole from the stream's replay
-        return self.client.attach(uid, worker, record.host, record.pid, record.process_start,
-                                  mirror, 0)
-
-
-def replay_from(records: Iterable[Dispatch]) -> float | None:
-    """Where a resumed session's replay starts: its oldest active fleet agent."""
-    starts = [r.started_at for r in records if r.remote and r.active]
-    return min(starts) - 60.0 if starts else None

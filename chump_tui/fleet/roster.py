@@ -7,7 +7,8 @@ whose reports a console believes) and a nats-server configuration (``nats-server
 that admits those identities only, each with the subjects its role needs:
 
 - a console publishes dispatch and kill requests and upstream events, reads the agents'
-  stream and the buckets; it never publishes a worker's report;
+  stream and the buckets, fences the requests it gave up on; it never publishes a
+  worker's report;
 - a worker takes requests from the queue, publishes reports under its own name only,
   holds claims, writes its own presence record and answers kills sent to it; it never
   publishes a dispatch or a kill;
@@ -153,7 +154,10 @@ def role_permissions(role: str, name: str, key: str, gap_bucket: str = wire.GAP_
     subscribe = [f"{inbox_prefix(key)}.>"]
     permissions: dict[str, object] = {}
     if role == "console":
-        publish += ["chump.fleet.dispatch.*", "chump.fleet.kill.*", "chump.events.*"]
+        publish += ["chump.fleet.dispatch.*", "chump.fleet.kill.*", "chump.events.*",
+                    # a request nobody took in time is marked taken in its console's name,
+                    # so no worker starts it late
+                    f"$KV.{wire.REQUESTS_BUCKET}.>"]
         publish += _consume(wire.AGENTS_STREAM) + _consume(wire.EVENTS_STREAM)
         subscribe += ["chump.events.>"]
     elif role == "worker":

@@ -197,6 +197,10 @@ class AgentReport:
     data: bytes = b""  # output
     code: int | None = None  # exited
     request_key: str = ""  # accepted, spawned, rejected: who signed the request answered
+    # rejected: whose fault. "" the request's (it would fail anywhere); "claimed" the gap is
+    # held by another session (``note`` says whose); "retry" the timing's or the broker's (a
+    # request sent again may well run); "host" this host's (it may be degraded: another).
+    refusal: str = ""
 
 
 REPORT_KINDS = ("accepted", "spawned", "rejected", "output", "exited")
@@ -259,7 +263,17 @@ def _report(obj: Mapping[str, Any], kind: str) -> AgentReport:
         note=_get(obj, "note", str, optional=True) or "",
         offset=_number(obj, "offset", numbers.offset, optional=True), data=raw,
         code=_number(obj, "code", numbers.exit_code, optional=True),
-        request_key=_get(obj, "request_key", str, optional=True) or "")
+        request_key=_get(obj, "request_key", str, optional=True) or "",
+        refusal=_refusal(_get(obj, "refusal", str, optional=True) or ""))
+
+
+REFUSALS = ("", "claimed", "retry", "host")
+
+
+def _refusal(value: str) -> str:
+    """An unknown refusal (a newer worker's) counts as the request's fault: never retried
+    on a word we do not understand."""
+    return value if value in REFUSALS else ""
 
 
 BATCH_BYTES = 384 * 1024
@@ -348,6 +362,7 @@ class WorkerRecord:
     running: int = 0
     busy: list[str] = field(default_factory=list)  # uids whose descendants use CPU
     heartbeat_s: float = 0.0
+    degraded: str = ""  # why it takes no work now ("" : healthy); upstream's status stays
     key: str = ""  # the worker's public key: its reports are signed with it
     sig: str = ""  # the key's signature over the rest of the record
     verified: bool = field(default=False, compare=False)  # set by from_bytes
@@ -390,6 +405,7 @@ class WorkerRecord:
             max_parallel=_number(obj, "max_parallel", _slots, optional=True) or 0,
             running=_number(obj, "running", _slots, optional=True) or 0,
             heartbeat_s=_number(obj, "heartbeat_s", numbers.duration, optional=True) or 0.0,
+            degraded=_get(obj, "degraded", str, optional=True) or "",
             key=key if isinstance(key, str) else "", sig=sig if isinstance(sig, str) else "",
             verified=verified, **lists)
 
@@ -401,6 +417,18 @@ def _canonical(obj: Mapping[str, Any]) -> bytes:
 
 def _slots(value: object) -> int | None:
     return numbers.int_in(value, 0, 100_000)
+
+
+def done_gap(data: bytes) -> tuple[str, str] | None:
+    """(gap, session) of an upstream DONE event, None for anything else."""
+    try:
+        obj = _load(data)
+    except WireError:
+        return None
+    gap, session = obj.get("gap"), obj.get("session")
+    if obj.get("event") != "DONE" or not isinstance(gap, str) or not gap:
+        return None
+    return gap, session if isinstance(session, str) else ""
 
 
 def coord_event(kind: str, session: str, gap: str | None = None, reason: str | None = None,

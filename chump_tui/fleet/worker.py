@@ -9,10 +9,13 @@ marked taken fleet-wide; the worker claims the gap in ``chump_gaps`` as upstream
 creates the worktree and spawns the agent with the same spawner, process groups and logs
 as local mode, and acks the request only then. Whatever fails after the claim releases it
 and removes what this request created. Each agent's output goes out redacted, in order
-(``worker_output``), then its exit code; the claim is released after. Kill requests are
-obeyed only from the console that dispatched the agent. Its table is kept in a state
-file, so a restarted worker re-attaches to its agents (pid + start time) and goes on
-publishing where it stopped. No message, however malformed or hostile, ends the worker.
+(``worker_output``), then its exit code; the claim of an agent that failed is released
+after (retried until the broker takes it), that of one that exited 0 by its console once
+it has the outcome. Kill requests are obeyed only from the console that dispatched the
+agent. Its table is kept in a state file, so a restarted worker re-attaches to its agents
+(pid + start time) and goes on publishing where it stopped. No message, however malformed
+or hostile, ends the worker. Its health (degraded, fenced while cut off from the broker)
+is ``worker_health``'s.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -41,6 +45,12 @@ from chump_tui.fleet.backlog_at_base import BacklogAtBase
 from chump_tui.fleet.broker import Broker, ClaimHeld, FleetError, WorkQueue
 from chump_tui.fleet.identity import Identity, TrustList
 from chump_tui.fleet.worker_gate import RequestGate
+from chump_tui.fleet.worker_health import (
+    DEFAULT_DEGRADE_AFTER,
+    DEFAULT_PROBE_EVERY_S,
+    Fence,
+    HostHealth,
+)
 from chump_tui.fleet.worker_output import OutputPump
 from chump_tui.log_lines import Redactor, secret_values
 from chump_tui.outside_text import one_line, visible
@@ -129,7 +139,9 @@ class Worker:
                  harnesses: list[str], environ: Mapping[str, str], identity: Identity,
                  trust: TrustList, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
                  log: Callable[[str], None] | None = None, base_ref: str = "origin/main",
-                 backlog_path: Path | None = None) -> None:
+                 backlog_path: Path | None = None, on_cut_off: str = "pause",
+                 degrade_after: int = DEFAULT_DEGRADE_AFTER,
+                 probe_every_s: float = DEFAULT_PROBE_EVERY_S) -> None:
         if not WORKER_NAME.match(name):
             raise ChumpError(f"worker name {name!r}: use letters, digits, '-' and '_' "
                              "(at most 64)")
@@ -170,6 +182,16 @@ class Worker:
         self.pump = OutputPump(broker, wire.agents_subject(self.key, name), name,
                                self.redactor, self._log)
         self.stop = threading.Event()
+        say = self._say
+        self.health = HostHealth(self._probe, say, degrade_after, probe_every_s)
+        self.fence = Fence(heartbeat_s, on_cut_off, self._running_processes, self._stop_uid,
+                           say)
+        self._unreleased: dict[str, str] = {}  # gap id -> claim session not released yet
+        self._awaiting: dict[str, float] = {}  # uid -> since when it waits to be taken back
+        self.take_back_s = max(30.0, 6 * heartbeat_s)
+
+    def _say(self, text: str) -> None:
+        self._log(f"worker {self.name}: {text}")
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -187,13 +209,15 @@ class Worker:
         self._log(f"worker {self.name}: signs with {self.identity.public_key}; obeys "
                   f"{len(self.gate.trust.keys('console'))} console key(s); base "
                   f"{self.base_ref}; harness {', '.join(self.harnesses)}")
+        threading.Thread(target=self._watch_the_fence, name="fence", daemon=True).start()
         next_beat = time.monotonic() + self.heartbeat_s
         while not self.stop.is_set():
             self._pump()
             if time.monotonic() >= next_beat:
                 self._heartbeat("active")
                 next_beat = time.monotonic() + self.heartbeat_s
-            if self._running() < self.max_parallel:
+            if self._running() < self.max_parallel and not self.fence.fenced \
+                    and self.health.may_take_work():
                 try:
                     msg = queue.fetch(PUMP_S)
                 except FleetError as exc:
@@ -209,6 +233,22 @@ class Worker:
         with contextlib.suppress(FleetError):
             self._heartbeat("terminal")
 
+    def _watch_the_fence(self) -> None:
+        while not self.stop.wait(0.25):
+            self.fence.check()
+
+    def _running_processes(self) -> list[tuple[str, AgentProcess]]:
+        with self._lock:
+            return [(h.uid, p) for h, p in self.agents.values()
+                    if h.exit_code is None and p is not None and h.uid not in self._stopping]
+
+    def _stop_uid(self, uid: str, process: AgentProcess) -> None:
+        with self._lock:
+            entry = self.agents.get(uid)
+            if entry is None or uid in self._stopping:
+                return
+        self._stop(entry[0], process, 5.0)
+
     def _running(self) -> int:
         with self._lock:
             return sum(1 for hosted, _ in self.agents.values() if hosted.exit_code is None)
@@ -216,9 +256,12 @@ class Worker:
     def _heartbeat(self, status: str) -> None:
         with self._lock:
             running = [(h, p) for h, p in self.agents.values() if h.exit_code is None]
+        checked = False
         if status == "active":
             with contextlib.suppress(FleetError):
                 self._check_claims(running)
+                checked = True
+            self._release_leftover_claims()
             self._reload_trust()
         busy = [h.uid for h, p in running if p is not None and self._busy.busy(p.pid)]
         record = wire.WorkerRecord(
@@ -227,13 +270,41 @@ class Worker:
             updated_at=wire.rfc3339(),
             current_gap=running[0][0].gap_id if running else None, repo=self.key,
             max_parallel=self.max_parallel, running=len(running), busy=busy,
-            heartbeat_s=self.heartbeat_s)
+            heartbeat_s=self.heartbeat_s, degraded=self.health.reason)
         try:
             self.broker.kv_put(self.broker.workers_bucket, self.name,
                                record.signed(self.identity))
         except FleetError as exc:
             self._log(f"worker {self.name}: heartbeat: {exc}")
+        else:
+            self.fence.renewed()
+            if checked:  # the claims were read just now: each paused agent's is known
+                self.fence.lift(self._still_holds)
         self._save()
+
+    def _still_holds(self, uid: str) -> bool:
+        with self._lock:
+            entry = self.agents.get(uid)
+        return entry is not None and not entry[0].superseded and uid not in self._awaiting
+
+    def _release(self, gap_id: str, session: str) -> None:
+        """Release a claim now, or at the next heartbeats until the broker takes it: a claim
+        must not outlive its agent by the hours of its TTL."""
+        try:
+            self.broker.release(gap_id, session)
+        except FleetError:
+            with self._lock:
+                self._unreleased[gap_id] = session
+            return
+        with self._lock:
+            if self._unreleased.get(gap_id) == session:
+                del self._unreleased[gap_id]
+
+    def _release_leftover_claims(self) -> None:
+        with self._lock:
+            leftover = list(self._unreleased.items())
+        for gap_id, session in leftover:
+            self._release(gap_id, session)
 
     def _reload_trust(self) -> None:
         """A trust file changed on disk (a console's key was rotated): read it again."""
@@ -245,34 +316,63 @@ class Worker:
             self._log(f"worker {self.name}: {exc}; keeping the keys read before")
 
     def _check_claims(self, running: list[tuple[Hosted, AgentProcess | None]]) -> None:
-        """Each agent still holds its gap. A claim freed while this worker was silent (its
-        agents were given up as LOST) is taken again; one another session holds now means
-        the gap runs elsewhere: this agent is stopped, never a second worker on one gap."""
+        """Each agent still holds its gap. One another session holds now runs elsewhere:
+        this agent is stopped, never a second worker on one gap. One whose claim was freed
+        while this worker was silent (its console gave it up as LOST) is paused until its
+        console takes it back (claims the gap again in its name, and follows it), and
+        stopped if it does not within ``take_back_s``: an agent nobody watches never
+        runs on."""
+        now = time.monotonic()
         for hosted, process in running:
+            if process is None or hosted.superseded:
+                continue
             held = self.broker.claim_of(hosted.gap_id)
             if held is not None and held.session_id == hosted.claim_session:
+                if self._awaiting.pop(hosted.uid, None) is not None:
+                    process.signal_group(signal.SIGCONT)
+                    self._say(f"{hosted.gap_id} ({hosted.key}) taken back by its console; "
+                              "going on")
                 continue
             if held is None:
-                try:
-                    self.broker.claim(hosted.gap_id, wire.Claim(hosted.claim_session,
-                                                                wire.rfc3339()))
-                    continue
-                except ClaimHeld as other:
-                    held = other.claim
-            if process is not None and not hosted.superseded:
-                hosted.superseded = True
-                self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) is claimed by "
-                          f"{held.session_id if held else 'another session'} now; stopping it")
-                self._stop(hosted, process, 5.0)
+                since = self._awaiting.setdefault(hosted.uid, now)
+                if since == now:
+                    process.signal_group(signal.SIGSTOP)
+                    self._note_in_log(hosted, "its claim was freed while this worker was cut "
+                                              "off; paused until its console takes it back")
+                    self._say(f"{hosted.gap_id} ({hosted.key}): claim freed while cut off; "
+                              "paused until its console takes it back")
+                elif now - since > self.take_back_s:
+                    hosted.superseded = True
+                    self._say(f"{hosted.gap_id} ({hosted.key}): its console did not take it "
+                              f"back within {self.take_back_s:g}s; stopping it")
+                    self._stop(hosted, process, 5.0)
+                continue
+            hosted.superseded = True
+            self._say(f"{hosted.gap_id} ({hosted.key}) is claimed by {held.session_id} now; "
+                      "stopping it")
+            self._stop(hosted, process, 5.0)
+
+    def _note_in_log(self, hosted: Hosted, text: str) -> None:
+        """A line in a paused agent's log (nothing else writes it meanwhile), so its console
+        hears from it again: that is how it learns the agent is back."""
+        with contextlib.suppress(OSError):
+            fd = os.open(hosted.log_path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+            try:
+                os.write(fd, f"\n[chump-tui] worker {self.name}: {text}\n".encode())
+            finally:
+                os.close(fd)
 
     def _stop(self, hosted: Hosted, process: AgentProcess, grace_s: float) -> None:
         """Kill an agent on a thread of its own (the agent CLI at once, its tools after the
         grace); its exit is reported once its whole group is gone."""
         with self._lock:
             self._stopping.add(hosted.uid)
+        paused = self.fence.is_paused(hosted.uid) or hosted.uid in self._awaiting
 
         def run() -> None:
             try:
+                if paused:  # stopped mid-work: nothing of its would clean up anyway
+                    process.signal_group(signal.SIGKILL)
                 process.terminate_group(grace_s, bool(hosted.harness))
             finally:
                 with self._lock:
@@ -315,35 +415,46 @@ class Worker:
             return
         keep_alive()
         verdict = self.gate.check(request, signer)
-        reason = verdict.refusal
+        reason, refusal = verdict.refusal, verdict.kind
         if reason is None and not self.broker.take_request(request.uid, self.name):
-            reason = "the request was taken before (a replay, or another worker has it)"
+            # A replay, another worker's, or the console gave up on it: never run twice.
+            reason, refusal = "the request was taken before (a replay, another worker " \
+                              "has it, or its console gave up waiting)", "retry"
         if reason is None:
             assert verdict.gap is not None and signer is not None
             self._report("accepted", request.uid, request_key=signer)
-            reason = self._start(request, verdict.gap, signer, keep_alive)
+            try:
+                reason, refusal = self._start(request, verdict.gap, signer, keep_alive)
+            except FleetError as exc:  # the broker's trouble: the console tries again
+                reason, refusal = f"the broker failed this worker ({exc})", "retry"
         if reason is not None:
             reason = self.redactor(reason)
-            self._report("rejected", request.uid, note=reason, request_key=signer or "")
+            self._report("rejected", request.uid, note=reason, request_key=signer or "",
+                         refusal=refusal)
             self._log(f"worker {self.name}: refused {one_line(request.gap_id, 100)} "
                       f"({one_line(request.key, 100)}): {reason}")
 
     def _fresh_backlog(self) -> Backlog:
-        """The backlog at the base as origin has it now (fetched first)."""
-        self._fetch_origin()
+        """The backlog at the base as origin has it now (fetched first); ChumpError when
+        origin cannot be fetched (this host is degraded until it can)."""
+        failed = self._fetch_origin()
+        if failed is not None:
+            self.health.cannot_fetch(failed)
+            raise ChumpError(f"git fetch origin failed: {failed}")
         return self.backlog.get()
 
     def _start(self, request: wire.DispatchRequest, gap: Gap, signer: str,
-               keep_alive: Callable[[], None]) -> str | None:
-        """Claim, worktree, agent; None once it runs, else why not, with nothing of this
-        request left behind (claim released, a worktree and branch it made removed)."""
+               keep_alive: Callable[[], None]) -> tuple[str | None, str]:
+        """Claim, worktree, agent: (None, "") once it runs, else why not and whose fault
+        (a report's ``refusal``), with nothing of this request left behind (claim released,
+        a worktree and branch it made removed)."""
         session = claim_session(request.uid)
         try:
             self.broker.claim(gap.id, wire.Claim(session, wire.rfc3339()))
         except ClaimHeld as held:
             claim = held.claim
             since = f" since {claim.claimed_at}" if claim and claim.claimed_at else ""
-            return f"claimed in {self.broker.gap_bucket} by {held}{since}"
+            return f"claimed in {self.broker.gap_bucket} by {held}{since}", "claimed"
         keep_alive()
         worktree, branch = dispatch_paths(self.repo_root, gap.id)
         had = (worktree.exists(), self._branch_exists(branch))
@@ -355,8 +466,11 @@ class Worker:
             assert handle.process is not None
         except Exception as exc:  # any failure: this request's, never the worker's
             self._undo(gap.id, session, worktree, branch, had)
-            return str(exc) if isinstance(exc, DispatchError) else \
+            why = str(exc) if isinstance(exc, DispatchError) else \
                 f"starting {gap.id}: {type(exc).__name__}: {exc}"
+            self.health.start_failed(why)  # this host's trouble, most likely: try another
+            return why, "host"
+        self.health.started()
         process = handle.process
         hosted = Hosted(uid=request.uid, key=request.key, gap_id=gap.id,
                         console=request.console, pid=process.pid,
@@ -371,7 +485,7 @@ class Worker:
         self.broker.publish_event(wire.event_subject("INTENT"),
                                   wire.coord_event("INTENT", session, gap=gap.id))
         self._log(f"worker {self.name}: {gap.id} ({request.key}) as PID {hosted.pid}")
-        return None
+        return None, ""
 
     def _undo(self, gap_id: str, session: str, worktree: Path, branch: str,
               had: tuple[bool, bool]) -> None:
@@ -398,11 +512,34 @@ class Worker:
             return True  # unknown: never delete what may not be ours
         return done.returncode == 0
 
-    def _fetch_origin(self) -> None:
-        """New worktrees branch from the base ref as origin has it now."""
-        with contextlib.suppress(StepTimeout, StepCancelled, OSError):
-            StepRunner().run(["git", "-C", str(self.repo_root), "fetch", "--quiet", "origin"],
-                             self.repo_root, self.environ, 120)
+    def _fetch_origin(self) -> str | None:
+        """New worktrees branch from the base ref as origin has it now; what went wrong,
+        or None."""
+        try:
+            done = StepRunner().run(["git", "-C", str(self.repo_root), "fetch", "--quiet",
+                                     "origin"], self.repo_root, self.environ, 120)
+        except (StepTimeout, StepCancelled, OSError) as exc:
+            return str(exc)
+        if done.returncode != 0:
+            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            return one_line(said[-1] if said else f"exit {done.returncode}", 200)
+        return None
+
+    def _probe(self) -> str | None:
+        """Whether a degraded host can work again: origin fetches and a directory can be
+        made where its worktrees go (None), else what is still wrong."""
+        failed = self._fetch_origin()
+        if failed is not None:
+            return f"git fetch origin: {failed}"
+        parent = dispatch_paths(self.repo_root, "probe")[0].parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            probe = parent / f".chump-probe-{os.getpid()}"
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as exc:
+            return f"cannot make a worktree in {parent}: {exc.strerror or exc}"
+        return None
 
     # ------------------------------------------------------------ agents' output
     def _pump(self) -> None:
@@ -410,10 +547,13 @@ class Worker:
             agents = [(h, p) for h, p in self.agents.values() if h.exit_code is None]
             stopping = set(self._stopping)
         for hosted in self.pump.round(agents, stopping):
-            with contextlib.suppress(FleetError):
-                self.broker.release(hosted.gap_id, hosted.claim_session)
+            # An agent that exited 0 has a PR on the way: its console releases the claim
+            # once it records the outcome, so no other console starts the gap meanwhile.
+            if hosted.exit_code != 0:
+                self._release(hosted.gap_id, hosted.claim_session)
             with self._lock:
                 self.agents.pop(hosted.uid, None)
+                self._awaiting.pop(hosted.uid, None)
             self._save()
             self._log(f"worker {self.name}: {hosted.gap_id} ({hosted.key}) exited "
                       f"{hosted.exit_code}")

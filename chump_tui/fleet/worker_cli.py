@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default claude; claude, codex, opencode, gemini)")
     p.add_argument("--heartbeat", type=_positive(float, 3600), default=5.0, metavar="SECONDS",
                    help="seconds between presence records (default 5)")
+    p.add_argument("--on-cut-off", choices=("pause", "stop"), default="pause",
+                   help="what becomes of its agents when it cannot renew its presence for "
+                        "two heartbeats (a console gives them up at four): pause them "
+                        "(SIGSTOP; they go on once it is back, if their gaps did not go "
+                        "elsewhere) or stop them (default pause)")
+    p.add_argument("--degrade-after", type=_positive(int, 1000), default=3, metavar="N",
+                   help="starts failed in a row after which it takes no work until a probe "
+                        "succeeds (default 3); a failing git fetch degrades it at once")
+    p.add_argument("--probe-every", type=_positive(float, 3600), default=30.0,
+                   metavar="SECONDS", help="how often a degraded worker checks whether it "
+                                           "can work again (default 30)")
     p.add_argument("--replicas", type=_positive(int, 5), default=None, metavar="N",
                    help="replicas of the streams and buckets it creates (3 on a cluster; "
                         "default $CHUMP_NATS_REPLICAS or 1)")
@@ -126,7 +137,8 @@ def _run(ns: argparse.Namespace) -> int:
             print(visible(f"worker {name}: {line}"), file=sys.stderr, flush=True)
         worker = Worker(broker, repo_root, name, ns.max_parallel, harnesses, os.environ,
                         identity, trust, ns.heartbeat, base_ref=ns.base,
-                        backlog_path=ns.backlog)
+                        backlog_path=ns.backlog, on_cut_off=ns.on_cut_off,
+                        degrade_after=ns.degrade_after, probe_every_s=ns.probe_every)
     except ChumpError:
         broker.close()
         raise

@@ -27,10 +27,13 @@ from chump_tui.picker import pick_reason
 
 @dataclass(frozen=True)
 class Verdict:
-    """A request the worker will run (``gap`` from its own backlog), or why not."""
+    """A request the worker will run (``gap`` from its own backlog), or why not and whose
+    fault (``kind``, a rejected report's ``refusal``: "" the request's, "retry" its
+    timing's, "host" this host's)."""
 
     refusal: str | None
     gap: Gap | None = None
+    kind: str = ""
 
 
 class RequestGate:
@@ -44,9 +47,12 @@ class RequestGate:
         self.clock = clock
 
     def check(self, request: wire.DispatchRequest, signer: str | None) -> Verdict:
-        for refusal in (self._who(signer), self._when(request), self._what(request)):
+        for refusal in (self._who(signer), self._what(request)):
             if refusal is not None:
                 return Verdict(refusal)
+        late = self._when(request)
+        if late is not None:  # a full queue or a slow host: the console sends it again
+            return Verdict(late, kind="retry")
         return self._which_gap(request)
 
     def _who(self, signer: str | None) -> str | None:
@@ -58,14 +64,13 @@ class RequestGate:
         return None
 
     def _when(self, request: wire.DispatchRequest) -> str | None:
-        now = self.clock()
-        if now > request.expires_at:
+        if self.clock() > request.expires_at:
             return "the request expired before a worker took it"
-        if request.expires_at - now > wire.MAX_REQUEST_LIFETIME_S:
-            return "the request claims to stay valid for more than a day"
         return None
 
     def _what(self, request: wire.DispatchRequest) -> str | None:
+        if request.expires_at - self.clock() > wire.MAX_REQUEST_LIFETIME_S:
+            return "the request claims to stay valid for more than a day"
         if wire.normalize_origin(request.origin) != wire.normalize_origin(self.origin):
             return (f"this worker serves {wire.normalize_origin(self.origin)}, "
                     f"not {one_line(wire.normalize_origin(request.origin), 200)}")
@@ -83,8 +88,8 @@ class RequestGate:
     def _which_gap(self, request: wire.DispatchRequest) -> Verdict:
         try:
             backlog = self.backlog()
-        except ChumpError as exc:
-            return Verdict(f"cannot read this worker's backlog ({exc})")
+        except ChumpError as exc:  # this host's trouble (a failing fetch), not the gap's
+            return Verdict(f"cannot read this worker's backlog ({exc})", kind="host")
         matches = [g for g in backlog.gaps if g.id == request.gap_id]
         if not matches:
             return Verdict(f"gap {request.gap_id} is not in this worker's backlog "

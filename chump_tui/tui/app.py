@@ -350,6 +350,8 @@ class ChumpApp(App[int]):
                 "information" if record.outcome.kind == "shipped" else "warning")
             self.notify(f"{record.gap_id} #{record.attempt}: {record.label()} {record.reason()}",
                         title=record.label(), severity=severity, timeout=6)
+        elif message.why == "spawn_failed" and record.taken_by:
+            self.notify(f"{record.gap_id}: {record.taken_by}", title="TAKEN", timeout=8)
         elif message.why == "spawn_failed":
             self.notify(f"{record.gap_id}: {record.error}", title="SPAWN-FAILED",
                         severity="error", timeout=8)

@@ -28,6 +28,9 @@ STATES = [
     ("EXITED n", "the agent ended on its own with exit code n (the reason says why)"),
     ("KILLED", "stopped: by you, a deadline or a watchdog (the reason says which)"),
     ("SPAWN-FAILED", "a dispatch step failed (worktree, claim, start); r retries"),
+    ("QUEUED", "a fleet dispatch waiting for a host with a free slot, or trying again after "
+               "the broker or a host failed (until --dispatch-deadline)"),
+    ("TAKEN", "another console or session holds the gap: not dispatched, not a failure"),
 ]
 
 

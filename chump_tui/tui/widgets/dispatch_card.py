@@ -31,6 +31,8 @@ STATE_STYLE = {
     "STALLED": "bold black on yellow",
     "KILLING": "bold white on dark_orange",
     "DISPATCHING": "bold black on grey70",
+    "QUEUED": "bold black on grey70",
+    "TAKEN": "bold black on grey70",
     "EXITED, NO PR": "bold black on grey70",
     "LOST": "bold white on magenta",
 }
@@ -151,7 +153,7 @@ def card_lines(d: Dispatch, now: float, tail: list[str], act: Activity | None = 
                      style="bold white on red" if "reached" in d.budget_note
                      else "bold black on yellow")
     reason = d.reason()
-    if reason and d.phase in ("ended", "spawn_failed", "killing"):
+    if reason and d.phase in ("ended", "spawn_failed", "killing", "dispatching"):
         state.append(f"  {visible(reason)}", style="grey70")
     elapsed = d.run_duration_s(now)  # a later run's deadlines count from its start
     timing = deadline_bar(elapsed, d.soft_deadline_s)
