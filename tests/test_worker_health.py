@@ -1,0 +1,181 @@
+"""A worker's health and fence, and how a console judges silence, each on its own: a fake
+clock for the windows, real processes for pausing, real signed presence records."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import psutil
+
+from chump_tui.agent_process import AgentProcess, OutputLog
+from chump_tui.fleet import wire
+from chump_tui.fleet.broker import FleetError
+from chump_tui.fleet.identity import TrustList, from_seed, new_seed
+from chump_tui.fleet.remote import LOOK_EVERY_S, FleetClient
+from chump_tui.fleet.worker_health import Fence, HostHealth
+from chump_tui.fleet.worker_keys import WorkerKeys
+from tests.conftest import wait_for
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_starts_degrade_a_host_until_a_probe_succeeds() -> None:
+    clock, said = Clock(), []
+    problem: list[str | None] = ["cannot make a worktree in /r/.claude/worktrees: Not a dir"]
+    health = HostHealth(lambda: problem[0], said.append, degrade_after=3, probe_every_s=30,
+                        clock=clock)
+    health.start_failed("git worktree add failed")
+    health.started()  # a success in between: the count starts over
+    health.start_failed("git worktree add failed")
+    health.start_failed("git worktree add failed")
+    assert health.may_take_work() and not health.reason
+    health.start_failed("git worktree add failed (read-only file system)")
+    assert health.reason.startswith("3 starts failed in a row (last: git worktree add")
+    assert not health.may_take_work()  # no probe before its time
+    clock.now += 31
+    assert not health.may_take_work()  # the probe fails: still degraded, saying why
+    assert "probe: cannot make a worktree" in health.reason
+    problem[0] = None
+    assert not health.may_take_work()  # the next probe is 30 s away
+    clock.now += 31
+    assert health.may_take_work() and health.reason == ""
+    assert any("degraded:" in s for s in said) and any("healthy again" in s for s in said)
+
+
+def test_a_failing_fetch_degrades_at_once() -> None:
+    health = HostHealth(lambda: None, lambda _: None, clock=Clock())
+    health.cannot_fetch("fatal: could not read from remote repository")
+    assert health.reason.startswith("git fetch origin failed (fatal: could not read")
+    assert not health.may_take_work()
+
+
+def sleeper(tmp_path: Path) -> AgentProcess:
+    return AgentProcess.spawn([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path,
+                              {}, tmp_path / "agent.log", OutputLog())
+
+
+def status(process: AgentProcess) -> str:
+    return str(psutil.Process(process.pid).status())
+
+
+def test_a_cut_off_worker_pauses_its_agents_after_two_heartbeats_and_resumes_them(
+        tmp_path: Path) -> None:
+    clock, stopped = Clock(), []
+    agent = sleeper(tmp_path)
+    try:
+        fence = Fence(5.0, "pause", lambda: [("u1", agent)],
+                      lambda uid, p: stopped.append(uid), lambda _: None, clock=clock)
+        clock.now += 9.9
+        fence.check()
+        assert not fence.fenced and status(agent) != psutil.STATUS_STOPPED
+        clock.now += 0.2  # two heartbeats without a presence record the broker took
+        fence.check()
+        assert fence.fenced and fence.is_paused("u1")
+        wait_for(lambda: status(agent) == psutil.STATUS_STOPPED, 5, "the agent paused")
+        fence.renewed()
+        fence.lift(lambda uid: True)
+        wait_for(lambda: status(agent) != psutil.STATUS_STOPPED, 5, "the agent going on")
+        assert not fence.fenced and not stopped
+    finally:
+        agent.kill_now()
+
+
+def test_in_stop_mode_a_cut_off_worker_stops_its_agents(tmp_path: Path) -> None:
+    clock, stopped = Clock(), []
+    agent = sleeper(tmp_path)
+    try:
+        fence = Fence(1.0, "stop", lambda: [("u1", agent)],
+                      lambda uid, p: stopped.append(uid), lambda _: None, clock=clock)
+        clock.now += 2.5
+        fence.check()
+        fence.check()  # once
+        assert stopped == ["u1"] and not fence.is_paused("u1")
+    finally:
+        agent.kill_now()
+
+
+# ------------------------------------------------------------------ judging silence
+class Bucket:
+    """The workers bucket as the console reads it: the records, or a failed read."""
+
+    workers_bucket = wire.WORKERS_BUCKET
+    identity = None
+
+    def __init__(self) -> None:
+        self.items: dict[str, bytes] = {}
+        self.failing = False
+
+    def kv_items(self, bucket: str) -> dict[str, bytes]:
+        if self.failing:
+            raise FleetError("nats://broker: no answer within 10s")
+        return dict(self.items)
+
+    def call_soon(self, call: object) -> None:
+        pass
+
+
+def presence(identity: object, beat: int) -> bytes:
+    record = wire.WorkerRecord(
+        worker_id="w1", backend="chump-tui", machine="h", harness="claude",
+        started_at="2026-11-30T00:00:00Z", status="active",
+        updated_at=f"2026-11-30T00:00:{beat:02d}Z", repo=wire.repo_key("/r/origin"),
+        max_parallel=2, heartbeat_s=1.0)
+    return record.signed(identity)  # type: ignore[arg-type]
+
+
+def judge(monkeypatch: object) -> tuple[FleetClient, Bucket, Clock]:
+    clock = Clock()
+    monkeypatch.setattr("chump_tui.fleet.remote.time.monotonic", clock)  # type: ignore[attr-defined]
+    bucket = Bucket()
+    client = FleetClient(bucket, "/r/origin", "console", keys=WorkerKeys(TrustList()))  # type: ignore[arg-type]
+    return client, bucket, clock
+
+
+def look(client: FleetClient, clock: Clock, seconds: float) -> None:
+    """The console's looks, once a second, for ``seconds``."""
+    for _ in range(int(seconds / LOOK_EVERY_S)):
+        clock.now += LOOK_EVERY_S
+        client.refresh_workers()
+
+
+def test_hiccups_in_reading_the_records_do_not_restart_a_silent_workers_window(
+        monkeypatch: object) -> None:
+    """w1 (heartbeat 1 s: silent after 4 s) stops writing; every other look at the bucket
+    fails. It is still judged silent in time, not given a fresh window at each hiccup."""
+    client, bucket, clock = judge(monkeypatch)
+    w1 = from_seed(new_seed())
+    bucket.items["w1"] = presence(w1, 1)
+    look(client, clock, 1)
+    assert [w.worker_id for w in client.workers_up()] == ["w1"]
+    for n in range(6):  # its record no longer changes; one look in two fails
+        bucket.failing = n % 2 == 0
+        look(client, clock, 1)
+    bucket.failing = False
+    look(client, clock, 1)
+    assert client.silent_for("w1") is not None
+    assert client.workers_up() == []
+
+
+def test_time_the_console_could_not_read_is_nobodys_silence(monkeypatch: object) -> None:
+    client, bucket, clock = judge(monkeypatch)
+    w1 = from_seed(new_seed())
+    bucket.items["w1"] = presence(w1, 1)
+    look(client, clock, 1)
+    bucket.failing = True
+    look(client, clock, 30)  # blind for 30 s: as of its last look, w1 was fine
+    assert client.silent_for("w1") is None and len(client.workers_up()) == 1
+    bucket.failing = False
+    look(client, clock, 1)  # sight back: w1 gets a heartbeat to be seen again
+    assert client.silent_for("w1") is None
+    bucket.items["w1"] = presence(w1, 2)
+    look(client, clock, 1)
+    assert client.silent_for("w1") is None
+    look(client, clock, 6)  # and is judged from what the console reads from then on
+    assert client.silent_for("w1") is not None
