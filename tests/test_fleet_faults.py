@@ -287,3 +287,51 @@ def test_a_broken_host_marks_itself_degraded_and_the_others_take_its_work(
             broker.close()
         for w in (w1, w2):
             w.stop()
+
+
+def test_a_node_partitioned_off_a_three_node_cluster_costs_no_gap(tmp_path: Path) -> None:
+    """A 3-node cluster (streams and buckets at 3 replicas); w2 reaches it only through
+    node 1, which stops answering (SIGSTOP: a partition, its streams' leaders re-elected
+    elsewhere meanwhile). w2 pauses its agents, the console gives them up and runs their
+    gaps on w1; node 1 back, w2 stops its paused agents. Every gap ships once with
+    --continuous, none fails, the run exits 0."""
+    from chump_tui.fleet.broker import FleetError
+    from tests.fleet_rig import fleet_client, nats_cluster
+
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2",
+                               files={"gaps.yaml": fleet_gaps(5)})
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "10", "CHUMP_NATS_REPLICAS": "3"}
+    log = tmp_path / "console.err"
+    with nats_cluster(tmp_path) as cluster:
+        def ready() -> bool:  # JetStream elects its leaders: streams at 3 replicas
+            try:
+                fleet_client(cluster.url, cluster.servers[0].fleet, replicas=3).close()
+            except FleetError:
+                return False
+            return True
+
+        wait_for(ready, 60, "the cluster's JetStream")
+        node = [s.url for s in cluster.servers]
+        others = f"{node[0]},{node[2]}"
+        # Heartbeats of 3 s: the cluster's failover took more than 4 s on a loaded 2-core
+        # machine; the fence is at 6 s, the console's window at 12 s.
+        w1 = start_worker(others, repos["w1"], "w1", env, 2, 3.0)
+        w2 = start_worker(node[1], repos["w2"], "w2", env, 2, 3.0)
+        run = console_logged(repos["console"], others, env, log, "--watch", "--continuous",
+                             "--max-parallel", "4", "--tick", "0.3")
+        wait_for(lambda: " as PID " in w2.output(), 60, "an agent on w2")
+        partitioned = cluster.servers[1].process
+        assert partitioned is not None
+        partitioned.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: "LOST" in log.read_text(), 60, "w2's agents given up")
+            assert "cut off from the broker" in w2.output(), w2.output()
+        finally:
+            partitioned.send_signal(signal.SIGCONT)
+        out, _ = run.communicate(timeout=300)
+        err = log.read_text()
+        assert run.returncode == 0, out + err
+        shipped_once_each(out, 5)
+        assert "spawn_failures=0" in out and "DISPATCH-FAILED" not in err, out + err
+        for w in (w1, w2):
+            w.stop()
