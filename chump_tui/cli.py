@@ -7,6 +7,7 @@ only when it is about to run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ref new worktrees branch from (default origin/main)")
     p.add_argument("--no-tui", action="store_true",
                    help="plain mode (also chosen when stdout is not a terminal)")
+    p.add_argument("--read-only", action="store_true",
+                   help="the console only watches the repository's session (as a second "
+                        "console does): nothing can be dispatched, killed, retried or removed")
     p.add_argument("--tick", dest="tick_s", type=_seconds(0.01, DAY_S, zero_ok=False),
                    default=DEFAULT_TICK_S,
                    metavar="SECONDS", help=f"GitHub poll interval (default {DEFAULT_TICK_S:g})")
@@ -235,18 +239,17 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         print_config(parser, ns, sources, args)
         parser.exit(0)
     if ns.harness is None:
-        import os
-
         ns.harness = os.environ.get("CHUMP_HARNESS", "").strip().lower() or "claude"
         if ns.harness not in ("claude", "codex", "opencode", "gemini"):
             parser.error(f"CHUMP_HARNESS={ns.harness!r}: choose claude, codex, opencode "
                          "or gemini")
     if ns.nats == "":
-        import os
-
         ns.nats = os.environ.get("CHUMP_NATS_URL", "").strip()
         if not ns.nats:
             parser.error("--nats without a URL needs CHUMP_NATS_URL")
+    if ns.read_only and (ns.no_tui or ns.self_test):
+        parser.error("--read-only is the console's: plain mode and the self-test take no "
+                     "session to watch")
     if ns.nats is None:
         for flag, value in (("--nats-creds", ns.nats_creds), ("--trust-worker", ns.trust_worker),
                             ("--insecure-broker", ns.insecure_broker)):
@@ -298,8 +301,6 @@ def _follow_up(argv: list[str]) -> int:
     del ns.target, ns.message
     ns.dry_run, ns.watch, ns.no_tui = False, True, True
     if ns.harness is None:
-        import os
-
         ns.harness = os.environ.get("CHUMP_HARNESS", "").strip().lower() or "claude"
     from chump_tui.plain import run_follow_up
 
@@ -320,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from chump_tui.fleet.worker_cli import run_worker_cli
 
         return run_worker_cli(args[1:])
+    if args[:1] == ["serve"]:
+        from chump_tui.web.serve import run_serve_cli
+
+        return run_serve_cli(args[1:])
     if args[:1] == ["follow-up"]:
         return _follow_up(args[1:])
     if args[:1] == ["fleet"]:
@@ -336,7 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from chump_tui.tui.self_test_tui import run_self_test_tui
 
             return run_self_test_tui(opts)
-        if not opts.demo and (opts.no_tui or not sys.stdout.isatty()):
+        # Served to a browser (chump-tui serve), stdout is the web driver's pipe: the console.
+        in_browser = os.environ.get("TEXTUAL_DRIVER", "").startswith("textual.drivers.web_driver")
+        if not opts.demo and (opts.no_tui or not (sys.stdout.isatty() or in_browser)):
             from chump_tui.plain import run_plain
 
             return run_plain(opts)

@@ -19,7 +19,7 @@ from pathlib import Path
 from chump_tui.outside_text import visible
 
 NOT_IN_FILE = {"backlog", "dry_run", "watch", "self_test", "demo", "repo_root", "no_tui",
-               "insecure_broker", "config", "print_config", "help"}
+               "read_only", "insecure_broker", "config", "print_config", "help"}
 MAX_CONFIG_BYTES = 1024 * 1024
 
 

@@ -44,6 +44,7 @@ class Options:
     budget_action: str  # stop | warn
     config: Path | None  # the settings file (read by the parser)
     print_config: bool
+    read_only: bool  # the console watches the session and changes nothing
 
     def __init__(self, **values: object) -> None:
         vars(self).update(values)

@@ -290,11 +290,12 @@ def test_a_broken_host_marks_itself_degraded_and_the_others_take_its_work(
 
 
 def test_a_node_partitioned_off_a_three_node_cluster_costs_no_gap(tmp_path: Path) -> None:
-    """A 3-node cluster (streams and buckets at 3 replicas); w2 reaches it only through
-    node 1, which stops answering (SIGSTOP: a partition, its streams' leaders re-elected
-    elsewhere meanwhile). w2 pauses its agents, the console gives them up and runs their
-    gaps on w1; node 1 back, w2 stops its paused agents. Every gap ships once with
-    --continuous, none fails, the run exits 0."""
+    """A 3-node cluster (streams and buckets at 3 replicas); w2 is given only node 1's URL,
+    and node 1 stops answering (SIGSTOP: a partition; its streams' leaders are re-elected
+    elsewhere meanwhile, the others answer 503 and time out until then). w2 pauses its
+    agents; then either it fails over to a node the cluster told it about and resumes
+    them, or the console gives them up and runs their gaps on w1 (both were seen). Every
+    gap ships once with --continuous, none fails, the run exits 0."""
     from chump_tui.fleet.broker import FleetError
     from tests.fleet_rig import fleet_client, nats_cluster
 
@@ -324,8 +325,9 @@ def test_a_node_partitioned_off_a_three_node_cluster_costs_no_gap(tmp_path: Path
         assert partitioned is not None
         partitioned.send_signal(signal.SIGSTOP)
         try:
-            wait_for(lambda: "LOST" in log.read_text(), 60, "w2's agents given up")
-            assert "cut off from the broker" in w2.output(), w2.output()
+            wait_for(lambda: "cut off from the broker" in w2.output(), 60, "w2 pausing")
+            wait_for(lambda: "LOST" in log.read_text() or "back in touch" in w2.output(), 60,
+                     "w2's agents given up, or w2 back through another node")
         finally:
             partitioned.send_signal(signal.SIGCONT)
         out, _ = run.communicate(timeout=300)

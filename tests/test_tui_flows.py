@@ -14,7 +14,7 @@ from textual.widgets import DataTable
 from chump_tui.agent_process import group_has_live_member
 from chump_tui.cli import parse_args
 from chump_tui.tui.app import ChumpApp
-from chump_tui.tui.launch import repo_setup
+from chump_tui.tui.launch import close_setup, repo_setup
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch
 from chump_tui.tui.screens.monitor import MonitorScreen
 from chump_tui.tui.screens.quit_dialog import QuitDialog
@@ -209,12 +209,40 @@ async def test_second_console_gets_a_read_only_view(git_repo: Path, stub_env: di
             await pilot.pause()
             assert type(viewer.screen).__name__ == "MonitorScreen"  # no kill dialog
             assert owner.engine.get("E2E-001#1").phase == "running"  # type: ignore[union-attr]
+            await until(pilot, lambda: any("this console only watches" in n.message
+                                           for n in viewer._notifications), 5,
+                        "the reason the key did nothing")
             await pilot.press("q")
             await until(pilot, lambda: not viewer.is_running, 5, "viewer exit")
         viewer_setup.engine.close()
         owner.engine.stop_all("test cleanup", grace_s=0.2)
     finally:
         close_app(owner)
+
+
+async def test_read_only_flag_watches_without_taking_the_session(git_repo: Path,
+                                                                 stub_env: dict[str, str]) -> None:
+    (git_repo / "gaps.yaml").write_text(FOUR_GAPS)
+    opts = parse_args(["--execute", "--read-only", "--backlog", str(git_repo / "gaps.yaml"),
+                       "--repo-root", str(git_repo)])
+    setup = repo_setup(opts)
+    assert setup.read_only and setup.mode_label == "READ-ONLY" and setup.store is None
+    app = ChumpApp(setup)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a", "d")
+            await until(pilot, lambda: any("READ-ONLY: this console only watches" in n.message
+                                           for n in app._notifications), 5, "the reason said")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "BacklogScreen"  # no dispatch dialog
+            assert app.engine.snapshot() == []
+        # Nobody holds the session: a console may still open it and own it.
+        owner = repo_setup(parse_args(["--execute", "--backlog", str(git_repo / "gaps.yaml"),
+                                       "--repo-root", str(git_repo)]))
+        assert not owner.read_only
+        close_setup(owner)
+    finally:
+        close_app(app)
 
 
 async def test_diff_and_remove_worktree(git_repo: Path, stub_env: dict[str, str],

@@ -87,12 +87,13 @@ class ConsoleSetup:
     demo_root: Path | None = None  # --demo: its throwaway repository, removed at exit
     start_on_monitor: bool = False  # it resumed agents still running: show them first
     notify: NotifySettings | None = None  # --notify: what to tell the operator, and where
+    watch_only: bool = False  # --read-only: look, never touch (a shared browser link)
     _engine: Engine | None = field(default=None, init=False, repr=False)
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def read_only(self) -> bool:
-        return self.watch_state is not None
+        return self.watch_state is not None or self.watch_only
 
     @property
     def engine(self) -> Engine:

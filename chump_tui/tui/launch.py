@@ -56,7 +56,9 @@ def demo_setup(opts: Options) -> ConsoleSetup:
                      budget_action=opts.budget_action),
         backlog=backlog.gaps,
     )
-    return ConsoleSetup(lambda: engine, backlog, root, dry_run=False, mode_label="DEMO",
+    return ConsoleSetup(lambda: engine, backlog, root, dry_run=False,
+                        mode_label="DEMO, READ-ONLY" if opts.read_only else "DEMO",
+                        watch_only=opts.read_only,
                         max_parallel=engine.config.max_parallel,
                         # Exports outlive the throwaway repository: where the demo ran.
                         reflections_target=writer.describe(), export_dir=Path.cwd(),
@@ -87,6 +89,9 @@ def repo_setup(opts: Options, preload: BacklogPreload | None = None) -> ConsoleS
     from chump_tui.session_store import SessionBusy
 
     repo_root = resolve_repo_root(opts.repo_root)
+    if opts.read_only:  # never takes the session: only looks at whoever holds it
+        return watch_setup(opts, repo_root, backlog, "READ-ONLY",
+                           "Read-only (--read-only): nothing here changes any agent.")
     check_harnesses(opts, repo_root, backlog)
     try:
         store, records, session_notes = open_session(repo_root)
@@ -127,15 +132,20 @@ def read_only_setup(opts: Options, repo_root: Path, backlog: Backlog,
             answer = "n"
         if answer not in ("", "y", "yes"):
             raise busy
+    return watch_setup(opts, repo_root, backlog, f"READ-ONLY (pid {busy.pid})",
+                       f"Read-only: {busy}. Nothing here changes its agents.")
+
+
+def watch_setup(opts: Options, repo_root: Path, backlog: Backlog, label: str,
+                banner: str) -> ConsoleSetup:
+    """A view of the repository's session as its state file says: reloaded, never changed."""
     from chump_tui.session_store import SessionStore
 
     engine = build_engine(opts, repo_root, backlog, store=None)
     return ConsoleSetup(lambda: engine, backlog, repo_root, dry_run=False,
-                        mode_label=f"READ-ONLY (pid {busy.pid})", max_parallel=opts.max_parallel,
+                        mode_label=label, max_parallel=opts.max_parallel,
                         reflections_target=engine.writer.describe(),
-                        export_dir=repo_root / "sessions",
-                        banner=f"Read-only: {busy}. Nothing here changes its agents.",
-                        start_engine=False,
+                        export_dir=repo_root / "sessions", banner=banner, start_engine=False,
                         watch_state=SessionStore(repo_root / "sessions" / "chump-tui", repo_root))
 
 

@@ -14,7 +14,7 @@ from textual.widgets import Footer, Input, Static
 
 from chump_tui.backlog import Gap
 from chump_tui.outside_text import visible
-from chump_tui.tui.footer_keys import FIRST_KEYS
+from chump_tui.tui.footer_keys import FIRST_KEYS, keys_for
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch, DispatchPlan
 from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.gap_detail import GapDetail
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 Filter = Literal["all", "pickable", "open"]
 NEXT_FILTER: dict[Filter, Filter] = {"all": "pickable", "pickable": "open", "open": "all"}
+
+
+# What a read-only view does not offer (hidden; the key says why).
+WATCH_ONLY_HIDES = ("toggle_select", "auto_pick", "dispatch")
 
 
 class BacklogScreen(Screen[None]):
@@ -69,8 +73,13 @@ class BacklogScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A read-only view (another console holds the session) offers no dispatching."""
-        return not (self.chump.setup.read_only
-                    and action in ("toggle_select", "auto_pick", "dispatch"))
+        return not (self.chump.setup.read_only and action in WATCH_ONLY_HIDES)
+
+    def on_key(self, event: events.Key) -> None:
+        if self.chump.setup.read_only and event.key in keys_for(self.BINDINGS,
+                                                                 WATCH_ONLY_HIDES):
+            event.stop()
+            self.chump.writable()  # says why nothing happens
 
     def on_resize(self, event: events.Resize) -> None:
         self.call_after_refresh(self._fit_to_width)

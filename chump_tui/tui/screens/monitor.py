@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from chump_tui.dispatch_record import Dispatch
-from chump_tui.tui.footer_keys import FIRST_KEYS
+from chump_tui.tui.footer_keys import FIRST_KEYS, keys_for
 from chump_tui.tui.screens.confirm import Confirm
 from chump_tui.tui.screens.confirm_kill import ConfirmKill
 from chump_tui.tui.text import assemble
@@ -58,6 +58,10 @@ def cards_to_show(dispatches: dict[str, Dispatch], active: int) -> list[str]:
 
 TAIL_REFRESH_S = 0.25
 
+
+
+# What a read-only view does not offer (hidden; the key says why).
+WATCH_ONLY_HIDES = ("kill", "retry", "toggle_continuous", "remove_worktree")
 
 class MonitorScreen(Screen[None]):
     BINDINGS = [
@@ -108,8 +112,13 @@ class MonitorScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A read-only view (another console holds the session) changes no agent."""
-        return not (self.chump.setup.read_only
-                    and action in ("kill", "retry", "toggle_continuous", "remove_worktree"))
+        return not (self.chump.setup.read_only and action in WATCH_ONLY_HIDES)
+
+    def on_key(self, event: events.Key) -> None:
+        if self.chump.setup.read_only and event.key in keys_for(self.BINDINGS,
+                                                                 WATCH_ONLY_HIDES):
+            event.stop()
+            self.chump.writable()  # says why nothing happens
 
     def on_mount(self) -> None:
         self.refresh_view(set(self._cards))
