@@ -265,3 +265,83 @@ def test_a_token_from_before_a_rotation_is_refused(tmp_path: Path, browser: Any)
         page = context.new_page()
         assert page.goto(rotated.base).status == 401  # the old cookie too
         context.close()
+
+
+def test_two_browsers_see_one_session_and_only_the_first_owns_it(tmp_path: Path,
+                                                                 browser: Any) -> None:
+    repo, env = hostile_repo(tmp_path)
+    with serve(repo, "--backlog", "gaps.yaml", "--execute", env=env) as served:
+        first, _ = open_page(browser, served.url)
+        first.wait_text("EXECUTE")  # it opened the repository's session
+        second, _ = open_page(browser, served.url)
+        second.wait_text("READ-ONLY (pid")  # as a second terminal would
+        second.page.click("#terminal")
+        second.press("a", "d")
+        second.wait_text("only watches")
+        second.screenshot("browser-second-read-only")
+        first.page.click("#terminal")
+        first.press("a", "d")
+        first.wait_text("Dispatch")
+        first.press("Enter")
+        first.wait_text("SHIPPED")
+        second.page.click("#terminal")
+        second.press("m")
+        second.wait_text("SHIPPED")  # the second sees the first's attempts
+
+
+NGINX_SITE = """
+worker_processes 1;
+daemon off;
+{user}
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    server {{
+        listen 127.0.0.1:{port};
+        # README's block, as it is there:
+        location /chump/ {{
+            proxy_pass http://127.0.0.1:{upstream}/;        # the trailing / strips the prefix
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;   # the console's WebSocket
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_read_timeout 1h;
+        }}
+    }}
+}}
+"""
+
+
+def test_behind_nginx_with_a_path_prefix(tmp_path: Path, browser: Any) -> None:
+    nginx = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+    if nginx is None:
+        pytest.fail("no nginx: install Debian's nginx (./dev test does, as root)")
+    port, upstream = free_port(), free_port()
+    site = tmp_path / "nginx"
+    site.mkdir()
+    user = "user root;" if os.geteuid() == 0 else ""  # its workers read our temp dirs
+    (site / "nginx.conf").write_text(NGINX_SITE.format(dir=site, port=port, upstream=upstream,
+                                                       user=user))
+    proxy = subprocess.Popen([nginx, "-c", str(site / "nginx.conf"), "-p", str(site)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _listening(port), 20, "nginx to listen")
+        public = f"http://127.0.0.1:{port}/chump"
+        with serve(tmp_path, "--demo", "--public-url", public, port=upstream) as served:
+            assert served.url.startswith(public + "/?token=")  # the link names the proxy
+            refused, response = open_page(browser, public + "/")
+            assert response.status == 401 and refused.received == bytearray()
+            tab, response = open_page(browser, served.url)
+            assert response.status == 200 and tab.page.url == public + "/"
+            tab.wait_text("DEMO-001")  # the page, its scripts and its WebSocket, proxied
+            tab.page.click("#terminal")
+            tab.press("a", "d")
+            tab.wait_text("Dispatch")
+            tab.screenshot("browser-behind-nginx")
+    finally:
+        proxy.terminate()
+        proxy.wait(10)

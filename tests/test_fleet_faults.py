@@ -290,8 +290,8 @@ def test_a_broken_host_marks_itself_degraded_and_the_others_take_its_work(
 
 
 def test_a_node_partitioned_off_a_three_node_cluster_costs_no_gap(tmp_path: Path) -> None:
-    """A 3-node cluster (streams and buckets at 3 replicas); w2 is given only node 1's URL,
-    and node 1 stops answering (SIGSTOP: a partition; its streams' leaders are re-elected
+    """A 3-node cluster (streams at 3 replicas); w2 is given only one node's URL, and that
+    node stops answering (SIGSTOP: a partition; its streams' leaders are re-elected
     elsewhere meanwhile, the others answer 503 and time out until then). w2 pauses its
     agents; then either it fails over to a node the cluster told it about and resumes
     them, or the console gives them up and runs their gaps on w1 (both were seen). Every
@@ -312,16 +312,26 @@ def test_a_node_partitioned_off_a_three_node_cluster_costs_no_gap(tmp_path: Path
             return True
 
         wait_for(ready, 60, "the cluster's JetStream")
+        # Upstream's buckets have one replica (its configuration, or upstream cannot bind
+        # to them): the node holding one is the fleet's single point (README). Partition
+        # a node that holds neither.
+        probe = fleet_client(cluster.url, cluster.servers[0].fleet, replicas=3)
+        try:
+            holders = {probe.run(probe.js.stream_info(f"KV_{bucket}")).cluster.leader
+                       for bucket in (wire.GAP_BUCKET, wire.WORKERS_BUCKET)}
+        finally:
+            probe.close()
+        cut = next(i for i in range(3) if f"n{i}" not in holders)
         node = [s.url for s in cluster.servers]
-        others = f"{node[0]},{node[2]}"
+        others = ",".join(url for i, url in enumerate(node) if i != cut)
         # Heartbeats of 3 s: the cluster's failover took more than 4 s on a loaded 2-core
         # machine; the fence is at 6 s, the console's window at 12 s.
         w1 = start_worker(others, repos["w1"], "w1", env, 2, 3.0)
-        w2 = start_worker(node[1], repos["w2"], "w2", env, 2, 3.0)
+        w2 = start_worker(node[cut], repos["w2"], "w2", env, 2, 3.0)
         run = console_logged(repos["console"], others, env, log, "--watch", "--continuous",
                              "--max-parallel", "4", "--tick", "0.3")
         wait_for(lambda: " as PID " in w2.output(), 60, "an agent on w2")
-        partitioned = cluster.servers[1].process
+        partitioned = cluster.servers[cut].process
         assert partitioned is not None
         partitioned.send_signal(signal.SIGSTOP)
         try:
