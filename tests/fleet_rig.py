@@ -91,6 +91,7 @@ class NatsServer:
     extra: tuple[str, ...] = ()  # more nats-server flags (e.g. its TLS certificate)
     scheme: str = "nats"
     fleet: Path | None = None  # its identities; None: it admits anyone
+    listen: str = "127.0.0.1"  # 0.0.0.0: reachable from a test's network namespaces too
 
     @property
     def url(self) -> str:
@@ -107,7 +108,7 @@ class NatsServer:
         log = self.store.parent / f"nats-server-{self.port}.log"  # kept for a failed test
         with log.open("a") as fh:
             self.process = subprocess.Popen(
-                [str(NATS_SERVER), *config, "-js", "-sd", str(self.store), "-a", "127.0.0.1",
+                [str(NATS_SERVER), *config, "-js", "-sd", str(self.store), "-a", self.listen,
                  "-p", str(self.port), *self.extra], stdout=fh, stderr=subprocess.STDOUT)
 
         def listening() -> bool:
@@ -130,11 +131,11 @@ class NatsServer:
 
 @contextlib.contextmanager
 def nats_server(tmp_path: Path, secure: bool = True, scheme: str = "nats",
-                extra: tuple[str, ...] = ()) -> Iterator[NatsServer]:
+                extra: tuple[str, ...] = (), listen: str = "127.0.0.1") -> Iterator[NatsServer]:
     """A server that admits only the test fleet's identities (``secure``), or anyone."""
     fleet = make_fleet(tmp_path / "fleet") if secure else None
     server = NatsServer(tmp_path / "jetstream", fleet=fleet, scheme=scheme,
-                        extra=extra).start()
+                        extra=extra, listen=listen).start()
     if fleet is not None:
         FLEETS.append(fleet)
     try:
@@ -211,7 +212,7 @@ def _runs_under(pid: int, directory: Path) -> bool:
 
 
 def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_parallel: int = 2,
-                 heartbeat: float = 0.5, *extra: str) -> WorkerProcess:
+                 heartbeat: float = 0.5, *extra: str, wrap: Sequence[str] = ()) -> WorkerProcess:
     """A worker on the running fleet (its identity, trusting the fleet's consoles), or on an
     open broker with --insecure-broker (trusting the key in TEST_CONSOLE_KEY)."""
     log = clone.parent / f"worker-{name}.log"
@@ -220,7 +221,8 @@ def start_worker(url: str, clone: Path, name: str, env: dict[str, str], max_para
     fleet_args = member_args(name) if current_fleet() is not None else [
         "--insecure-broker", "--trust-console", env.get("TEST_CONSOLE_KEY", "")]
     process = subprocess.Popen(
-        [sys.executable, "-m", "chump_tui", "worker", "--nats", url, "--repo-root", str(clone),
+        [*wrap, sys.executable, "-m", "chump_tui", "worker", "--nats", url, "--repo-root",
+         str(clone),
          "--name", name, "--max-parallel", str(max_parallel), "--heartbeat", str(heartbeat),
          "--backlog", "gaps.yaml", *fleet_args, *extra],
         env={**os.environ, **member_env(), **env}, stdout=fh, stderr=subprocess.STDOUT,

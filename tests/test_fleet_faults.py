@@ -27,8 +27,8 @@ from tests.fleet_rig import (
     origin_with_clones,
     start_worker,
 )
+from tests.partition import host_link
 from tests.test_fleet import console, fleet_env, fleet_gaps
-from tests.test_fleet_interop import BlackholeProxy
 
 if TYPE_CHECKING:
     from chump_tui.fleet.broker import Broker
@@ -190,10 +190,11 @@ def agent_state(pid: int) -> str:
 
 def test_a_cut_off_worker_pauses_its_agent_before_the_console_gives_it_up(
         tmp_path: Path) -> None:
-    """w1 reaches the broker through a link that goes silent (no FIN, no RST). It pauses its
-    agent within two heartbeats, before the console gives it up as LOST (four) and runs the
-    gap on w2; at no moment do two agents work the gap. When the link comes back, w1 finds
-    the gap held by w2's attempt and stops its paused agent."""
+    """w1 runs in a network namespace of its own (where the machine allows: else behind a
+    proxy) and its link goes down: packets dropped, no FIN, no RST. It pauses its agent
+    within two heartbeats, before the console gives it up as LOST (four) and runs the gap
+    on w2; at no moment do two agents work the gap. When the link comes back, w1 finds the
+    gap's claim gone and its console not taking the agent back, and stops it."""
     repos = origin_with_clones(tmp_path, "console", "w1", "w2",
                                files={"gaps.yaml": fleet_gaps(1)})
     env = fleet_env(tmp_path)
@@ -203,48 +204,82 @@ def test_a_cut_off_worker_pauses_its_agent_before_the_console_gives_it_up(
         return "".join(p.read_text() for p in (session / "state.json",
                                                session / "settled.jsonl") if p.exists())
 
-    with nats_server(tmp_path) as server:
-        proxy = BlackholeProxy(server.port)
-        w1 = start_worker(f"nats://127.0.0.1:{proxy.port}", repos["w1"], "w1",
-                          {**env, "FAKE_AGENT_MODE": "hang"}, max_parallel=1, heartbeat=1.0)
-        run = console(repos["console"], server.url, env, "--watch", "--continuous",
-                      "--max-parallel", "1", "--tick", "0.3")
-        wait_for(lambda: " as PID " in w1.output(), 60, "the agent on w1")
-        pid = int(w1.output().split(" as PID ")[1].split()[0])
-        w2 = start_worker(server.url, repos["w2"], "w2", {**env, "FAKE_AGENT_SECONDS": "3"},
-                          max_parallel=1, heartbeat=1.0)
-        proxy.dropping.set()  # cut off: its heartbeats and reports go nowhere
+    with nats_server(tmp_path, listen="0.0.0.0") as server:
+        link = host_link(server.port)
         try:
-            # Paused before the console judges it: LOST is not in the state file yet.
-            wait_for(lambda: agent_state(pid) == psutil.STATUS_STOPPED
-                     or "LOST (host w1" in saved(), 30, "w1's agent paused or given up")
-            assert agent_state(pid) == psutil.STATUS_STOPPED, w1.output()
-            assert "LOST (host w1" not in saved()
-            assert "cut off from the broker" in w1.output()
-            wait_for(lambda: " as PID " in w2.output(), 60, "the gap run again on w2")
-            w2_pid = int(w2.output().split(" as PID ")[1].split()[0])
+            w1 = start_worker(link.url(server.port), repos["w1"], "w1",
+                              {**env, "FAKE_AGENT_MODE": "hang"}, 1, 1.0, wrap=link.wrap)
+            run = console(repos["console"], server.url, env, "--watch", "--continuous",
+                          "--max-parallel", "1", "--tick", "0.3")
+            wait_for(lambda: " as PID " in w1.output(), 60, "the agent on w1")
+            pid = int(w1.output().split(" as PID ")[1].split()[0])
+            w2 = start_worker(server.url, repos["w2"], "w2",
+                              {**env, "FAKE_AGENT_SECONDS": "3"}, 1, 1.0)
+            link.cut()  # its heartbeats and reports go nowhere
+            try:
+                # Paused before the console judges it: LOST is not in the state file yet.
+                wait_for(lambda: agent_state(pid) == psutil.STATUS_STOPPED
+                         or "LOST (host w1" in saved(), 30, "w1's agent paused or given up")
+                assert agent_state(pid) == psutil.STATUS_STOPPED, w1.output()
+                assert "LOST (host w1" not in saved()
+                assert "cut off from the broker" in w1.output()
+                wait_for(lambda: " as PID " in w2.output(), 60, "the gap run again on w2")
+                w2_pid = int(w2.output().split(" as PID ")[1].split()[0])
 
-            def never_both() -> bool:  # sampled until w2's agent is done
-                assert not (agent_state(pid) not in ("gone", psutil.STATUS_STOPPED,
-                                                     psutil.STATUS_ZOMBIE)
-                            and agent_state(w2_pid) not in ("gone", psutil.STATUS_ZOMBIE)), \
-                    "two agents on one gap"
-                return agent_state(w2_pid) in ("gone", psutil.STATUS_ZOMBIE)
+                def never_both() -> bool:  # sampled until w2's agent is done
+                    w1_works = agent_state(pid) not in ("gone", psutil.STATUS_STOPPED,
+                                                        psutil.STATUS_ZOMBIE)
+                    w2_works = agent_state(w2_pid) not in ("gone", psutil.STATUS_ZOMBIE)
+                    assert not (w1_works and w2_works), "two agents on one gap"
+                    return not w2_works
 
-            wait_for(never_both, 60, "w2's agent done, w1's paused all along")
+                wait_for(never_both, 60, "w2's agent done, w1's paused all along")
+            finally:
+                link.heal()
+            wait_for(lambda: agent_state(pid) in ("gone", psutil.STATUS_ZOMBIE), 90,
+                     "w1's paused agent stopped once it is back")
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, out + err
+            assert "KILLED    claude/fleet-001  LOST (host w1 silent" in out, out
+            assert "SHIPPED   claude/fleet-001  PR #" in out
+            assert "stopping it" in w1.output(), w1.output()
+            for w in (w1, w2):
+                w.stop()
         finally:
-            proxy.dropping.clear()
-        wait_for(lambda: agent_state(pid) in ("gone", psutil.STATUS_ZOMBIE), 60,
-                 "w1's paused agent stopped once it is back")
-        out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, out + err
-        assert "KILLED    claude/fleet-001  LOST (host w1 silent" in out, out
-        assert "SHIPPED   claude/fleet-001  PR #" in out
-        assert "gaps went elsewhere" in w1.output() or "stopping it" in w1.output(), \
-            w1.output()
-        for w in (w1, w2):
-            w.stop()
-        proxy.listener.close()
+            link.close()
+
+
+def test_a_partitioned_host_with_continuous_costs_no_gap(tmp_path: Path) -> None:
+    """Two hosts, six gaps, --continuous; w1's link goes down (a network namespace's veth
+    where allowed, else a proxy) for longer than the console's silence window, then comes
+    back. Every gap ships once, none is DISPATCH-FAILED, the run exits 0."""
+    repos = origin_with_clones(tmp_path, "console", "w1", "w2",
+                               files={"gaps.yaml": fleet_gaps(6)})
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "4"}
+    log = tmp_path / "console.err"
+    with nats_server(tmp_path, listen="0.0.0.0") as server:
+        link = host_link(server.port)
+        try:
+            w1 = start_worker(link.url(server.port), repos["w1"], "w1", env, 2, 1.0,
+                              wrap=link.wrap)
+            w2 = start_worker(server.url, repos["w2"], "w2", env, 2, 1.0)
+            run = console_logged(repos["console"], server.url, env, log, "--watch",
+                                 "--continuous", "--max-parallel", "4", "--tick", "0.3")
+            wait_for(lambda: " as PID " in w1.output(), 60, "an agent on w1")
+            link.cut()
+            try:
+                wait_for(lambda: "LOST" in log.read_text(), 60, "w1's agents given up")
+            finally:
+                link.heal()
+            out, _ = run.communicate(timeout=240)
+            err = log.read_text()
+            assert run.returncode == 0, out + err
+            shipped_once_each(out, 6)
+            assert "spawn_failures=0" in out and "DISPATCH-FAILED" not in err, out + err
+            for w in (w1, w2):
+                w.stop()
+        finally:
+            link.close()
 
 
 def test_a_broken_host_marks_itself_degraded_and_the_others_take_its_work(

@@ -21,6 +21,7 @@ from tests.fleet_rig import (
     nats_server,
     origin_with_clones,
 )
+from tests.partition import BlackholeProxy
 
 # What upstream's client (async-nats create_key_value) asks the server for: the bucket's
 # stream, field for field (durations in nanoseconds). The server answers error 10058 when
@@ -131,50 +132,6 @@ def test_a_worker_started_before_its_broker_waits_for_it_and_says_so(tmp_path: P
         server.stop()
         fleet_rig.FLEETS.remove(fleet)
     assert "no NATS server answered" in log.read_text() or "cannot connect" in log.read_text()
-
-
-class BlackholeProxy:
-    """TCP between a client and the server that can stop passing bytes without closing
-    anything: a link that drops silently (no reset), as a cut cable or a partition does."""
-
-    def __init__(self, target_port: int) -> None:
-        import socket
-        import threading
-
-        self.target_port = target_port
-        self.dropping = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source: object, sink: object) -> None:
-        while True:
-            try:
-                data = source.recv(65536)  # type: ignore[attr-defined]
-            except OSError:
-                return
-            if not data:
-                return
-            if not self.dropping.is_set():
-                try:
-                    sink.sendall(data)  # type: ignore[attr-defined]
-                except OSError:
-                    return
 
 
 def test_a_link_that_drops_silently_is_noticed_in_seconds(tmp_path: Path) -> None:
