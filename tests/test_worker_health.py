@@ -179,3 +179,27 @@ def test_time_the_console_could_not_read_is_nobodys_silence(monkeypatch: object)
     assert client.silent_for("w1") is None
     look(client, clock, 6)  # and is judged from what the console reads from then on
     assert client.silent_for("w1") is not None
+
+
+def test_a_waiting_fleet_dispatch_is_queued_and_a_gap_held_elsewhere_is_taken() -> None:
+    """What the card, the summary line and plain mode's count say of the two new states."""
+    from chump_tui.dispatch_record import Dispatch
+    from chump_tui.summary_export import totals_line
+    from chump_tui.tui.widgets.dispatch_card import card_lines
+
+    def row(key: str, **fields: object) -> Dispatch:
+        return Dispatch(key=f"{key}#1", gap_id=key, title="t", priority="P1", effort="s",
+                        branch=f"claude/{key.lower()}", worktree="/w", attempt=1,
+                        started_at=1000.0, soft_deadline_s=1200.0, **fields)  # type: ignore[arg-type]
+
+    queued = row("G-1", waiting="waiting for a host: 3 up for this repository, 6/6 slots busy")
+    taken = row("G-2", phase="spawn_failed", error="taken by worker w2 (another console's "
+                "request 1a2b3c4d)", taken_by="taken by worker w2 (another console's "
+                "request 1a2b3c4d)")
+    failed = row("G-3", phase="spawn_failed", error="creating worktree: failed")
+    assert queued.label() == "QUEUED" and queued.active
+    drawn = "\n".join(line.plain for line in card_lines(queued, 1010.0, []))
+    assert "QUEUED" in drawn and "6/6 slots busy" in drawn
+    assert taken.label() == "TAKEN" and not taken.failed_to_start and failed.failed_to_start
+    assert totals_line([taken, failed]).endswith("spawn_failures=1  taken=1")
+    assert totals_line([failed]).endswith("spawn_failures=1")  # the reference's line as it was

@@ -392,7 +392,7 @@ class FleetClient:
                 return
             answer = self.ask_to_kill(uid, worker, 5.0)
             if answer is not None and (answer.kind == "killing"
-                                       or answer.note == "no such agent here"):
+                                       or answer.note == wire.NO_SUCH_AGENT):
                 return
             self._stop.wait(KILL_ANSWER_S)
 

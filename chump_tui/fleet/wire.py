@@ -214,6 +214,7 @@ class KillRequest:
 
 
 KILL_ANSWERS = ("killing", "rejected")
+NO_SUCH_AGENT = "no such agent here"  # a kill's refusal: nothing of that uid runs there
 
 
 def encode(message: DispatchRequest | AgentReport | KillRequest) -> bytes:

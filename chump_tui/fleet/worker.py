@@ -170,6 +170,7 @@ class Worker:
         self.agents: dict[str, tuple[Hosted, AgentProcess | None]] = {}
         self.started_at = wire.rfc3339()
         self._lock = threading.Lock()
+        self._saving = threading.Lock()
         self._stopping: set[str] = set()  # uids being killed: not ended until their group is
         self._busy = BusyProbe()
         # Secrets of this host never leave it: what it publishes is redacted first.
@@ -210,12 +211,12 @@ class Worker:
                   f"{len(self.gate.trust.keys('console'))} console key(s); base "
                   f"{self.base_ref}; harness {', '.join(self.harnesses)}")
         threading.Thread(target=self._watch_the_fence, name="fence", daemon=True).start()
-        next_beat = time.monotonic() + self.heartbeat_s
+        # Presence on a thread of its own: a request that takes a minute to start (a big
+        # fetch, a slow claim script) must not look like silence, nor fence the agents.
+        beating = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        beating.start()
         while not self.stop.is_set():
             self._pump()
-            if time.monotonic() >= next_beat:
-                self._heartbeat("active")
-                next_beat = time.monotonic() + self.heartbeat_s
             if self._running() < self.max_parallel and not self.fence.fenced \
                     and self.health.may_take_work():
                 try:
@@ -229,9 +230,14 @@ class Worker:
             else:
                 self.stop.wait(PUMP_S)
         self._pump()
+        beating.join(self.heartbeat_s + 30)
         self._save()
         with contextlib.suppress(FleetError):
             self._heartbeat("terminal")
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.heartbeat_s):
+            self._heartbeat("active")
 
     def _watch_the_fence(self) -> None:
         while not self.stop.wait(0.25):
@@ -589,7 +595,7 @@ class Worker:
         if time.time() > request.expires_at:
             return "the kill request expired"
         if entry is None or entry[1] is None:
-            return "no such agent here"
+            return wire.NO_SUCH_AGENT
         if entry[0].console_key and signer != entry[0].console_key:
             return "not signed by the console that dispatched it"
         return None
@@ -599,7 +605,7 @@ class Worker:
         with self._lock:
             rows = [asdict(h) for h, _ in self.agents.values()]
         tmp = self.state_path.with_suffix(".tmp")
-        with contextlib.suppress(OSError):
+        with self._saving, contextlib.suppress(OSError):  # the heartbeat saves too
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump({"worker": self.name, "agents": rows}, fh)
