@@ -382,3 +382,32 @@ def test_a_node_partitioned_off_a_three_node_cluster_costs_no_gap(tmp_path: Path
         assert "spawn_failures=0" in out and "DISPATCH-FAILED" not in err, out + err
         for w in (w1, w2):
             w.stop()
+
+
+def test_a_console_killed_while_its_dispatch_waits_for_a_host_dispatches_it_when_back(
+        tmp_path: Path) -> None:
+    """No host is up: the dispatch waits (QUEUED), the console is killed with -9. The next
+    console finds the row still being dispatched, hears nothing of its request, and sends
+    it again once a host is up: the gap ships once, nothing failed."""
+    repos = origin_with_clones(tmp_path, "console", "w1", files={"gaps.yaml": fleet_gaps(1)})
+    env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "1"}
+    log = tmp_path / "console.err"
+    state = repos["console"] / "sessions" / "chump-tui" / "state.json"
+    with nats_server(tmp_path) as server:
+        first = console_logged(repos["console"], server.url, env, log, "--watch",
+                               "--tick", "0.3")
+        wait_for(lambda: state.exists() and "waiting for a host" in state.read_text(), 60,
+                 "the row saved as QUEUED")
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)
+        w1 = start_worker(server.url, repos["w1"], "w1", env)
+        again = console_logged(repos["console"], server.url, env, tmp_path / "again.err",
+                               "--watch", "--tick", "0.3")
+        out, _ = again.communicate(timeout=180)
+        err = (tmp_path / "again.err").read_text()
+        assert again.returncode == 0, out + err
+        assert "FLEET-001#1: was being dispatched when the console stopped" in err, err
+        assert out.count("SHIPPED   claude/fleet-001  PR #") == 1, out
+        assert "spawn_failures=0" in out, out
+        assert w1.output().count(" as PID ") == 1
+        w1.stop()

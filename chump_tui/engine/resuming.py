@@ -73,11 +73,14 @@ class Resumer:
         reattach = getattr(self.spawner, "reattach", None)
         unanswered: list[tuple[str, StartAgent]] = []
         for rec in records:
-            if rec.phase == "dispatching" and rec.remote and resume_dispatch is not None:
-                # Its request went out to the fleet: a host may have started it since.
+            if rec.phase == "dispatching" and (rec.remote or rec.waiting) \
+                    and resume_dispatch is not None:
+                # Its request went out to the fleet (a host may have started it since), or
+                # it was waiting for a host: the dispatch goes on.
                 unanswered.append((rec.key, resume_dispatch(rec)))
                 notes.append(f"{rec.key}: was being dispatched when the console stopped; "
-                             "waiting for the fleet's answer")
+                             + ("waiting for the fleet's answer" if rec.remote.partition("/")[2]
+                                else "waiting for a host again"))
             elif rec.phase == "dispatching":
                 rec.phase = "spawn_failed"
                 rec.error = "console stopped during dispatch (check the worktree)"

@@ -42,6 +42,7 @@ ACCEPT_WAIT_S = 10.0  # a request nobody took by then is dropped by whoever gets
 SPAWN_WAIT_S = 300.0  # fetch, worktree, claim script: a big repository takes a while
 KILL_ANSWER_S = 5.0
 DONE_LOOKBACK_S = 24 * 3600.0  # other consoles' DONE events read at start (upstream keeps 24 h)
+GIVEN_UP = b"given up by"  # a fenced request's taker in the requests bucket
 UNWATCHED_KILL_S = 3600.0  # an agent nobody follows is asked to stop for this long
 REPLAY_WAIT_S = 15.0  # a resumed console: the replay brings a request's answers by then
 DEFAULT_SILENT_S = 20.0
@@ -472,13 +473,17 @@ class FleetClient:
         all: its answer is on its way) or raise DispatchDeferred."""
         why = f"no worker took it within {ACCEPT_WAIT_S:g}s ({self.fleet_line()})"
         try:
-            fenced = self.broker.take_request(uid, f"given up by {self.session}")
+            fenced = self.broker.take_request(uid, f"{GIVEN_UP.decode()} {self.session}")
         except FleetError:
             # Unsure: an agent it starts after all is ended when its report comes.
             self.abandoned.add(uid)
             raise DispatchDeferred(why) from None
         if fenced:
             raise DispatchDeferred(why)
+        with contextlib.suppress(FleetError):  # fenced before (a resumed console's request)
+            taker = self.broker.kv_get(wire.REQUESTS_BUCKET, uid) or b""
+            if taker.startswith(GIVEN_UP):
+                raise DispatchDeferred(why)
         if not pending.accepted.wait(ACCEPT_WAIT_S) and not pending.done.is_set():
             self.abandoned.add(uid)  # taken, yet its worker says nothing: ended if it starts
             raise DispatchDeferred(f"a worker took it and said nothing ({self.fleet_line()})")

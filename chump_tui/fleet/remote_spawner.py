@@ -225,9 +225,10 @@ class RemoteSpawner:
         caught from now on (the replay brings those given meanwhile); the returned call
         waits for them and follows the agent. A request nobody took is sent again as a new
         dispatch would be; DispatchError when that fails."""
-        uid = record.remote.partition("/")[2]
-        self.own_requests.add(uid)
-        pending = self.client.expect(uid)
+        uid = record.remote.partition("/")[2]  # none: it was waiting for a host
+        if uid:
+            self.own_requests.add(uid)
+        pending = self.client.expect(uid) if uid else None
         log_path = Path(record.log_path)
         # Taken by then or never (a worker refuses an expired request); the replay of what
         # was said meanwhile needs a moment whatever the clock says.
@@ -236,6 +237,8 @@ class RemoteSpawner:
         def wait(output: OutputLog, on_line: LineCallback) -> SpawnResult:
             deadline = self._deadline()
             try:
+                if pending is None:
+                    raise DispatchDeferred("no request went out yet")
                 report = self.client.answer(uid, pending, max(accept_by, REPLAY_WAIT_S),
                                             self.cancelled)
                 if report.kind != "spawned":
