@@ -55,9 +55,9 @@ def git_repo(tmp_path: Path) -> Path:
     return repo.resolve()
 
 
-@pytest.fixture
-def stub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """PATH with a stub `gh`; CHUMP_CLAUDE_BIN = the fake agent. Returns the env dict."""
+def stub_gh_env(tmp_path: Path) -> dict[str, str]:
+    """PATH with a stub `gh` (its state and call log in ``tmp_path``); CHUMP_CLAUDE_BIN =
+    the fake agent."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     gh = bindir / "gh"
@@ -65,12 +65,18 @@ def stub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     gh.chmod(0o755)
     state = tmp_path / "gh-state.txt"
     state.write_text("")
-    env = {
+    return {
         "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
         "STUB_GH_STATE": str(state),
         "STUB_GH_LOG": str(tmp_path / "gh-calls.log"),
         "CHUMP_CLAUDE_BIN": str(HELPERS / "fake_agent.sh"),
     }
+
+
+@pytest.fixture
+def stub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The stub gh and fake agent (``stub_gh_env``) in this test's environment."""
+    env = stub_gh_env(tmp_path)
     for key in ("CHUMP_DISPATCH_DEPTH", "CHUMP_FAULT_INJECT", "CHUMP_DISPATCH_BACKEND"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():

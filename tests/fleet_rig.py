@@ -279,3 +279,17 @@ def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         FLEETS.remove(fleet)
         for server in cluster.servers:
             server.stop()
+
+
+def wait_for_jetstream(cluster: NatsCluster) -> None:
+    """Until the cluster has elected JetStream's leaders (streams at 3 replicas)."""
+    from chump_tui.fleet.broker import FleetError
+
+    def ready() -> bool:
+        try:
+            fleet_client(cluster.url, cluster.servers[0].fleet, replicas=3).close()
+        except FleetError:
+            return False
+        return True
+
+    wait_for(ready, 60, "the cluster's JetStream")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HELPERS, git, wait_for
+from tests.conftest import git, stub_gh_env, wait_for
 from tests.fleet_rig import free_port
 
 ARTIFACTS = Path(os.environ.get("CHUMP_TEST_ARTIFACTS",
@@ -208,16 +208,7 @@ def hostile_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     git(repo, "add", ".")
     git(repo, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "init")
     git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    gh = bindir / "gh"
-    gh.write_text(f"#!/bin/sh\nexec {sys.executable} {HELPERS / 'stub_gh.py'} \"$@\"\n")
-    gh.chmod(0o755)
-    state = tmp_path / "gh-state.txt"
-    state.touch()
-    return repo, {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-                  "STUB_GH_STATE": str(state), "CHUMP_CLAUDE_BIN": str(HELPERS / "fake_agent.sh"),
-                  "FAKE_AGENT_MODE": "escapes"}
+    return repo, {**stub_gh_env(tmp_path), "FAKE_AGENT_MODE": "escapes"}
 
 
 def test_markup_and_script_from_outside_show_as_text(tmp_path: Path, browser: Any) -> None:

@@ -23,7 +23,6 @@ from tests.conftest import HELPERS, gh_calls, wait_for
 from tests.fleet_rig import (
     WorkerProcess,
     end_workers_and_agents,
-    fleet_client,
     free_port,
     member_args,
     member_env,
@@ -438,17 +437,10 @@ def test_a_broker_restart_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_a_three_server_cluster_goes_on_when_one_dies(tmp_path: Path) -> None:
-    from chump_tui.fleet.broker import FleetError
-    from tests.fleet_rig import nats_cluster
+    from tests.fleet_rig import nats_cluster, wait_for_jetstream
 
     with nats_cluster(tmp_path) as cluster:
-        def ready() -> bool:  # JetStream elects its leaders: streams at 3 replicas
-            try:
-                fleet_client(cluster.url, cluster.servers[0].fleet, replicas=3).close()
-            except FleetError:
-                return False
-            return True
-        wait_for(ready, 60, "the cluster's JetStream")
+        wait_for_jetstream(cluster)
         # The silence window (4 heartbeats: 12 s here, 20 s by default) must outlast the
         # cluster's failover (a new leader for each stream and bucket, the worker's
         # reconnect): a loaded 2-core machine took more than 4 s.

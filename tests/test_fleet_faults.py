@@ -331,22 +331,14 @@ def test_a_node_partitioned_off_a_three_node_cluster_costs_no_gap(tmp_path: Path
     agents; then either it fails over to a node the cluster told it about and resumes
     them, or the console gives them up and runs their gaps on w1 (both were seen). Every
     gap ships once with --continuous, none fails, the run exits 0."""
-    from chump_tui.fleet.broker import FleetError
-    from tests.fleet_rig import fleet_client, nats_cluster
+    from tests.fleet_rig import fleet_client, nats_cluster, wait_for_jetstream
 
     repos = origin_with_clones(tmp_path, "console", "w1", "w2",
                                files={"gaps.yaml": fleet_gaps(5)})
     env = {**fleet_env(tmp_path), "FAKE_AGENT_SECONDS": "10", "CHUMP_NATS_REPLICAS": "3"}
     log = tmp_path / "console.err"
     with nats_cluster(tmp_path) as cluster:
-        def ready() -> bool:  # JetStream elects its leaders: streams at 3 replicas
-            try:
-                fleet_client(cluster.url, cluster.servers[0].fleet, replicas=3).close()
-            except FleetError:
-                return False
-            return True
-
-        wait_for(ready, 60, "the cluster's JetStream")
+        wait_for_jetstream(cluster)
         # Upstream's buckets have one replica (its configuration, or upstream cannot bind
         # to them): the node holding one is the fleet's single point (README). Partition
         # a node that holds neither.

@@ -7,8 +7,13 @@ are cut: these lead each screen's own list, so ``q`` and ``?`` are always shown 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from textual import events
 from textual.binding import Binding
+
+if TYPE_CHECKING:
+    from chump_tui.tui.app import ChumpApp
 
 FIRST_KEYS = [Binding("q", "app.request_quit", "Quit"),
               Binding("question_mark", "app.help", "Help")]
@@ -19,3 +24,11 @@ def keys_for(bindings: Sequence[object], actions: tuple[str, ...]) -> set[str]:
     yet pressing one says why nothing happens (see ``ChumpApp.writable``)."""
     return {key.strip() for b in bindings if isinstance(b, Binding) and b.action in actions
             for key in b.key.split(",")}
+
+
+def refuse_watch_only_key(app: ChumpApp, bindings: Sequence[object], hidden: tuple[str, ...],
+                          event: events.Key) -> None:
+    """In a read-only view, a key of a hidden action does nothing and says why."""
+    if app.setup.read_only and event.key in keys_for(bindings, hidden):
+        event.stop()
+        app.writable()  # says why nothing happens

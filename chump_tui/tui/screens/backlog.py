@@ -14,7 +14,7 @@ from textual.widgets import Footer, Input, Static
 
 from chump_tui.backlog import Gap
 from chump_tui.outside_text import visible
-from chump_tui.tui.footer_keys import FIRST_KEYS, keys_for
+from chump_tui.tui.footer_keys import FIRST_KEYS, refuse_watch_only_key
 from chump_tui.tui.screens.confirm_dispatch import ConfirmDispatch, DispatchPlan
 from chump_tui.tui.text import assemble
 from chump_tui.tui.widgets.gap_detail import GapDetail
@@ -76,10 +76,7 @@ class BacklogScreen(Screen[None]):
         return not (self.chump.setup.read_only and action in WATCH_ONLY_HIDES)
 
     def on_key(self, event: events.Key) -> None:
-        if self.chump.setup.read_only and event.key in keys_for(self.BINDINGS,
-                                                                 WATCH_ONLY_HIDES):
-            event.stop()
-            self.chump.writable()  # says why nothing happens
+        refuse_watch_only_key(self.chump, self.BINDINGS, WATCH_ONLY_HIDES, event)
 
     def on_resize(self, event: events.Resize) -> None:
         self.call_after_refresh(self._fit_to_width)

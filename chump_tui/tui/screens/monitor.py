@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from chump_tui.dispatch_record import Dispatch
-from chump_tui.tui.footer_keys import FIRST_KEYS, keys_for
+from chump_tui.tui.footer_keys import FIRST_KEYS, refuse_watch_only_key
 from chump_tui.tui.screens.confirm import Confirm
 from chump_tui.tui.screens.confirm_kill import ConfirmKill
 from chump_tui.tui.text import assemble
@@ -115,10 +115,7 @@ class MonitorScreen(Screen[None]):
         return not (self.chump.setup.read_only and action in WATCH_ONLY_HIDES)
 
     def on_key(self, event: events.Key) -> None:
-        if self.chump.setup.read_only and event.key in keys_for(self.BINDINGS,
-                                                                 WATCH_ONLY_HIDES):
-            event.stop()
-            self.chump.writable()  # says why nothing happens
+        refuse_watch_only_key(self.chump, self.BINDINGS, WATCH_ONLY_HIDES, event)
 
     def on_mount(self) -> None:
         self.refresh_view(set(self._cards))
