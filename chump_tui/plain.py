@@ -212,7 +212,10 @@ def _execute_locked(opts: Options, backlog: Backlog, repo_root: Path, store: Ses
             _err(NOTHING_PICKABLE)
             return 0
         engine.dispatch(picked)
-        return None if opts.watch else _leave_running(engine, store, len(picked))
+        if opts.watch:
+            return None
+        engine.wait_for_dispatches()  # a fleet's: each on a thread, answered or failed
+        return _leave_running(engine, store, len(picked))
 
     return run_and_watch(opts, engine, store, printer, dispatch)
 

@@ -59,3 +59,14 @@ def test_queued_gaps_are_counted_and_named() -> None:
     text = status_text(StatusTally(), 3.0, None, False, 0, False,
                        queued=["Q-1", "Q-2", "Q-3", "Q-4"]).plain
     assert "4 queued (Q-1, Q-2, Q-3 +1)" in text
+
+
+def test_fleet_dispatches_waiting_for_a_host_are_counted_apart_from_running_agents() -> None:
+    queued = dataclasses.replace(row(1), phase="dispatching", pid=None,
+                                 waiting="waiting for a host: 2 up, 4/4 slots busy")
+    taken = dataclasses.replace(row(2), phase="spawn_failed", pid=None,
+                                error="taken by worker w2", taken_by="taken by worker w2")
+    tally = StatusTally.of([row(0), queued, taken])
+    assert tally.active() == 2 and tally.running() == 1
+    assert status_text(tally, 3, None, False, 0, False).plain.startswith(
+        "1 running · 1 waiting for a host · 1 ended · taken 1 ·")

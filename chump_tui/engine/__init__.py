@@ -207,7 +207,14 @@ class Engine:
         gaps = list(gaps)
         if queue:
             gaps = self.refill.take_slots(gaps)
-        return self.launcher.dispatch(gaps, self.spawner, self.spawner_for_retry)
+        return self.launcher.dispatch(gaps, self.spawner, self.spawner_for_retry,
+                                      self.refill.run)
+
+    def wait_for_dispatches(self, timeout_s: float | None = None) -> None:
+        """Until the dispatches running on threads of their own (a fleet's) are done."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for thread in list(self.refill.launchers):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def retry(self, key: str) -> Dispatch | None:
         """Dispatch an ended, unshipped attempt again as attempt N+1 (blocking)."""

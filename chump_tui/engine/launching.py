@@ -9,6 +9,7 @@ this part needs of the others comes through ``LaunchHooks``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -31,6 +32,14 @@ from chump_tui.spawners import Spawner, SpawnResult
 
 StartAgent = Callable[[OutputLog, LineCallback], SpawnResult]
 """Hands over an agent started elsewhere, following its output into the row's log."""
+
+Launch = Callable[[Callable[[], None]], None]
+"""Runs one row's dispatch steps: at once (the caller waits), or on a thread of its own (a
+fleet's dispatch may wait long for a host: the others must not wait behind it)."""
+
+
+def now(job: Callable[[], None]) -> None:
+    job()
 
 
 @dataclass(frozen=True)
@@ -59,10 +68,11 @@ class Launcher:
 
     # ------------------------------------------------------------ dispatch
     def dispatch(self, gaps: Iterable[Gap], spawner: Spawner,
-                 spawner_for_retry: Spawner) -> list[Dispatch]:
-        """The dispatch steps for each gap in turn (blocking). A gap this session already
-        dispatched is retried as its next attempt, or skipped while one is active or has
-        shipped; an id the backlog gives twice (or that shares a worktree) never runs."""
+                 spawner_for_retry: Spawner, run: Launch = now) -> list[Dispatch]:
+        """The dispatch steps for each gap in turn, each row reserved first and its steps
+        run by ``run``. A gap this session already dispatched is retried as its next
+        attempt, or skipped while one is active or has shipped; an id the backlog gives
+        twice (or that shares a worktree) never runs."""
         out: list[Dispatch] = []
         for gap in gaps:
             if self.table.stopping.is_set():
@@ -81,11 +91,11 @@ class Launcher:
                                                           self.hooks.earlier_prs(gap.id))
             if live is None:
                 latest = max(previous, key=lambda lv: lv.record.attempt)
-                retried = self.retry(latest.record.key, spawner_for_retry)
+                retried = self.retry(latest.record.key, spawner_for_retry, run)
                 if retried is not None:
                     out.append(retried)
                 continue
-            self.launch(live, spawner)
+            run(functools.partial(self.launch, live, spawner))
             out.append(dataclasses.replace(live.record))
         return out
 
@@ -153,8 +163,9 @@ class Launcher:
             self.table.idle.notify_all()
         self.hooks.slot_freed()
 
-    def retry(self, key: str, spawner: Spawner) -> Dispatch | None:
-        """Dispatch an ended, unshipped attempt again as attempt N+1 (blocking)."""
+    def retry(self, key: str, spawner: Spawner, run: Launch = now) -> Dispatch | None:
+        """Dispatch an ended, unshipped attempt again as attempt N+1 (its steps run by
+        ``run``)."""
         with self.table.lock:
             old = self.table.live(key)
             if old is None or not old.record.retryable or self.table.stopping.is_set():
@@ -169,7 +180,7 @@ class Launcher:
                 stale.add(old.record.pr.number)
             latest = max(lv.record.attempt for lv in attempts)
             live = self.reserve(self.gap_for(old.record), latest + 1, stale)
-        self.launch(live, spawner)
+        run(functools.partial(self.launch, live, spawner))
         return dataclasses.replace(live.record)
 
     def note_request(self, log_path: Path, remote: str) -> None:

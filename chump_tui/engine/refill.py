@@ -9,6 +9,7 @@ thread of its own, so an operator's dispatch and a refill never take the same ga
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -90,13 +91,25 @@ class Refill:
             return
 
         def launch_all() -> None:
-            self.launcher.dispatch(queued, self.spawner, self.spawner_for_retry)
+            self.launcher.dispatch(queued, self.spawner, self.spawner_for_retry, self.run)
             for live in lives:
-                self.launcher.launch(live, self.spawner)
+                self.run(functools.partial(self.launcher.launch, live, self.spawner))
 
-        thread = threading.Thread(target=launch_all, name="refill-dispatch", daemon=True)
+        self.in_background(launch_all)
+
+    def in_background(self, job: Callable[[], None]) -> None:
+        """``job`` on a thread of its own, one of the dispatches a stop waits for."""
+        thread = threading.Thread(target=job, name="dispatch", daemon=True)
         self.launchers = [t for t in self.launchers if t.is_alive()] + [thread]
         thread.start()
+
+    def run(self, job: Callable[[], None]) -> None:
+        """How a row's dispatch steps run: in turn, or each on a thread of its own when the
+        spawner dispatches through a fleet (a dispatch may wait long for a host there)."""
+        if getattr(self.spawner, "dispatches_in_parallel", False):
+            self.in_background(job)
+        else:
+            job()
 
     def dispatching(self) -> bool:
         return any(t.is_alive() for t in self.launchers)

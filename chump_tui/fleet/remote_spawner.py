@@ -56,6 +56,9 @@ class RemoteSpawner:
         self.own_requests: set[str] = set()  # the requests this console sent (or resumed)
         self.backend = "claude"
         self.backend_warning: str | None = None
+        # Each dispatch on a thread of its own (the engine's launcher): one waiting for a
+        # host must not hold up the others.
+        self.dispatches_in_parallel = True
         self.cancelled = threading.Event()  # the console is stopping: no new request
         # Set by the console: save "/<request uid>" in the row of log_path before the
         # request goes out, so a console killed while it waits can find the answer.

@@ -18,11 +18,14 @@ if TYPE_CHECKING:  # the app holds a tally from start-up; the records come with 
 
 RUNNING = "running"  # active kinds, counted apart from the ended labels (lower case)
 WAITING = "waiting for a PR"
+QUEUED = "waiting for a host"  # a fleet dispatch no host has taken yet
 
 
 def _kind(d: Dispatch) -> tuple[bool, str]:
     """(active, kind): an active row runs or waits for its PR; an ended one counts by label."""
     if d.active:
+        if d.phase == "dispatching" and d.waiting:
+            return True, QUEUED
         return True, WAITING if d.waiting_for_pr else RUNNING
     return False, "exited" if d.label().startswith("EXITED") else d.label().lower()
 
@@ -70,8 +73,11 @@ class StatusTally:
     def waiting(self) -> int:
         return self.counts[True, WAITING]
 
+    def waiting_for_a_host(self) -> int:
+        return self.counts[True, QUEUED]
+
     def active(self) -> int:
-        return self.running() + self.waiting()
+        return self.running() + self.waiting() + self.waiting_for_a_host()
 
     def ended(self) -> dict[str, int]:
         return {kind: n for (active, kind), n in self.counts.items() if n and not active}
@@ -93,6 +99,9 @@ def status_text(tally: StatusTally, next_poll_s: float, github_error: str | None
         shown = ", ".join(queued[:3]) + (f" +{len(queued) - 3}" if len(queued) > 3 else "")
         parts.append(assemble((str(len(queued)), "bold yellow"), (f" queued ({shown})",
                                                                    "yellow")))
+    if tally.waiting_for_a_host():
+        parts.append(assemble((str(tally.waiting_for_a_host()), "bold yellow"),
+                              (" waiting for a host", "yellow")))
     if waiting:
         parts.append(assemble((str(waiting), "bold"), " exited, waiting for a PR"))
     parts.append(assemble((str(sum(ended.values())), "bold"), " ended"))
