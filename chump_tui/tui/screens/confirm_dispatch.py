@@ -104,7 +104,8 @@ class ConfirmDispatch(Dialog[DispatchPlan | None]):
                 f"{visible(name)} {free}/{slots} free" for name, free, slots in self.hosts),
                 style="magenta")
         else:
-            title.append("\nno host is up for this repository: start chump-tui worker",
+            title.append("\nno host is up for this repository: start chump-tui worker; "
+                         "these wait for one (QUEUED) up to --dispatch-deadline",
                          style="bold red")
         self.query_one("#dialog-title", Static).update(title)
         table = Table(box=None, expand=True, pad_edge=False, show_header=False)
