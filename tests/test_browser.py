@@ -55,10 +55,12 @@ class Served:
         return self.url.split("?", 1)[0]
 
     def stop(self) -> None:
+        """SIGTERM, as an operator stops it: each browser's console quits (a demo stops its
+        agents first), which takes a while; SIGKILL only if it never ends."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(90)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
@@ -175,6 +177,22 @@ def test_the_demo_in_a_browser_dispatches_runs_and_summarises(tmp_path: Path,
         tab.wait_text("shipped=")
         tab.screenshot("browser-summary")
         assert tab.page.title() == "chump-tui"
+        pids = {int(p) for p in re.findall(r"pid (\d+)", tab.text())}
+        assert pids
+        served.stop()  # as an operator stops it: each browser's console quits
+        # The demo's agents go with its console: none is left running.
+        assert not [p for p in pids if _demo_agent_alive(p)]
+
+
+def _demo_agent_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and \
+            "chump_tui.demo_agent" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def test_read_only_refuses_to_touch_and_says_why(tmp_path: Path, browser: Any) -> None:

@@ -29,6 +29,7 @@ from tests.fleet_rig import (
     nats_server,
     origin_with_clones,
     start_worker,
+    started_console,
     wait_exit,
 )
 
@@ -135,11 +136,11 @@ def fleet_env(tmp_path: Path) -> dict[str, str]:
 def console(clone: Path, url: str, env: dict[str, str], *args: str,
             timeout: float = 120) -> subprocess.Popen[str]:
     """Plain mode on the fleet, as the running fleet's console identity."""
-    return subprocess.Popen(
+    return started_console(subprocess.Popen(
         [sys.executable, "-m", "chump_tui", "--no-tui", "--backlog", "gaps.yaml", "--execute",
          "--nats", url, *member_args("console"), *args], cwd=clone,
         env={**os.environ, **member_env(), **env}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
 
 
 def two_agents_on_w1(tmp_path: Path, url: str, seconds: int, heartbeat: float = 1.0,

@@ -26,6 +26,7 @@ from tests.fleet_rig import (
     nats_server,
     origin_with_clones,
     start_worker,
+    started_console,
 )
 from tests.partition import host_link
 from tests.test_fleet import console, fleet_env, fleet_gaps
@@ -91,22 +92,22 @@ def test_two_consoles_on_one_fleet_ship_every_gap_once_and_both_exit_0(tmp_path:
 def console_as(name: str, clone: Path, url: str, env: dict[str, str],
                *args: str) -> subprocess.Popen[str]:
     """Plain mode on the fleet as its console identity ``name`` (the fleet has two)."""
-    return subprocess.Popen(
+    return started_console(subprocess.Popen(
         [sys.executable, "-m", "chump_tui", "--no-tui", "--backlog", "gaps.yaml", "--execute",
          "--nats", url, *member_args(name), *args], cwd=clone,
         env={**os.environ, **member_env(), **env}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
 
 
 def console_logged(clone: Path, url: str, env: dict[str, str], log: Path,
                    *args: str) -> subprocess.Popen[str]:
     """Plain mode as the fleet's console, its stderr in ``log`` (read while it runs)."""
     with log.open("w") as fh:
-        return subprocess.Popen(
+        return started_console(subprocess.Popen(
             [sys.executable, "-m", "chump_tui", "--no-tui", "--backlog", "gaps.yaml",
              "--execute", "--nats", url, *member_args("console"), *args], cwd=clone,
             env={**os.environ, **member_env(), **env}, text=True, stdout=subprocess.PIPE,
-            stderr=fh)
+            stderr=fh))
 
 
 def queued_requests(broker: Broker) -> int:

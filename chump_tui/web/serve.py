@@ -19,6 +19,7 @@ reverse proxy's job; ``--public-url`` tells the page where it is served (a path 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import os
 import secrets
@@ -177,7 +178,7 @@ def make_server(console_args: Sequence[str], host: str, port: int, token: str,
                             headers={"Cache-Control": "no-store"})
 
     class ConsoleServer(Server):
-        sessions = 0
+        sessions: set[asyncio.Task[Any]] = set()  # each browser's console
 
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
@@ -185,17 +186,29 @@ def make_server(console_args: Sequence[str], host: str, port: int, token: str,
             return app
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-            if ConsoleServer.sessions >= MAX_SESSIONS:
+            if len(self.sessions) >= MAX_SESSIONS:
                 raise web.HTTPServiceUnavailable(text=f"chump-tui: {MAX_SESSIONS} browser "
                                                       "sessions already\n")
-            ConsoleServer.sessions += 1
+            task = asyncio.current_task()
+            assert task is not None
+            self.sessions.add(task)
             try:
                 return await super().handle_websocket(request)
             finally:
-                ConsoleServer.sessions -= 1
+                self.sessions.discard(task)
 
         async def on_startup(self, app: web.Application) -> None:
             pass  # the launcher says where it listens
+
+        async def on_shutdown(self, app: web.Application) -> None:
+            """Stopping: each browser's console is told to quit, as closing its tab does
+            (a demo stops its agents; a real session's agents run on, re-attached by the
+            next console), instead of waiting out aiohttp's minute."""
+            open_now = list(self.sessions)
+            for task in open_now:
+                task.cancel()
+            if open_now:
+                await asyncio.wait(open_now, timeout=30)
 
     return ConsoleServer(command, host=host, port=port, title="chump-tui", public_url=public,
                          statics_path=statics, templates_path=TEMPLATES)
