@@ -80,6 +80,9 @@ class OutputLog:
         self.lines_seen = 0
         self.clock = clock
         self._activity = Activity()
+        # A fleet host parses the agent's whole log and sends its activity in summaries:
+        # what arrives here of the log then is only lines to show (a part of it).
+        self.activity_from_host = False
 
     def add(self, line: str) -> None:
         """Record one line of our own (already redacted by the caller)."""
@@ -107,6 +110,8 @@ class OutputLog:
         now = self.clock()
         with self._lock:
             for event in events:
+                if self.activity_from_host:
+                    break
                 if isinstance(event, PlainLine) and event.text.startswith(RUN_MARK):
                     self._activity = self._activity.next_run()  # a re-read log's next run
                     continue
@@ -118,6 +123,23 @@ class OutputLog:
             self._tail.extend(lines)
             self._signals.extend(signals)
         return lines
+
+    def apply_summary(self, activity: Activity, lines: list[str]) -> None:
+        """A fleet host's summary of its agent: its activity now, and new lines to show."""
+        signals = [line for line in lines if is_signal_line(line)]
+        with self._lock:
+            self.activity_from_host = True
+            self._activity = activity
+            self.lines_seen += len(lines)
+            self._tail.extend(lines)
+            self._signals.extend(signals)
+
+    def clear_tail(self, note: str) -> None:
+        """The lines shown start over at ``note`` (a host's whole log follows from here)."""
+        with self._lock:
+            self._tail.clear()
+            self._tail.append(note)
+            self.lines_seen += 1
 
     def next_run(self, line: str) -> None:
         """The conversation's next run starts: ``line`` shown, the activity starts over."""

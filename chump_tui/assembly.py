@@ -156,7 +156,7 @@ def open_fleet(opts: Options, repo_root: Path, backlog: Backlog,
     client = FleetClient(broker, origin, f"chump-tui:{socket.gethostname()}:{os.getpid()}",
                          keys=keys)
     return client, RemoteSpawner(client, opts.base_ref, opts.harness, gap_harnesses(backlog),
-                                 opts.dispatch_deadline_s)
+                                 opts.dispatch_deadline_s, opts.fleet_output)
 
 
 def notify_settings(opts: Options) -> NotifySettings | None:

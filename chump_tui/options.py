@@ -35,6 +35,7 @@ class Options:
     trust_worker: list[str]  # worker keys or trust files the console believes
     insecure_broker: bool  # run on a broker that admits clients without credentials
     dispatch_deadline_s: float  # a fleet dispatch waits and retries this long (0: no limit)
+    fleet_output: str  # full: every byte of a fleet agent's log; summary: what is shown
     notify: tuple[str, ...] | None  # the events to tell the operator about
     notify_url: str | None
     notify_cmd: list[str] | None

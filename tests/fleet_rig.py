@@ -184,12 +184,12 @@ class WorkerProcess:
 
 
 STARTED: list[WorkerProcess] = []  # every worker a test started (see end_workers_and_agents)
-CONSOLES: list[subprocess.Popen[str]] = []  # every console a test started, likewise
+RUNNING_CONSOLES: list[subprocess.Popen[str]] = []  # every console a test started, likewise
 
 
 def started_console(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
     """A console the test started: ended after the test if an assertion left it running."""
-    CONSOLES.append(process)
+    RUNNING_CONSOLES.append(process)
     return process
 
 
@@ -197,11 +197,11 @@ def end_workers_and_agents() -> None:
     """After a test, passed or failed: no worker it started and no agent they spawned
     lives on (a failed assertion skips the test's own stop; hung agents ignore SIGTERM),
     nor a console it started."""
-    for process in CONSOLES:
+    for process in RUNNING_CONSOLES:
         if process.poll() is None:
             process.kill()
             process.wait(10)
-    CONSOLES.clear()
+    RUNNING_CONSOLES.clear()
     for worker in STARTED:
         if worker.process.poll() is None:
             worker.process.kill()

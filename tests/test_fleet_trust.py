@@ -102,9 +102,12 @@ def test_roles_get_only_their_subjects() -> None:
     pub_w = worker["publish"]["allow"]  # type: ignore[index]
     assert "chump.fleet.dispatch.*" in pub_c and not any("chump.fleet.agent" in s for s in pub_c)
     assert "chump.fleet.agent.*.w1" in pub_w
-    assert not any(s.startswith(("chump.fleet.dispatch", "chump.fleet.kill")) for s in pub_w)
+    assert not any(s.startswith(("chump.fleet.dispatch", "chump.fleet.kill",
+                                 "chump.fleet.watch")) for s in pub_w)
+    assert "chump.fleet.watch.*" in pub_c
     assert "$KV.chump_workers.w1" in pub_w and "$KV.chump_workers.>" not in pub_w
-    assert worker["subscribe"]["allow"] == ["_INBOX_UW.>", "chump.fleet.kill.w1"]  # type: ignore[index]
+    assert worker["subscribe"]["allow"] == [  # type: ignore[index]
+        "_INBOX_UW.>", "chump.fleet.kill.w1", "chump.fleet.watch.w1"]
     assert not any(s.endswith(("STREAM.DELETE.>", "STREAM.PURGE.>")) or s == "$JS.API.>"
                    for s in pub_c + pub_w)
 
@@ -305,7 +308,14 @@ def test_only_the_dispatching_console_may_kill(tmp_path: Path) -> None:
             return json.loads(msg.data)  # type: ignore[no-any-return]
 
         assert kill(other)["note"] == "not signed by the console that dispatched it"
-        assert kill(tester, expires=-1)["note"] == "the kill request expired"
+        assert kill(tester, expires=-1)["note"] == "the request expired"
+        # Asking for its whole output is the dispatching console's alone too.
+        watch = wire.encode(wire.WatchRequest(uid=uid, until=time.time() + 60,
+                                              expires_at=time.time() + 30))
+        answer = json.loads(other.request(wire.watch_subject("w1"), watch, 5).data)
+        assert answer["note"] == "not signed by the console that dispatched it"
+        assert json.loads(tester.request(wire.watch_subject("w1"), watch, 5).data)["kind"] \
+            == "watching"
         unsigned = asyncio.run_coroutine_threadsafe(
             tester.nc.request(wire.kill_subject("w1"), wire.encode(wire.KillRequest(
                 uid=uid, grace_s=0, expires_at=time.time() + 30)), timeout=5),

@@ -95,6 +95,7 @@ class Engine:
                         queued=lambda: self.refill.queued(),
                         why_no_new_agent=self.budgets.why_no_new_agent,
                         output_seen=self._output_seen))
+        self._watched: str | None = None  # the attempt the operator looks at
         self.refill = Refill(self.table, self.config, self.launcher, self.backlog, repo_root,
                              provider, self.spawner, self.spawner_for_retry,
                              self.budgets.why_no_new_agent)
@@ -209,6 +210,17 @@ class Engine:
             gaps = self.refill.take_slots(gaps)
         return self.launcher.dispatch(gaps, self.spawner, self.spawner_for_retry,
                                       self.refill.run)
+
+    def watch(self, key: str | None) -> None:
+        """The operator looks at this attempt's output (None: at none): a fleet agent sent
+        as summaries has its whole output sent meanwhile. Never blocks."""
+        previous, self._watched = self._watched, key
+        # Asked again while it stays looked at: its agent may have started since.
+        for k, on in ((previous if previous != key else None, False), (key, True)):
+            live = self.table.live(k) if k is not None else None
+            watch = getattr(live.process, "watch", None) if live is not None else None
+            if watch is not None:
+                watch(on)
 
     def wait_for_dispatches(self, timeout_s: float | None = None) -> None:
         """Until the dispatches running on threads of their own (a fleet's) are done."""

@@ -23,19 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chump_tui.agent_process import FOLLOWERS, AgentProcess
+from chump_tui.agent_process import FOLLOWERS, AgentProcess, LineCallback, OutputLog
 from chump_tui.dispatch_record import LOST_PREFIX
 from chump_tui.errors import ChumpError, DispatchDeferred, DispatchError
 from chump_tui.events import DispatchChanged, EngineEvent
 from chump_tui.fleet import wire
 from chump_tui.fleet.broker import Broker, FleetError
 from chump_tui.fleet.identity import TrustList
+from chump_tui.fleet.summaries import activity_from
 from chump_tui.fleet.worker import claim_session
 from chump_tui.fleet.worker_keys import WorkerKeys
 from chump_tui.outside_text import one_line
 from chump_tui.safe_fs import open_nofollow
 
 if TYPE_CHECKING:
+    from chump_tui.agent_streams.decoder import StreamFormat
     from chump_tui.watchdog import BusyProbe
 
 ACCEPT_WAIT_S = 10.0  # a request nobody took by then is dropped by whoever gets it later
@@ -44,6 +46,7 @@ KILL_ANSWER_S = 5.0
 DONE_LOOKBACK_S = 24 * 3600.0  # other consoles' DONE events read at start (upstream keeps 24 h)
 GIVEN_UP = b"given up by"  # a fenced request's taker in the requests bucket
 UNWATCHED_KILL_S = 3600.0  # an agent nobody follows is asked to stop for this long
+WATCH_LEASE_S = 60.0  # a watch its console stopped renewing ends by itself
 REPLAY_WAIT_S = 15.0  # a resumed console: the replay brings a request's answers by then
 DEFAULT_SILENT_S = 20.0
 LOOK_EVERY_S = 1.0  # the workers' records are read this often
@@ -80,10 +83,29 @@ class RemoteAgent(AgentProcess):
         self._reported_exit: int | None = None  # its host's exited report, even while lost
         self._mirror_fd: int | None = None
         self._write = threading.Lock()
+        # Its row's output and line sink (summaries feed them), once the engine follows it.
+        self.output: OutputLog | None = None
+        self.on_line: LineCallback | None = None
+        self._early: list[wire.AgentReport] = []  # summaries before that
+        self.watching = False  # the operator looks at it: its whole output comes
+        self.watch_renew_at = 0.0
+
+    def follow(self, log_path: Path, output: OutputLog, on_line: LineCallback | None,
+               offset: int = 0, fmt: StreamFormat | None = None) -> None:
+        """The mirror is followed as a local agent's log is; summaries, when its host sends
+        them, go to the same output and line sink."""
+        with self._write:
+            self.output, self.on_line = output, on_line
+            early, self._early = self._early, []
+        super().follow(log_path, output, on_line, offset, fmt)
+        for report in early:
+            self._summary(report)
 
     # -- fed by the client, on the broker's thread
     def feed(self, report: wire.AgentReport) -> None:
-        if report.kind == "output" and report.offset is not None:
+        if report.kind == "summary":
+            self._summary(report)
+        elif report.kind == "output" and report.offset is not None:
             self._append(report.offset, report.data)
         elif report.kind == "exited":
             code = report.code if report.code is not None else 0
@@ -93,6 +115,33 @@ class RemoteAgent(AgentProcess):
                 if not self.ended.is_set():
                     self._code = code
                     self.ended.set()
+
+    def _summary(self, report: wire.AgentReport) -> None:
+        """What its host says the agent is doing, and its new lines (shown unless its whole
+        output comes meanwhile: the mirror's follower shows those)."""
+        with self._write:
+            output, on_line = self.output, self.on_line
+            if output is None:
+                if len(self._early) < 64:
+                    self._early.append(report)
+                return
+        lines = [] if self.watching else list(report.lines)
+        output.apply_summary(activity_from(report.activity or {}, time.time()), lines)
+        if lines and on_line is not None:
+            on_line(lines)
+
+    def watch(self, on: bool) -> None:
+        """The operator looks at this agent (or no longer): its host sends its whole output
+        meanwhile (asked now and renewed while on, on a thread: never the caller's)."""
+        if on == self.watching:
+            return
+        self.watching = on
+        if on and self.output is not None:
+            self.output.clear_tail(f"[chump-tui] the output of {self.host}'s agent, from its "
+                                   "last lines on (the whole log is on that host)")
+        self.watch_renew_at = 0.0 if on else float("inf")
+        threading.Thread(target=self.client.ask_to_watch, args=(self, on), daemon=True,
+                         name=f"fleet-watch-{self.uid[:8]}").start()
 
     def _append(self, offset: int, data: bytes) -> None:
         with self._write:
@@ -343,7 +392,7 @@ class FleetClient:
         with self._lock:
             pending = self._pending.get(report.uid)
             agent = self._agents.get(report.uid)
-            if agent is None and report.kind in ("output", "exited"):
+            if agent is None and report.kind in ("output", "exited", "summary"):
                 # Not attached yet (its spawned report is being handled, or a replay runs
                 # ahead of the resume): kept for it, within a bound.
                 self._unclaimed.setdefault(report.uid, []).append(report)
@@ -543,6 +592,16 @@ class FleetClient:
             return False
         return True
 
+    def ask_to_watch(self, agent: RemoteAgent, on: bool) -> None:
+        """A signed watch request (``on``: for the next WATCH_LEASE_S; off: no more) to the
+        agent's host; renewed by the workers' watcher while the operator looks."""
+        until = time.time() + WATCH_LEASE_S if on else 0.0
+        body = wire.encode(wire.WatchRequest(uid=agent.uid, until=until,
+                                             expires_at=time.time() + KILL_ANSWER_S * 2))
+        agent.watch_renew_at = time.monotonic() + WATCH_LEASE_S / 3 if on else float("inf")
+        with contextlib.suppress(FleetError):
+            self.broker.request(wire.watch_subject(agent.worker), body, KILL_ANSWER_S)
+
     def ask_to_kill(self, uid: str, worker: str, grace_s: float) -> wire.AgentReport | None:
         """A signed kill request to the agent's host; its answer, when its key signed it."""
         body = wire.encode(wire.KillRequest(uid=uid, grace_s=grace_s,
@@ -664,6 +723,9 @@ class FleetClient:
                 continue  # silence we could not have heard is nobody's fault
             with self._lock:
                 agents = [a for a in self._agents.values() if not a.ended.is_set()]
+            for agent in agents:
+                if agent.watching and time.monotonic() >= agent.watch_renew_at:
+                    self.ask_to_watch(agent, True)
             for agent in agents:
                 silent = self.silent_for(agent.worker)
                 if silent is not None:

@@ -47,12 +47,13 @@ class RemoteSpawner:
 
     def __init__(self, client: FleetClient, base_ref: str, harness: str = DEFAULT_HARNESS,
                  gap_harness: Mapping[str, str] | None = None,
-                 dispatch_deadline_s: float = 0.0) -> None:
+                 dispatch_deadline_s: float = 0.0, output_mode: str = "full") -> None:
         self.client = client
         self.base_ref = base_ref
         self.harness = harness
         self.gap_harness = dict(gap_harness or {})
         self.dispatch_deadline_s = dispatch_deadline_s  # 0: wait as long as it takes
+        self.output_mode = output_mode  # full: every byte; summary: what the console shows
         self.own_requests: set[str] = set()  # the requests this console sent (or resumed)
         self.backend = "claude"
         self.backend_warning: str | None = None
@@ -216,7 +217,7 @@ class RemoteSpawner:
         request = wire.DispatchRequest(
             uid=uid, key=log_path.stem, gap_id=gap_id, origin=self.client.origin,
             base_ref=self.base_ref, harness=harness, console=self.client.session,
-            expires_at=time.time() + ACCEPT_WAIT_S)
+            expires_at=time.time() + ACCEPT_WAIT_S, output=self.output_mode)
         self.own_requests.add(uid)
         if self.on_request is not None:  # the row knows its request before it goes out
             self.on_request(log_path, f"/{uid}")

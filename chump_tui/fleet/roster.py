@@ -154,7 +154,8 @@ def role_permissions(role: str, name: str, key: str, gap_bucket: str = wire.GAP_
     subscribe = [f"{inbox_prefix(key)}.>"]
     permissions: dict[str, object] = {}
     if role == "console":
-        publish += ["chump.fleet.dispatch.*", "chump.fleet.kill.*", "chump.events.*",
+        publish += ["chump.fleet.dispatch.*", "chump.fleet.kill.*", "chump.fleet.watch.*",
+                    "chump.events.*",
                     # a request nobody took in time is marked taken in its console's name,
                     # so no worker starts it late
                     f"$KV.{wire.REQUESTS_BUCKET}.>"]
@@ -168,8 +169,8 @@ def role_permissions(role: str, name: str, key: str, gap_bucket: str = wire.GAP_
                     f"$JS.API.CONSUMER.DURABLE.CREATE.{dispatch}.>",
                     f"$JS.API.CONSUMER.INFO.{dispatch}.>",
                     f"$JS.API.CONSUMER.MSG.NEXT.{dispatch}.>", f"$JS.ACK.{dispatch}.>"]
-        subscribe += [wire.kill_subject(name)]
-        permissions["allow_responses"] = True  # it answers the kills sent to it
+        subscribe += [wire.kill_subject(name), wire.watch_subject(name)]
+        permissions["allow_responses"] = True  # it answers the kills and watches sent to it
     else:  # an upstream agent: claims, presence and events, with upstream's own inboxes
         publish += [f"$KV.{workers_bucket}.>", "chump.events.*"]
         subscribe += ["_INBOX.>"]

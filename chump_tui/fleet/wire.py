@@ -104,6 +104,10 @@ def kill_subject(worker_id: str) -> str:
     return f"chump.fleet.kill.{worker_id}"
 
 
+def watch_subject(worker_id: str) -> str:
+    return f"chump.fleet.watch.{worker_id}"
+
+
 def event_subject(kind: str) -> str:
     """Upstream publishes and filters its events by the lower-case kind."""
     return f"chump.events.{kind.lower()}"
@@ -177,6 +181,9 @@ class DispatchRequest:
     console: str  # the console's session id
     expires_at: float  # a worker that gets it later drops it: the console gave up
     title: str = ""
+    # "full": every byte of the agent's log is sent; "summary": what the console shows
+    # (state, activity, a bounded tail of new lines), the full log only while watched.
+    output: str = "full"
 
 
 @dataclass(frozen=True)
@@ -201,9 +208,63 @@ class AgentReport:
     # held by another session (``note`` says whose); "retry" the timing's or the broker's (a
     # request sent again may well run); "host" this host's (it may be degraded: another).
     refusal: str = ""
+    # summary: what the agent is doing (checked_activity) and its new lines, as shown
+    activity: dict[str, Any] | None = None
+    lines: tuple[str, ...] = ()
 
 
-REPORT_KINDS = ("accepted", "spawned", "rejected", "output", "exited")
+REPORT_KINDS = ("accepted", "spawned", "rejected", "output", "exited", "summary")
+OUTPUT_MODES = ("full", "summary")
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """A console asks for an agent's whole output while ``until`` (0: no more)."""
+
+    uid: str
+    until: float
+    expires_at: float = 0.0  # a request replayed later is refused
+
+
+WATCH_ANSWERS = ("watching", "rejected")
+
+# What a summary may say of an agent's activity, each checked as it is read: counts, a
+# cost, ages in seconds (the host's clock never reaches the console's) and short texts.
+_SUMMARY_TEXTS = {"session_id": 200, "model": 100, "doing": 300, "fatal_error": 500,
+                  "last_retry": 300, "finished_text": 500, "finished_subtype": 60}
+_SUMMARY_COUNTS = ("turns", "tokens_in", "tokens_out", "tool_calls", "tool_errors", "events",
+                   "retries", "finished_turns", "finished_tokens_in", "finished_tokens_out")
+_SUMMARY_AGES = ("first_event_ago", "last_event_ago", "fatal_ago")
+_SUMMARY_COSTS = ("cost_usd", "finished_cost_usd")
+SUMMARY_LINES = 40  # new lines a summary carries at most (the rest: a note of how many)
+SUMMARY_LINE_CHARS = 400
+
+
+def checked_activity(obj: object) -> dict[str, Any]:
+    """A summary's activity with only known fields, each of a usable value (WireError)."""
+    if not isinstance(obj, dict):
+        raise WireError("field 'activity': expected an object")
+    out: dict[str, Any] = {}
+    for name, limit in _SUMMARY_TEXTS.items():
+        value = obj.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise WireError(f"activity {name!r}: expected a string")
+            out[name] = value[:limit]
+    for name in _SUMMARY_COUNTS:
+        if obj.get(name) is not None:
+            out[name] = _number(obj, name, numbers.count)
+    for name in _SUMMARY_AGES:
+        if obj.get(name) is not None:
+            out[name] = _number(obj, name, numbers.duration)
+    for name in _SUMMARY_COSTS:
+        if obj.get(name) is not None:
+            out[name] = _number(obj, name, numbers.cost)
+    if "finished_ok" in obj:
+        if not isinstance(obj["finished_ok"], bool):
+            raise WireError("activity 'finished_ok': expected true or false")
+        out["finished_ok"] = obj["finished_ok"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -217,17 +278,22 @@ KILL_ANSWERS = ("killing", "rejected")
 NO_SUCH_AGENT = "no such agent here"  # a kill's refusal: nothing of that uid runs there
 
 
-def encode(message: DispatchRequest | AgentReport | KillRequest) -> bytes:
+def encode(message: DispatchRequest | AgentReport | KillRequest | WatchRequest) -> bytes:
     body = asdict(message)
     if isinstance(message, AgentReport):
         body["data"] = base64.b64encode(message.data).decode("ascii")
+        if message.activity is None:
+            del body["activity"]
+        if not message.lines:
+            del body["lines"]
         kind = message.kind
     else:
-        kind = "dispatch" if isinstance(message, DispatchRequest) else "kill"
+        kind = ("dispatch" if isinstance(message, DispatchRequest) else
+                "kill" if isinstance(message, KillRequest) else "watch")
     return _dump({"v": WIRE_VERSION, **body, "kind": kind})
 
 
-def decode(data: bytes) -> DispatchRequest | AgentReport | KillRequest:
+def decode(data: bytes) -> DispatchRequest | AgentReport | KillRequest | WatchRequest:
     obj = _load(data)
     version = obj.get("v")
     if version != WIRE_VERSION:
@@ -240,12 +306,18 @@ def decode(data: bytes) -> DispatchRequest | AgentReport | KillRequest:
             base_ref=_get(obj, "base_ref", str), harness=_get(obj, "harness", str),
             console=_get(obj, "console", str),
             expires_at=_number(obj, "expires_at", numbers.timestamp),
-            title=_get(obj, "title", str, optional=True) or "")
+            title=_get(obj, "title", str, optional=True) or "",
+            output=_output_mode(_get(obj, "output", str, optional=True) or "full"))
     if kind == "kill":
         return KillRequest(uid=_get(obj, "uid", str),
                            grace_s=_number(obj, "grace_s", numbers.duration),
                            expires_at=_number(obj, "expires_at", numbers.timestamp))
-    if kind in REPORT_KINDS or kind in KILL_ANSWERS:
+    if kind == "watch":
+        until = obj.get("until")
+        return WatchRequest(uid=_get(obj, "uid", str),
+                            until=0.0 if until == 0 else _number(obj, "until", numbers.timestamp),
+                            expires_at=_number(obj, "expires_at", numbers.timestamp))
+    if kind in REPORT_KINDS or kind in KILL_ANSWERS or kind in WATCH_ANSWERS:
         return _report(obj, kind)
     raise WireError(f"unknown kind {kind!r}")
 
@@ -265,7 +337,24 @@ def _report(obj: Mapping[str, Any], kind: str) -> AgentReport:
         offset=_number(obj, "offset", numbers.offset, optional=True), data=raw,
         code=_number(obj, "code", numbers.exit_code, optional=True),
         request_key=_get(obj, "request_key", str, optional=True) or "",
-        refusal=_refusal(_get(obj, "refusal", str, optional=True) or ""))
+        refusal=_refusal(_get(obj, "refusal", str, optional=True) or ""),
+        activity=checked_activity(obj["activity"]) if obj.get("activity") is not None
+        else None, lines=_lines(obj.get("lines")))
+
+
+def _lines(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > SUMMARY_LINES + 1 \
+            or not all(isinstance(v, str) for v in value):
+        raise WireError(f"field 'lines': at most {SUMMARY_LINES + 1} strings")
+    return tuple(v[:SUMMARY_LINE_CHARS] for v in value)
+
+
+def _output_mode(value: str) -> str:
+    if value not in OUTPUT_MODES:
+        raise WireError(f"field 'output': {value[:20]!r}")
+    return value
 
 
 REFUSALS = ("", "claimed", "retry", "host")
@@ -289,6 +378,10 @@ def encode_reports(reports: list[AgentReport]) -> list[bytes]:
     size = 0
     for report in reports:
         body = {**asdict(report), "data": base64.b64encode(report.data).decode("ascii")}
+        if report.activity is None:
+            del body["activity"]
+        if not report.lines:
+            del body["lines"]
         weight = len(body["data"]) + 200
         if bodies and size + weight > BATCH_BYTES:
             messages.append(_dump({"v": WIRE_VERSION, "kind": "batch", "reports": bodies}))

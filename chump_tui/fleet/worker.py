@@ -52,6 +52,7 @@ from chump_tui.fleet.worker_health import (
     HostHealth,
 )
 from chump_tui.fleet.worker_output import OutputPump
+from chump_tui.harness import stream_format
 from chump_tui.log_lines import Redactor, secret_values
 from chump_tui.outside_text import one_line, visible
 from chump_tui.paths import dispatch_paths, slug
@@ -61,6 +62,7 @@ from chump_tui.steps import StepCancelled, StepRunner, StepTimeout
 from chump_tui.watchdog import BusyProbe
 
 PUMP_S = 0.05
+MAX_WATCH_S = 120.0  # a watch lasts this long unless renewed (its console renews it)
 DEFAULT_HEARTBEAT_S = 5.0
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SAFE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")  # never an option to git
@@ -97,6 +99,7 @@ class Hosted:
     exit_code: int | None = None
     superseded: bool = False  # its gap was claimed by another session: being stopped
     console_key: str = ""  # the key that signed its request: only it may kill the agent
+    output_mode: str = "full"  # what its console asked for: every byte, or summaries
 
     @property
     def claim_session(self) -> str:
@@ -201,6 +204,7 @@ class Worker:
             real_dir(path)
         self._resume()
         self.broker.subscribe(wire.kill_subject(self.name), self._on_kill)
+        self.broker.subscribe(wire.watch_subject(self.name), self._on_watch)
         queue = self.broker.work_queue(self.key)
         self._heartbeat("active")
         self._log(f"worker {self.name} on {socket.gethostname()}: {len(self.agents)} agent(s) "
@@ -466,9 +470,10 @@ class Worker:
         had = (worktree.exists(), self._branch_exists(branch))
         spawner = RealSpawner(self.repo_root, self.environ, request.harness)
         log_path = self.log_dir / f"{slug(gap.id)}-{request.uid[:12]}.log"
+        output = OutputLog()
         try:
             handle = dispatch_gap_with(spawner, gap, self.repo_root, self.base_ref,
-                                       log_path, OutputLog(), None, environ=self.environ)
+                                       log_path, output, None, environ=self.environ)
             assert handle.process is not None
         except Exception as exc:  # any failure: this request's, never the worker's
             self._undo(gap.id, session, worktree, branch, had)
@@ -481,7 +486,9 @@ class Worker:
         hosted = Hosted(uid=request.uid, key=request.key, gap_id=gap.id,
                         console=request.console, pid=process.pid,
                         start_time=process.start_time or 0.0, log_path=str(log_path),
-                        harness=handle.harness, backend=handle.backend, console_key=signer)
+                        harness=handle.harness, backend=handle.backend, console_key=signer,
+                        output_mode=request.output)
+        self.pump.outputs[request.uid] = output
         with self._lock:
             self.agents[request.uid] = (hosted, process)
         self._save()
@@ -588,12 +595,35 @@ class Worker:
         with contextlib.suppress(Exception):  # the asker went away: nothing to answer
             await self.broker.respond(msg, wire.encode(reply))
 
-    def _kill_refusal(self, request: wire.KillRequest, signer: str | None,
+    async def _on_watch(self, msg: Msg) -> None:
+        """A console watches an agent (its whole output is sent meanwhile): obeyed only
+        from the console that dispatched it, as a kill is."""
+        payload = bytes(msg.data)
+        signer = wire.signer_of(msg.subject, payload, msg.headers)
+        try:
+            request = wire.decode(payload)
+            if not isinstance(request, wire.WatchRequest):
+                raise wire.WireError(f"a {type(request).__name__} on the watch subject")
+        except wire.WireError as exc:
+            self._log(f"worker {self.name}: dropped a malformed watch request ({exc})")
+            return
+        with self._lock:
+            entry = self.agents.get(request.uid)
+        refusal = self._kill_refusal(request, signer, entry)
+        if refusal is None and entry is not None:
+            self.pump.watch(entry[0], min(request.until, time.time() + MAX_WATCH_S))
+        reply = wire.AgentReport(kind="rejected" if refusal else "watching", uid=request.uid,
+                                 worker=self.name, host=self.host, note=refusal or "")
+        with contextlib.suppress(Exception):  # the asker went away: nothing to answer
+            await self.broker.respond(msg, wire.encode(reply))
+
+    def _kill_refusal(self, request: wire.KillRequest | wire.WatchRequest, signer: str | None,
                       entry: tuple[Hosted, AgentProcess | None] | None) -> str | None:
+        """Why a kill (or a watch) is not obeyed, or None."""
         if signer is None or not self.gate.trust.trusts(signer, "console"):
             return "not signed by a console this worker trusts"
         if time.time() > request.expires_at:
-            return "the kill request expired"
+            return "the request expired"
         if entry is None or entry[1] is None:
             return wire.NO_SUCH_AGENT
         if entry[0].console_key and signer != entry[0].console_key:
@@ -637,6 +667,10 @@ class Worker:
                 self._log(f"worker {self.name}: {h.key}: log outside {self.log_dir}; dropped")
                 continue
             process = AgentProcess.attach(h.pid, h.start_time, h.log_path)
+            if process is not None:  # what it did so far, read again, for its summaries
+                output = OutputLog()
+                process.follow(Path(h.log_path), output, None, 0, stream_format(h.harness))
+                self.pump.outputs[h.uid] = output
             with self._lock:
                 self.agents[h.uid] = (h, process)
             self._log(f"worker {self.name}: {h.gap_id} ({h.key}) pid {h.pid} "

@@ -180,6 +180,7 @@ class MonitorScreen(Screen[None]):
             card.show(record, now, tail, version, act,
                       quiet if isinstance(quiet, Quiet) else None)
         if self.selected is not None:
+            engine.watch(self.selected)  # again: its agent may have started since
             view = self.query_one(OutputView)
             seen = engine.output_lines_seen(self.selected)
             if self.selected != view.shown_key or seen != view.shown_seen:
@@ -214,11 +215,19 @@ class MonitorScreen(Screen[None]):
             found.append(said)
         return found
 
+    def on_screen_suspend(self) -> None:
+        self.chump.engine.watch(None)  # nobody looks at an agent's output now
+
+    def on_screen_resume(self) -> None:
+        if self.selected is not None:
+            self.chump.engine.watch(self.selected)
+
     def select(self, key: str) -> None:
         previous = self._cards.get(self.selected) if self.selected else None
         if previous is not None:
             previous.remove_class("-selected")
         self.selected = key
+        self.chump.engine.watch(key)  # a fleet agent's whole output, while looked at
         card = self._cards.get(key)
         if card is not None:
             card.add_class("-selected")
