@@ -1,6 +1,6 @@
 """Child process for bench/run.py's fleet figure; prints one JSON line.
 
-  fleet WORKERS AGENTS RATE SECONDS
+  fleet WORKERS AGENTS RATE SECONDS [full|summary]
   fleet probe URL SUBJECT OUT     (the broker-side probe, in a process of its own)
 
 A real nats-server (JetStream), WORKERS real ``chump-tui worker`` processes, each with its
@@ -8,7 +8,10 @@ own clone of a temp origin, AGENTS agents on each writing claude stream-json at 
 for SECONDS (every tenth event an assistant text carrying the time it was written), and the
 real console (ChumpApp, headless under Pilot) dispatching them all with ``--nats``. Measured:
 an agent's line to the first frame the console composes after the line reached it; key to
-redraw; the console's CPU; messages into the broker per agent per second (its /varz).
+redraw; the console's CPU; messages and bytes into the broker per agent per second (its
+/varz). With ``summary`` the console asks for summaries (``--fleet-output summary``): the
+line figure is then the selected agent's (the one whose whole output comes), the others'
+lines arriving coalesced in their summaries.
 """
 
 from __future__ import annotations
@@ -92,13 +95,15 @@ RAMP_S = 40.0
 STAMP = re.compile(r"t=(\d{10}\.\d{4})")
 
 
-def broker_messages(monitor_port: int) -> int:
+def broker_in(monitor_port: int) -> tuple[int, int]:
+    """Messages and bytes the server took in so far."""
     with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=5) as r:
-        return int(json.load(r)["in_msgs"])
+        varz = json.load(r)
+    return int(varz["in_msgs"]), int(varz["in_bytes"])
 
 
-async def figure_fleet(workers: int, per_worker: int, rate: int,
-                       seconds: float) -> dict[str, object]:
+async def figure_fleet(workers: int, per_worker: int, rate: int, seconds: float,
+                       output: str = "full") -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     names = [f"w{i + 1}" for i in range(workers)]
     n = workers * per_worker
@@ -131,17 +136,22 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
     setup = repo_setup(parse_args([
         "--backlog", str(repos["console"] / "gaps.yaml"), "--repo-root", str(repos["console"]),
         "--execute", "--nats", server.url, *member_args("console"), "--max-parallel", str(n),
-        "--tick", "2"]))
+        "--tick", "2", "--fleet-output", output]))
     app = ChumpApp(setup)
     engine = setup.engine
     arrivals: list[tuple[float, float]] = []  # (seconds since written, perf time of arrival)
 
+    selected: list[str | None] = [None]
+    selected_since = [0.0]  # lines written before then are its last 64 KB, sent again
+
     def on_event(event: EngineEvent) -> None:
         if isinstance(event, OutputLine):
+            if output == "summary" and event.key != selected[0]:
+                return  # the others' lines come in their summaries, coalesced
             now, perf = time.time(), time.perf_counter()
             for text in event.lines:
                 found = STAMP.search(text)
-                if found:
+                if found and float(found.group(1)) >= selected_since[0]:
                     arrivals.append((now - float(found.group(1)), perf))
 
     engine.subscribe(on_event)
@@ -164,7 +174,7 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
                 await asyncio.sleep(0.2)
             clock = FrameClock(app)
             monitor_screen = app.screen
-            cpu0, t0, msgs0 = _cpu(), time.perf_counter(), broker_messages(monitor)
+            cpu0, t0, (msgs0, bytes0) = _cpu(), time.perf_counter(), broker_in(monitor)
             window = (time.time(), time.time() + seconds)
             arrivals.clear()
             ramp = time.perf_counter() - started
@@ -172,8 +182,13 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
                 raise RuntimeError(f"starting {n} agents took {ramp:.0f} s")
             while time.perf_counter() - t0 < seconds:
                 await asyncio.sleep(0.25)
+                if selected[0] != monitor_screen.selected:  # type: ignore[attr-defined]
+                    selected[0] = monitor_screen.selected  # type: ignore[attr-defined]
+                    selected_since[0] = time.time()
                 if len(monitor_screen._cards) < 2:  # type: ignore[attr-defined]
                     continue
+                if output == "summary" and int(time.perf_counter() - t0) % 10 < 5:
+                    continue  # half the time the selection stays: its agent's lines timed
                 key = turn_at_edges(monitor_screen, "right" if (len(keys) // 20) % 2 == 0
                                     else "left")
                 before = monitor_screen.selected  # type: ignore[attr-defined]
@@ -182,7 +197,8 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
                     lambda b=before: monitor_screen.selected != b))  # type: ignore[attr-defined]
             wall = time.perf_counter() - t0
             cpu = (_cpu() - cpu0) / wall
-            msgs = broker_messages(monitor) - msgs0
+            msgs, in_bytes = broker_in(monitor)
+            msgs, in_bytes = msgs - msgs0, in_bytes - bytes0
             frames = sorted(clock.frames)
             shown: list[float] = []
             for waited, perf in list(arrivals):
@@ -217,6 +233,7 @@ async def figure_fleet(workers: int, per_worker: int, rate: int,
             "broker_median_ms": pct([x * 1000 for x in at_broker], 0.5),
             "key_p95_ms": pct(keys, 0.95), "keys": len(keys),
             "cpu_cores": cpu, "rss_mb": rss, "broker_msgs_per_agent_s": msgs / n / wall,
+            "broker_bytes_per_agent_s": in_bytes / n / wall, "output": output,
             "shipped": shipped, "costs_recorded": costs}
 
 
@@ -249,7 +266,8 @@ def main() -> None:
         return
     workers, per_worker, rate, seconds = (int(sys.argv[1]), int(sys.argv[2]),
                                           int(sys.argv[3]), float(sys.argv[4]))
-    print(json.dumps(asyncio.run(figure_fleet(workers, per_worker, rate, seconds))))
+    output = sys.argv[5] if len(sys.argv) > 5 else "full"
+    print(json.dumps(asyncio.run(figure_fleet(workers, per_worker, rate, seconds, output))))
 
 
 if __name__ == "__main__":

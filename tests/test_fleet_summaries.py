@@ -72,11 +72,11 @@ def test_summaries_are_coalesced_bounded_and_only_sent_on_change() -> None:
     assert sum(len(line) for line in first.lines) < 1100  # bounded, the newest kept
     assert first.lines[-1].startswith("line 499")
     out.add("line 500")
-    assert summaries.due("u", out, final=False) is None  # within 0.5 s: coalesced
-    now[0] += 0.6
+    assert summaries.due("u", out, final=False) is None  # within a second: coalesced
+    now[0] += 1.1
     second = summaries.due("u", out, final=False)
     assert second is not None and second.lines == ("line 500",)
-    now[0] += 0.6
+    now[0] += 1.1
     assert summaries.due("u", out, final=False) is None  # nothing changed
     last = summaries.due("u", out, final=True)
     assert last is not None and last.lines == ()  # the last one, whatever changed

@@ -21,7 +21,7 @@ from chump_tui.agent_process import OutputLog
 from chump_tui.agent_streams.events import Finished
 from chump_tui.fleet import wire
 
-SUMMARY_EVERY_S = 0.5
+SUMMARY_EVERY_S = 1.0  # an unwatched card changes once a second: enough, and under 2 KB/s
 SUMMARY_LINE_BYTES = 900  # of new lines per summary: with the activity, under 2 KB a second
 
 _TEXTS = ("session_id", "model", "doing", "fatal_error", "last_retry")
