@@ -235,21 +235,22 @@ def bench_kill(seconds: str) -> Row:
                "-", "≤ 1 tick; UI stall ≤ 100 ms", ok, r)
 
 
-def bench_fleet(seconds: str) -> Row:
-    done = subprocess.run([PY, str(HERE / "fleet_figure.py"), "3", "30", "20", seconds],
+def bench_fleet(seconds: str, output: str = "full") -> Row:
+    done = subprocess.run([PY, str(HERE / "fleet_figure.py"), "3", "30", "20", seconds, output],
                           capture_output=True, text=True, cwd=ROOT, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     r = json.loads(done.stdout.strip().splitlines()[-1])
     ok = (r["line_p95_ms"] <= 250 and r["key_p95_ms"] <= 150 and r["cpu_cores"] <= 0.6
           and r["shipped"] == r["agents"])
-    return Row(f"fleet: {r['workers']} workers × {r['agents'] // r['workers']} agents × "
-               f"{r['rate']} stream-json events/s through nats-server for {r['seconds']:g} s "
-               "(all on this machine)",
+    return Row(f"fleet ({output}): {r['workers']} workers × {r['agents'] // r['workers']} "
+               f"agents × {r['rate']} stream-json events/s through nats-server for "
+               f"{r['seconds']:g} s (all on this machine)",
                f"agent line → console frame p95 {r['line_p95_ms']:.0f} ms (median "
                f"{r['line_median_ms']:.0f}; at the broker p95 {r['broker_p95_ms']:.0f}); "
                f"key→redraw p95 {r['key_p95_ms']:.0f} ms; console CPU {r['cpu_cores']:.2f} "
-               f"core; {r['broker_msgs_per_agent_s']:.1f} broker messages per agent per s; "
+               f"core; {r['broker_msgs_per_agent_s']:.1f} broker messages and "
+               f"{r['broker_bytes_per_agent_s'] / 1024:.1f} KB per agent per s; "
                f"{r['shipped']}/{r['agents']} shipped", "-",
                "line p95 ≤ 250 ms; key p95 ≤ 150 ms; ≤ 0.6 core", ok, r)
 
@@ -266,6 +267,7 @@ FIGURES: dict[str, Callable[[argparse.Namespace], Row]] = {
     "gh": lambda a: bench_gh_calls(a.runs),
     "kill": lambda a: bench_kill("5" if a.quick else "30"),
     "fleet": lambda a: bench_fleet("10" if a.quick else "30"),
+    "fleet_summary": lambda a: bench_fleet("10" if a.quick else "30", "summary"),
 }
 
 
