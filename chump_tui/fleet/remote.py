@@ -410,7 +410,8 @@ class FleetClient:
                 pending.report = report
                 pending.done.set()
         if agent is not None:
-            if agent.lost and report.kind == "output" and not agent.stopped_on_return:
+            if agent.lost and report.kind in ("output", "summary") \
+                    and not agent.stopped_on_return:
                 # Its host is back with the agent alive: followed again if its gap was not
                 # dispatched anew meanwhile, else stopped there (never two agents on a gap).
                 agent.stopped_on_return = True
