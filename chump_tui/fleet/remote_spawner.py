@@ -176,7 +176,10 @@ class RemoteSpawner:
                         return report
                     why = f"{report.host} ({report.worker}): {report.note}"
                     if report.refusal == "claimed":
-                        self._check_claim(gap_id)  # whose: taken elsewhere, or ours ending
+                        try:  # whose: taken elsewhere (raised), or ours ending (wait)
+                            self._check_claim(gap_id)
+                        except DispatchDeferred as exc:
+                            why = str(exc)
                     elif report.refusal == "host":
                         refused_by_hosts += 1
                         if refused_by_hosts >= HOST_REFUSALS:
