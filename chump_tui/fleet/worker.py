@@ -574,45 +574,50 @@ class Worker:
     # ------------------------------------------------------------ kills
     async def _on_kill(self, msg: Msg) -> None:
         """A kill is obeyed only when the console that dispatched the agent signed it."""
-        payload = bytes(msg.data)
-        signer = wire.signer_of(msg.subject, payload, msg.headers)
-        try:
-            request = wire.decode(payload)
-            if not isinstance(request, wire.KillRequest):
-                raise wire.WireError(f"a {type(request).__name__} on the kill subject")
-        except wire.WireError as exc:
-            self._log(f"worker {self.name}: dropped a malformed kill request ({exc})")
+        read = self._console_request(msg, wire.KillRequest, "kill")
+        if read is None:
             return
-        with self._lock:
-            entry = self.agents.get(request.uid)
-        refusal = self._kill_refusal(request, signer, entry)
+        request, entry, refusal = read
+        assert isinstance(request, wire.KillRequest)
         if refusal is None and entry is not None and entry[1] is not None:
             self._stop(entry[0], entry[1], max(0.0, min(request.grace_s, 3600.0)))
         elif refusal is not None and entry is not None:
             self._log(f"worker {self.name}: refused a kill of {entry[0].key}: {refusal}")
-        reply = wire.AgentReport(kind="rejected" if refusal else "killing", uid=request.uid,
-                                 worker=self.name, host=self.host, note=refusal or "")
-        with contextlib.suppress(Exception):  # the asker went away: nothing to answer
-            await self.broker.respond(msg, wire.encode(reply))
+        await self._answer(msg, request.uid, "killing", refusal)
 
     async def _on_watch(self, msg: Msg) -> None:
         """A console watches an agent (its whole output is sent meanwhile): obeyed only
         from the console that dispatched it, as a kill is."""
+        read = self._console_request(msg, wire.WatchRequest, "watch")
+        if read is None:
+            return
+        request, entry, refusal = read
+        assert isinstance(request, wire.WatchRequest)
+        if refusal is None and entry is not None:
+            self.pump.watch(entry[0], min(request.until, time.time() + MAX_WATCH_S))
+        await self._answer(msg, request.uid, "watching", refusal)
+
+    def _console_request(self, msg: Msg, expected: type, what: str) -> tuple[
+            wire.KillRequest | wire.WatchRequest, tuple[Hosted, AgentProcess | None] | None,
+            str | None] | None:
+        """A kill or watch request, its agent here and why it is refused (None: obeyed);
+        None when it is not one (logged and dropped)."""
         payload = bytes(msg.data)
         signer = wire.signer_of(msg.subject, payload, msg.headers)
         try:
             request = wire.decode(payload)
-            if not isinstance(request, wire.WatchRequest):
-                raise wire.WireError(f"a {type(request).__name__} on the watch subject")
+            if not isinstance(request, expected) or not isinstance(
+                    request, wire.KillRequest | wire.WatchRequest):
+                raise wire.WireError(f"a {type(request).__name__} on the {what} subject")
         except wire.WireError as exc:
-            self._log(f"worker {self.name}: dropped a malformed watch request ({exc})")
-            return
+            self._log(f"worker {self.name}: dropped a malformed {what} request ({exc})")
+            return None
         with self._lock:
             entry = self.agents.get(request.uid)
-        refusal = self._kill_refusal(request, signer, entry)
-        if refusal is None and entry is not None:
-            self.pump.watch(entry[0], min(request.until, time.time() + MAX_WATCH_S))
-        reply = wire.AgentReport(kind="rejected" if refusal else "watching", uid=request.uid,
+        return request, entry, self._kill_refusal(request, signer, entry)
+
+    async def _answer(self, msg: Msg, uid: str, yes: str, refusal: str | None) -> None:
+        reply = wire.AgentReport(kind="rejected" if refusal else yes, uid=uid,
                                  worker=self.name, host=self.host, note=refusal or "")
         with contextlib.suppress(Exception):  # the asker went away: nothing to answer
             await self.broker.respond(msg, wire.encode(reply))
