@@ -184,8 +184,12 @@ def test_two_workers_ship_six_gaps_each_once(tmp_path: Path) -> None:
         wait_for(claims_and_workers, 60, "claims in chump_gaps while agents run")
         raw = broker.kv_get(broker.gap_bucket, wire.gap_key(next(iter(claims_seen))))
         assert raw is not None and set(json.loads(raw)) == {"session_id", "claimed_at", "files"}
-        live = {name: wire.WorkerRecord.from_bytes(data)
-                for name, data in broker.kv_items(broker.workers_bucket).items()}
+        def presence() -> dict[str, wire.WorkerRecord]:
+            return {name: wire.WorkerRecord.from_bytes(data)
+                    for name, data in broker.kv_items(broker.workers_bucket).items()}
+        # A key listing can come back short under load: read until both records are seen.
+        wait_for(lambda: {"w1", "w2"} <= set(presence()), 10, "both presence records")
+        live = presence()
         assert {"w1", "w2"} <= set(live) and all(w.status == "active" for w in live.values())
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, out + err

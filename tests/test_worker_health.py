@@ -203,3 +203,17 @@ def test_a_waiting_fleet_dispatch_is_queued_and_a_gap_held_elsewhere_is_taken() 
     assert taken.label() == "TAKEN" and not taken.failed_to_start and failed.failed_to_start
     assert totals_line([taken, failed]).endswith("spawn_failures=1  taken=1")
     assert totals_line([failed]).endswith("spawn_failures=1")  # the reference's line as it was
+
+
+def test_a_listing_that_comes_back_empty_is_a_hiccup_not_every_worker_gone(
+        monkeypatch: object) -> None:
+    client, bucket, clock = judge(monkeypatch)
+    w1 = from_seed(new_seed())
+    bucket.items["w1"] = presence(w1, 1)
+    look(client, clock, 1)
+    items, bucket.items = bucket.items, {}  # a short key listing, look after look
+    look(client, clock, 10)
+    assert len(client.workers_up()) == 1 and client.silent_for("w1") is None
+    bucket.items = items
+    look(client, clock, 1)
+    assert len(client.workers_up()) == 1

@@ -627,6 +627,12 @@ class FleetClient:
         except FleetError:
             self._blind = True
             return
+        if not items and self._workers:
+            # Records live for minutes after their worker's last word: none at all, when
+            # workers were seen, is a listing that came back short (it happens under load),
+            # not every worker gone at once. Nobody is judged on it.
+            self._blind = True
+            return
         now = time.monotonic()
         with self._lock:
             blind_for = now - self._looked_at - 2 * LOOK_EVERY_S
