@@ -326,9 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_worker_cli(args[1:])
     if args[:1] == ["serve"]:
-        from chump_tui.web.serve import run_serve_cli
+        from chump_tui.tui.serve import run_serve_cli
 
-        return run_serve_cli(args[1:])
+        return run_serve_cli(args[1:], parse_args)
     if args[:1] == ["follow-up"]:
         return _follow_up(args[1:])
     if args[:1] == ["fleet"]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chump_tui.errors import ChumpError
-from chump_tui.web.serve import load_token
+from chump_tui.tui.serve import load_token
 
 
 def test_a_token_is_made_once_kept_0600_and_rotated_on_demand(tmp_path: Path) -> None:

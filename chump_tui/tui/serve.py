@@ -37,7 +37,7 @@ from chump_tui.safe_fs import open_nofollow
 PROG = "chump-tui serve"
 TOKEN_FILE = "serve-token"
 MAX_SESSIONS = 16  # browser sessions at once: each is a console process
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parent / "serve_page"
 
 Handler = Callable[[Any], Awaitable[Any]]
 
@@ -214,18 +214,18 @@ def make_server(console_args: Sequence[str], host: str, port: int, token: str,
                          statics_path=statics, templates_path=TEMPLATES)
 
 
-def run_serve_cli(argv: Sequence[str]) -> int:
+def run_serve_cli(argv: Sequence[str], check_console_args: Callable[[list[str]], object]) -> int:
+    """``check_console_args``: the console's own flag parsing (one line and exit 2)."""
     ns, console_args = build_parser().parse_known_args(list(argv))
     try:
-        return _serve(ns, console_args)
+        return _serve(ns, console_args, check_console_args)
     except ChumpError as exc:
         print(visible(f"{PROG}: {exc}"), file=sys.stderr)
         return 2
 
 
-def _serve(ns: argparse.Namespace, console_args: list[str]) -> int:
-    from chump_tui.cli import parse_args
-
+def _serve(ns: argparse.Namespace, console_args: list[str],
+           check_console_args: Callable[[list[str]], object]) -> int:
     if not 0 < ns.port < 65536:
         raise ChumpError(f"--port {ns.port}: choose 1 to 65535")
     if ns.public_url is not None:
@@ -236,7 +236,7 @@ def _serve(ns: argparse.Namespace, console_args: list[str]) -> int:
     if any(a in ("--no-tui", "--self-test", "-h", "--help") for a in console_args):
         raise ChumpError("serve runs the console: --no-tui, --self-test and --help are "
                          "not for it")
-    parse_args(console_args)  # a bad console flag is one line now, not in every browser
+    check_console_args(console_args)  # a bad console flag is one line now, not in every browser
     path = token_path(ns.token_file, console_args)
     token = load_token(path, ns.rotate_token)
     server = make_server(console_args, ns.host, ns.port, token, ns.public_url)
