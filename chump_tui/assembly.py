@@ -202,9 +202,8 @@ def follow_fleet(engine: Engine, records: list[Dispatch]) -> None:
         spawner.client.on_return = lambda agent: spawner.adopt_returned(engine, agent)
         spawner.on_request = engine.note_request
         spawner.on_waiting = engine.note_waiting
-        for record in records:  # settled before the console stopped: their claims are done
-            uid = record.remote.partition("/")[2]
-            if uid and not record.active:
-                spawner.own_requests.add(uid)
-                spawner.client.release_claim_of(uid)
+        settled = [(r.gap_id, r.remote.partition("/")[2]) for r in records
+                   if r.remote.partition("/")[2] and not r.active]
+        spawner.own_requests.update(uid for _, uid in settled)
+        spawner.client.release_claims(settled)  # settled before it stopped: claims done
         spawner.client.follow(replay_from(records))

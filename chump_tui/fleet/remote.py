@@ -336,16 +336,24 @@ class FleetClient:
             self._exits_seen.add(report.uid)
             ours = report.uid in self._agents or report.uid in self.abandoned
         if ours and report.code != 0:
-            self.release_claim_of(report.uid)
+            self.release_claims([("", report.uid)])
 
-    def release_claim_of(self, uid: str) -> None:
-        """Release the claim request ``uid``'s agent holds (if it still does), on a thread;
-        ``close`` waits for it a moment."""
+    def release_claims(self, claims: list[tuple[str, str]]) -> None:
+        """Release the claims these (gap id, request uid) agents hold, each only if it still
+        does, one after another on a thread (``close`` waits for it a moment). A gap id not
+        known ("") is looked for among all the claims."""
+        if not claims:
+            return
+
         def go() -> None:
-            with contextlib.suppress(FleetError):
-                self.broker.release_by_session(claim_session(uid))
+            for gap_id, uid in claims:
+                with contextlib.suppress(FleetError):
+                    if gap_id:
+                        self.broker.release(gap_id, claim_session(uid))
+                    else:
+                        self.broker.release_by_session(claim_session(uid))
 
-        thread = threading.Thread(target=go, daemon=True, name=f"fleet-release-{uid[:8]}")
+        thread = threading.Thread(target=go, daemon=True, name="fleet-release")
         with self._lock:
             self._releases = [t for t in self._releases if t.is_alive()] + [thread]
         thread.start()
@@ -759,7 +767,7 @@ class FleetClient:
             return
         uid = rec.remote.partition("/")[2]
         if uid:  # the attempt is settled: its gap is free (or done) for everyone
-            self.release_claim_of(uid)
+            self.release_claims([(rec.gap_id, uid)])
         if rec.outcome.kind == "shipped":
             body = wire.coord_event("DONE", self.session, gap=rec.gap_id,
                                     reason=f"PR #{rec.outcome.pr_number} merged")
