@@ -444,13 +444,21 @@ class Broker:
             return None
         return wire.signed_headers(self.identity, subject, data)
 
+    def jetstream_answers(self) -> None:
+        """FleetError unless JetStream answers this client now (its account's info)."""
+        async def go() -> None:
+            await self.js.account_info()
+
+        self.run(go(), timeout=5)
+
     def publish(self, subject: str, data: bytes) -> None:
         """Into a stream, signed; returns once the server stored it."""
         self.run(self.js.publish(subject, data, headers=self.headers(subject, data)))
 
-    def publish_event(self, subject: str, data: bytes) -> None:
+    def publish_event(self, subject: str, data: bytes, wait: bool = False) -> None:
         """An upstream coordination event, stored with an acknowledgement and retried with
-        back-off through a broker hiccup (about a minute); never blocks the caller. Signed
+        back-off through a broker hiccup (about a minute); never blocks the caller unless
+        ``wait`` (then it returns once the event is stored or given up). Signed
         in headers (upstream reads the body as it is): other consoles believe a DONE only
         from a console they trust."""
         headers = self.headers(subject, data)
@@ -466,6 +474,10 @@ class Broker:
                     delay = min(delay * 2, 15.0)
             self.errors = [*self.errors[-4:], f"an event on {subject} was not stored"]
 
+        if wait:  # on the caller's thread: until stored, or given up
+            with contextlib.suppress(FleetError):
+                self.run(go(), timeout=120)
+            return
         self.spawn(go())
 
     def publish_many(self, messages: list[tuple[str, bytes]]) -> list[bool]:

@@ -338,14 +338,17 @@ class FleetClient:
         if ours and report.code != 0:
             self.release_claims([("", report.uid)])
 
-    def release_claims(self, claims: list[tuple[str, str]]) -> None:
+    def release_claims(self, claims: list[tuple[str, str]],
+                       first: Callable[[], None] | None = None) -> None:
         """Release the claims these (gap id, request uid) agents hold, each only if it still
-        does, one after another on a thread (``close`` waits for it a moment). A gap id not
-        known ("") is looked for among all the claims."""
+        does, one after another on a thread, after ``first`` (``close`` waits for it a
+        moment). A gap id not known ("") is looked for among all the claims."""
         if not claims:
             return
 
         def go() -> None:
+            if first is not None:
+                first()
             for gap_id, uid in claims:
                 with contextlib.suppress(FleetError):
                     if gap_id:
@@ -766,8 +769,6 @@ class FleetClient:
         if rec.outcome is None:
             return
         uid = rec.remote.partition("/")[2]
-        if uid:  # the attempt is settled: its gap is free (or done) for everyone
-            self.release_claims([(rec.gap_id, uid)])
         if rec.outcome.kind == "shipped":
             body = wire.coord_event("DONE", self.session, gap=rec.gap_id,
                                     reason=f"PR #{rec.outcome.pr_number} merged")
@@ -776,4 +777,10 @@ class FleetClient:
             body = wire.coord_event("STUCK", self.session, gap=rec.gap_id,
                                     reason=one_line(rec.reason(), 300))
             subject = wire.event_subject("STUCK")
-        self.broker.publish_event(subject, body)
+        if not uid:
+            self.broker.publish_event(subject, body)
+            return
+        # The attempt is settled: its gap is free (or done) for everyone, but only once its
+        # DONE is stored: a console that saw the claim go before the DONE would run it again.
+        self.release_claims([(rec.gap_id, uid)],
+                            first=lambda: self.broker.publish_event(subject, body, wait=True))

@@ -286,11 +286,27 @@ class Worker:
                                record.signed(self.identity))
         except FleetError as exc:
             self._log(f"worker {self.name}: heartbeat: {exc}")
+            if self._presence_unreadable():
+                self.fence.renewed()
         else:
             self.fence.renewed()
             if checked:  # the claims were read just now: each paused agent's is known
                 self.fence.lift(self._still_holds)
         self._save()
+
+    def _presence_unreadable(self) -> bool:
+        """The broker answers this worker but nobody can read the presence bucket (the one
+        cluster node holding upstream's one-replica bucket is gone): no console can judge
+        anyone's silence meanwhile, so there is nothing to fence against."""
+        try:
+            self.broker.jetstream_answers()
+        except FleetError:
+            return False  # cut off: the fence's case
+        try:
+            self.broker.kv_get(self.broker.workers_bucket, self.name)
+        except FleetError:
+            return True
+        return False
 
     def _still_holds(self, uid: str) -> bool:
         with self._lock:
