@@ -376,6 +376,13 @@ class FleetClient:
                 self._shipped_elsewhere[gap] = \
                     f"shipped by another console ({one_line(session, 80) or signer[:12]})"
 
+    def agent_over(self, uid: str) -> bool:
+        """Request ``uid``'s agent ended as far as this console knows (or never started:
+        its request was given up on)."""
+        with self._lock:
+            agent = self._agents.get(uid)
+        return agent.ended.is_set() if agent is not None else uid in self.abandoned
+
     def shipped_elsewhere(self) -> dict[str, str]:
         with self._lock:
             return dict(self._shipped_elsewhere)

@@ -114,6 +114,11 @@ class RemoteSpawner:
             return
         uid = held.session_id.removeprefix("chump-tui:")
         if uid in self.own_requests:
+            if self.client.agent_over(uid):
+                # Its agent ended here (lost, killed) and its release did not get through
+                # (the broker was away then): ours to free, as it would have been.
+                with contextlib.suppress(FleetError):
+                    self.client.broker.release(gap_id, held.session_id)
             raise DispatchDeferred("an earlier request of this console still holds its claim")
         raise TakenElsewhere(f"taken by {self._holder(held, uid)} (claimed in "
                              f"{self.client.broker.gap_bucket} since {held.claimed_at})")
