@@ -25,7 +25,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -42,7 +44,7 @@ from bench.console_figures import (  # noqa: E402
 from chump_tui.cli import parse_args  # noqa: E402
 from chump_tui.events import EngineEvent, OutputLine  # noqa: E402
 from chump_tui.fleet import wire  # noqa: E402
-from chump_tui.tui.app import ChumpApp  # noqa: E402
+from chump_tui.tui.app import ChumpApp, ConsoleSetup  # noqa: E402
 from chump_tui.tui.launch import repo_setup  # noqa: E402
 from tests.fleet_rig import (  # noqa: E402
     FLEETS,
@@ -138,9 +140,38 @@ async def figure_fleet(workers: int, per_worker: int, rate: int, seconds: float,
         "--execute", "--nats", server.url, *member_args("console"), "--max-parallel", str(n),
         "--tick", "2", "--fleet-output", output]))
     app = ChumpApp(setup)
+    # The same reports as a plain subscriber gets them: how much of the latency is the
+    # worker and the broker, how much the console's mirror, follower and frame. In a
+    # process of its own: decoding every report here would count in the console's CPU.
+    probe_out = tmp / "probe.json"
+    probe = subprocess.Popen([PY, __file__, "probe", server.url, wire.agents_subject(
+        wire.repo_key(str(repos["origin"])), "*"), str(probe_out), str(fleet)])
+    try:
+        figures = await measure_console(app, setup, n, seconds, output, monitor, RAMP_S - 5)
+    finally:
+        for host in hosts:
+            host.stop()
+        probe.terminate()
+        probe.wait(30)
+        server.stop()
+    window = figures.pop("window")
+    at_broker = [waited for arrived, waited in json.loads(probe_out.read_text())
+                 if window[0] <= arrived <= window[1]]
+    return {"workers": workers, "agents": n, "rate": rate, "seconds": seconds, **figures,
+            "broker_p95_ms": pct([x * 1000 for x in at_broker], 0.95),
+            "broker_median_ms": pct([x * 1000 for x in at_broker], 0.5)}
+
+
+async def measure_console(app: ChumpApp, setup: ConsoleSetup, n: int, seconds: float,
+                          output: str, monitor_port: int, ramp_s: float,
+                          measured: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Dispatch the backlog's N gaps through the fleet from the console (headless), then
+    for SECONDS: key to redraw while the selection moves half the time, the selected
+    agent's lines to the frame that shows them the other half (with ``summary`` only the
+    selected agent's whole output comes), the console's CPU and the broker's intake; then
+    wait (up to RAMP_S + 120 s) for every outcome. ``window``: the measured span (epoch)."""
     engine = setup.engine
     arrivals: list[tuple[float, float]] = []  # (seconds since written, perf time of arrival)
-
     selected: list[str | None] = [None]
     selected_since = [0.0]  # lines written before then are its last 64 KB, sent again
 
@@ -155,12 +186,6 @@ async def figure_fleet(workers: int, per_worker: int, rate: int, seconds: float,
                     arrivals.append((now - float(found.group(1)), perf))
 
     engine.subscribe(on_event)
-    # The same reports as a plain subscriber gets them: how much of the latency is the
-    # worker and the broker, how much the console's mirror, follower and frame. In a
-    # process of its own: decoding every report here would count in the console's CPU.
-    probe_out = tmp / "probe.json"
-    probe = subprocess.Popen([PY, __file__, "probe", server.url, wire.agents_subject(
-        wire.repo_key(str(repos["origin"])), "*"), str(probe_out), str(fleet)])
     me = psutil.Process()
     keys: list[float] = []
     try:
@@ -169,17 +194,16 @@ async def figure_fleet(workers: int, per_worker: int, rate: int, seconds: float,
             app.dispatch_gaps(setup.backlog.gaps)
             started = time.perf_counter()
             while sum(1 for d in app.dispatches.values() if d.phase == "running") < n:
-                if time.perf_counter() - started > 120:
-                    raise RuntimeError(f"only {len(app.dispatches)} dispatched in 120 s")
+                if time.perf_counter() - started > ramp_s:
+                    running = sum(1 for d in app.dispatches.values() if d.phase == "running")
+                    raise RuntimeError(f"only {running} of {n} running after {ramp_s:.0f} s")
                 await asyncio.sleep(0.2)
+            ramp = time.perf_counter() - started
             clock = FrameClock(app)
             monitor_screen = app.screen
-            cpu0, t0, (msgs0, bytes0) = _cpu(), time.perf_counter(), broker_in(monitor)
+            cpu0, t0, (msgs0, bytes0) = _cpu(), time.perf_counter(), broker_in(monitor_port)
             window = (time.time(), time.time() + seconds)
             arrivals.clear()
-            ramp = time.perf_counter() - started
-            if ramp > RAMP_S - 5:
-                raise RuntimeError(f"starting {n} agents took {ramp:.0f} s")
             while time.perf_counter() - t0 < seconds:
                 await asyncio.sleep(0.25)
                 if selected[0] != monitor_screen.selected:  # type: ignore[attr-defined]
@@ -197,7 +221,7 @@ async def figure_fleet(workers: int, per_worker: int, rate: int, seconds: float,
                     lambda b=before: monitor_screen.selected != b))  # type: ignore[attr-defined]
             wall = time.perf_counter() - t0
             cpu = (_cpu() - cpu0) / wall
-            msgs, in_bytes = broker_in(monitor)
+            msgs, in_bytes = broker_in(monitor_port)
             msgs, in_bytes = msgs - msgs0, in_bytes - bytes0
             frames = sorted(clock.frames)
             shown: list[float] = []
@@ -206,35 +230,28 @@ async def figure_fleet(workers: int, per_worker: int, rate: int, seconds: float,
                 if later is not None:
                     shown.append((waited + later - perf) * 1000)
             rss = me.memory_info().rss / 2**20
-            deadline = time.perf_counter() + RAMP_S + 120
+            measured()
+            deadline = time.perf_counter() + ramp_s + 120
             while any(d.outcome is None for d in app.dispatches.values()):
                 if time.perf_counter() > deadline:
                     break
                 await asyncio.sleep(0.5)
-            shipped = sum(1 for d in app.dispatches.values()
-                          if d.outcome is not None and d.outcome.kind == "shipped")
+            outcomes = [d.outcome.kind for d in app.dispatches.values()
+                        if d.outcome is not None]
+            shipped = outcomes.count("shipped")
             costs = sum(1 for d in app.dispatches.values() if d.cost_usd is not None)
+            attempts = len(app.dispatches)
             app.quit_with("stop_keep")
     finally:
         engine.close()
         if setup.store is not None:
             setup.store.release()
-        for host in hosts:
-            host.stop()
-        probe.terminate()
-        probe.wait(30)
-        server.stop()
-    at_broker = [waited for arrived, waited in json.loads(probe_out.read_text())
-                 if window[0] <= arrived <= window[1]]
-    return {"workers": workers, "agents": n, "rate": rate, "seconds": seconds,
-            "line_p95_ms": pct(shown, 0.95), "line_median_ms": pct(shown, 0.5),
-            "lines_timed": len(shown),
-            "broker_p95_ms": pct([x * 1000 for x in at_broker], 0.95),
-            "broker_median_ms": pct([x * 1000 for x in at_broker], 0.5),
-            "key_p95_ms": pct(keys, 0.95), "keys": len(keys),
+    return {"line_p95_ms": pct(shown, 0.95), "line_median_ms": pct(shown, 0.5),
+            "lines_timed": len(shown), "key_p95_ms": pct(keys, 0.95), "keys": len(keys),
             "cpu_cores": cpu, "rss_mb": rss, "broker_msgs_per_agent_s": msgs / n / wall,
             "broker_bytes_per_agent_s": in_bytes / n / wall, "output": output,
-            "shipped": shipped, "costs_recorded": costs}
+            "ramp_s": ramp, "attempts": attempts, "outcomes": len(outcomes),
+            "shipped": shipped, "costs_recorded": costs, "window": window}
 
 
 def probe(url: str, subject: str, out_path: str, fleet: str) -> None:

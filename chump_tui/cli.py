@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (try --help)\n")
 
 
-MAX_PARALLEL = 1000
+MAX_PARALLEL = 5000  # a fleet of thirty hosts runs a thousand and more
 DAY_S = 86400.0
 
 
