@@ -131,6 +131,8 @@ class Launcher:
     def launch(self, live: Live, spawner: Spawner) -> None:
         """Run the dispatch steps for a reserved row (blocking)."""
         gap = self.gap_for(live.record)
+        with self.table.lock:
+            self.table.dispatching[live.record.log_path] = live
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)  # the session checked its parents
             handle = dispatch_gap_with(
@@ -140,6 +142,9 @@ class Launcher:
         except Exception as exc:  # any failure is this gap's spawn failure, never a lost row
             self.spawn_failed(live, exc)
             return
+        finally:
+            with self.table.lock:
+                self.table.dispatching.pop(live.record.log_path, None)
         with self.table.lock:
             live.record.started_at = handle.started_at
             live.record.note = handle.claim_note or ""
@@ -188,24 +193,31 @@ class Launcher:
         (``remote``: how to find its answer); saved first, so a console killed while it
         waits resumes the wait instead of losing the agent."""
         with self.table.lock:
-            for live in self.table.rows.values():
-                rec = live.record
-                if rec.phase == "dispatching" and rec.log_path == str(log_path):
-                    rec.remote = remote
-                    self.table.changed(live, "requested")
-                    return
+            live = self._dispatching_into(log_path)
+            if live is not None:
+                live.record.remote = remote
+                self.table.changed(live, "requested")
 
     def note_waiting(self, log_path: Path, waiting: str) -> None:
         """What the row dispatching into ``log_path`` waits for now (a fleet host with a
-        free slot, the broker); "" once its request goes out. Saved and told on change."""
+        free slot, the broker); "" once its request goes out. Told on change, and saved
+        with the row's next change: it is what the card says, and a resumed console
+        dispatches a waiting row again whatever it waited for (a thousand rows waiting
+        for hosts would otherwise rewrite the session file a thousand times a look)."""
         with self.table.lock:
-            for live in self.table.rows.values():
-                rec = live.record
-                if rec.phase == "dispatching" and rec.log_path == str(log_path):
-                    if rec.waiting != waiting:
-                        rec.waiting = waiting
-                        self.table.changed(live, "waiting")
-                    return
+            live = self._dispatching_into(log_path)
+            if live is not None and live.record.waiting != waiting:
+                live.record.waiting = waiting
+                self.table.changed(live, "waiting", save=False)
+
+    def _dispatching_into(self, log_path: Path) -> Live | None:
+        """The row whose dispatch writes ``log_path`` (caller holds the lock): one being
+        launched, else (a resumed session's) any row still dispatching."""
+        live = self.table.dispatching.get(str(log_path))
+        if live is not None and live.record.phase == "dispatching":
+            return live
+        return next((lv for lv in self.table.rows.values() if lv.record.phase == "dispatching"
+                     and lv.record.log_path == str(log_path)), None)
 
     # ------------------------------------------------------------ agents started elsewhere
     def follow(self, live: Live, start: StartAgent, note: str) -> bool:

@@ -60,6 +60,10 @@ class DispatchTable:
         self.idle = threading.Condition(self.lock)  # notified whenever a row may have ended
         self.rows: dict[str, Live] = {}
         self.order: list[str] = []
+        self._of_gap: dict[str, list[Live]] = {}  # a thousand-row fleet asks per dispatch
+        # Rows whose dispatch steps run now, by log path: a fleet's spawner names its row
+        # by it (note_waiting, note_request), up to a thousand at once.
+        self.dispatching: dict[str, Live] = {}
         self.listeners: list[Listener] = []
         self.state_error: str | None = None
         self.stopping = threading.Event()  # stop_all ran: no new agent may start
@@ -69,6 +73,8 @@ class DispatchTable:
     def add(self, live: Live, why: str) -> None:
         with self.lock:
             key = live.record.key
+            if key not in self.rows:
+                self._of_gap.setdefault(live.record.gap_id, []).append(live)
             self.rows[key] = live
             if key not in self.order:
                 self.order.append(key)
@@ -83,7 +89,7 @@ class DispatchTable:
 
     def of_gap(self, gap_id: str) -> list[Live]:
         with self.lock:
-            return [lv for lv in self.rows.values() if lv.record.gap_id == gap_id]
+            return list(self._of_gap.get(gap_id, ()))
 
     # ------------------------------------------------------------------ events
     def subscribe(self, listener: Listener) -> None:

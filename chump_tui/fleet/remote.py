@@ -88,18 +88,32 @@ class RemoteAgent(AgentProcess):
         self.on_line: LineCallback | None = None
         self._early: list[wire.AgentReport] = []  # summaries before that
         self.watching = False  # the operator looks at it: its whole output comes
+        self._follow_with: tuple[Path, int, StreamFormat | None] | None = None
+        self._following = False
         self.watch_renew_at = 0.0
 
     def follow(self, log_path: Path, output: OutputLog, on_line: LineCallback | None,
                offset: int = 0, fmt: StreamFormat | None = None) -> None:
-        """The mirror is followed as a local agent's log is; summaries, when its host sends
-        them, go to the same output and line sink."""
+        """The mirror is followed as a local agent's log is, from when anything is written
+        into it (a thousand summarised agents nobody watches have none, and a follower
+        polls its file each round); summaries, when its host sends them, go to the same
+        output and line sink."""
         with self._write:
             self.output, self.on_line = output, on_line
             early, self._early = self._early, []
-        super().follow(log_path, output, on_line, offset, fmt)
+            self._follow_with = (log_path, offset, fmt)
+            if self.received or os.path.exists(log_path):
+                self._start_following()
         for report in early:
             self._summary(report)
+
+    def _start_following(self) -> None:
+        """Caller holds _write; once."""
+        if self._follow_with is None or self._following:
+            return
+        self._following = True
+        log_path, offset, fmt = self._follow_with
+        super().follow(log_path, self.output or OutputLog(), self.on_line, offset, fmt)
 
     # -- fed by the client, on the broker's thread
     def feed(self, report: wire.AgentReport) -> None:
@@ -169,6 +183,7 @@ class RemoteAgent(AgentProcess):
                 self._mirror_fd = open_nofollow(self.mirror,
                                                 os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             os.write(self._mirror_fd, data)
+            self._start_following()
         if self._reported_exit is not None:  # output after its end: nothing more will come
             self._close_mirror()
 
