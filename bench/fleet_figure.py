@@ -42,7 +42,7 @@ from bench.console_figures import (  # noqa: E402
     turn_at_edges,
 )
 from chump_tui.cli import parse_args  # noqa: E402
-from chump_tui.events import EngineEvent, OutputLine  # noqa: E402
+from chump_tui.events import DispatchChanged, EngineEvent, OutputLine  # noqa: E402
 from chump_tui.fleet import wire  # noqa: E402
 from chump_tui.tui.app import ChumpApp, ConsoleSetup  # noqa: E402
 from chump_tui.tui.launch import repo_setup  # noqa: E402
@@ -175,7 +175,16 @@ async def measure_console(app: ChumpApp, setup: ConsoleSetup, n: int, seconds: f
     selected: list[str | None] = [None]
     selected_since = [0.0]  # lines written before then are its last 64 KB, sent again
 
+    requested: dict[str, float] = {}  # row -> when its request went out (the ramp's story)
+    answered: list[float] = []  # request -> its agent running, seconds
+
     def on_event(event: EngineEvent) -> None:
+        if isinstance(event, DispatchChanged):
+            if event.why == "requested":
+                requested.setdefault(event.dispatch.key, time.perf_counter())
+            elif event.why == "dispatched" and event.dispatch.key in requested:
+                answered.append(time.perf_counter() - requested[event.dispatch.key])
+            return
         if isinstance(event, OutputLine):
             if output == "summary" and event.key != selected[0]:
                 return  # the others' lines come in their summaries, coalesced
@@ -199,6 +208,7 @@ async def measure_console(app: ChumpApp, setup: ConsoleSetup, n: int, seconds: f
                     raise RuntimeError(f"only {running} of {n} running after {ramp_s:.0f} s")
                 await asyncio.sleep(0.2)
             ramp = time.perf_counter() - started
+            sent = sorted(t - started for t in requested.values())
             clock = FrameClock(app)
             monitor_screen = app.screen
             cpu0, t0, (msgs0, bytes0) = _cpu(), time.perf_counter(), broker_in(monitor_port)
@@ -250,7 +260,10 @@ async def measure_console(app: ChumpApp, setup: ConsoleSetup, n: int, seconds: f
             "lines_timed": len(shown), "key_p95_ms": pct(keys, 0.95), "keys": len(keys),
             "cpu_cores": cpu, "rss_mb": rss, "broker_msgs_per_agent_s": msgs / n / wall,
             "broker_bytes_per_agent_s": in_bytes / n / wall, "output": output,
-            "ramp_s": ramp, "attempts": attempts, "outcomes": len(outcomes),
+            "ramp_s": ramp, "ramp_half_requested_s": pct(sent, 0.5) if sent else 0.0,
+            "ramp_all_requested_s": sent[-1] if sent else 0.0,
+            "request_to_running_p95_s": pct(answered, 0.95) if answered else 0.0,
+            "attempts": attempts, "outcomes": len(outcomes),
             "shipped": shipped, "costs_recorded": costs, "window": window}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,10 @@ async def figure_load(hosts: int, per_host: int, rate: int, seconds: float,
             generator.wait(60)
         server.stop()
     figures.pop("window")
+    with sqlite3.connect(repos["console"] / "sessions" / "chump_memory.db") as db:
+        rows, gaps = db.execute("SELECT COUNT(*), COUNT(DISTINCT intended_goal) "
+                                "FROM chump_reflections").fetchone()
+    figures["reflections"], figures["reflected_gaps"] = rows, gaps
     published: dict[str, int] = {}
     for out in outs:
         for host in json.loads(out.read_text()).values():

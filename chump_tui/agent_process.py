@@ -124,15 +124,23 @@ class OutputLog:
             self._signals.extend(signals)
         return lines
 
-    def apply_summary(self, activity: Activity, lines: list[str]) -> None:
-        """A fleet host's summary of its agent: its activity now, and new lines to show."""
-        signals = [line for line in lines if is_signal_line(line)]
+    def apply_summary(self, activity: Activity, lines: list[str],
+                      signals: list[str] | None = None) -> None:
+        """A fleet host's summary of its agent: its activity now, new lines to show, and
+        (its last) the signal lines of its whole log, which replace those seen here. A
+        signal line already kept is not kept twice (a restarted worker says its agent's
+        newest lines again)."""
+        seen = [line for line in lines if is_signal_line(line)]
         with self._lock:
             self.activity_from_host = True
             self._activity = activity
             self.lines_seen += len(lines)
             self._tail.extend(lines)
-            self._signals.extend(signals)
+            if signals:
+                self._signals.clear()
+                self._signals.extend(line for line in signals if is_signal_line(line))
+            else:
+                self._signals.extend(line for line in seen if line not in self._signals)
 
     def clear_tail(self, note: str) -> None:
         """The lines shown start over at ``note`` (a host's whole log follows from here)."""

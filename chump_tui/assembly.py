@@ -202,8 +202,11 @@ def follow_fleet(engine: Engine, records: list[Dispatch]) -> None:
         spawner.client.on_return = lambda agent: spawner.adopt_returned(engine, agent)
         spawner.on_request = engine.note_request
         spawner.on_waiting = engine.note_waiting
-        settled = [(r.gap_id, r.remote.partition("/")[2]) for r in records
-                   if r.remote.partition("/")[2] and not r.active]
-        spawner.own_requests.update(uid for _, uid in settled)
-        spawner.client.release_claims(settled)  # settled before it stopped: claims done
+        settled = [r for r in records if r.remote.partition("/")[2] and not r.active]
+        spawner.own_requests.update(r.remote.partition("/")[2] for r in settled)
+        # Settled before it stopped: a failed attempt's claim is done (a shipped one's is
+        # kept until its TTL, as when it shipped).
+        spawner.client.release_claims([
+            (r.gap_id, r.remote.partition("/")[2]) for r in settled
+            if r.outcome is None or r.outcome.kind != "shipped"])
         spawner.client.follow(replay_from(records))

@@ -156,10 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="SECONDS", help="with --nats: how long a dispatch may wait for a "
                    "host with a free slot and retry the broker's or a host's failures "
                    f"before it fails (default {DEFAULT_DISPATCH_DEADLINE_S:g}; 0: no limit)")
-    p.add_argument("--fleet-output", choices=("full", "summary"), default="full",
-                   help="with --nats: what hosts send of their agents: every byte (full, the "
-                        "default) or what the console shows (summary: activity and new "
-                        "lines, coalesced; the whole log of the agent you look at)")
+    p.add_argument("--fleet-output", choices=("full", "summary"), default="summary",
+                   help="with --nats: what hosts send of their agents: what the console "
+                        "shows (summary, the default: activity and new lines, coalesced; "
+                        "the whole log of the agent you look at) or every byte (full)")
     p.add_argument("--insecure-broker", action="store_true",
                    help="use --nats even though the broker lets clients without "
                         "credentials in")

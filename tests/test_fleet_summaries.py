@@ -69,6 +69,7 @@ def test_summaries_are_coalesced_bounded_and_only_sent_on_change() -> None:
     out.add_many([f"line {i} " + "x" * 60 for i in range(500)])
     first = summaries.due("u", out, final=False)
     assert first is not None and first.lines[0] == "[chump-tui] 488 more line(s) on w1"
+    summaries.stored(["u"])
     assert sum(len(line) for line in first.lines) < 1100  # bounded, the newest kept
     assert first.lines[-1].startswith("line 499")
     out.add("line 500")
@@ -76,10 +77,55 @@ def test_summaries_are_coalesced_bounded_and_only_sent_on_change() -> None:
     now[0] += 1.1
     second = summaries.due("u", out, final=False)
     assert second is not None and second.lines == ("line 500",)
+    summaries.stored(["u"])
     now[0] += 1.1
     assert summaries.due("u", out, final=False) is None  # nothing changed
+    out.add("line 501")
+    now[0] += 1.1
+    lost = summaries.due("u", out, final=False)  # a round the broker did not store...
+    assert lost is not None and lost.lines == ("line 501",)
+    now[0] += 1.1
+    again = summaries.due("u", out, final=False)  # ...is said again, lines and all
+    assert again is not None and again.lines == ("line 501",)
+    summaries.stored(["u"])
+    now[0] += 1.1
+    assert summaries.due("u", out, final=False) is None
     last = summaries.due("u", out, final=True)
     assert last is not None and last.lines == ()  # the last one, whatever changed
+
+
+def test_the_last_summary_carries_what_the_reflection_keeps_of_the_whole_log() -> None:
+    from chump_tui.activity import Activity
+    from chump_tui.agent_process import OutputLog
+
+    host = OutputLog(clock=lambda: 100.0)
+    host.add_many(["error: linker failed TOKEN=abc", *[f"ok {i}" for i in range(300)],
+                   "warning: unused import"])
+    summaries = Summaries("w1", lambda t: t.replace("abc", "***"), clock=lambda: 100.0)
+    running = summaries.due("u", host, final=False)
+    assert running is not None and running.signals == ()  # only the last one carries them
+    host.add("ok 301")
+    last = summaries.due("u", host, final=True)
+    assert last is not None and last.signals == ("error: linker failed TOKEN=***",
+                                                 "warning: unused import")
+    back = wire.decode(wire.encode(last))
+    assert isinstance(back, wire.AgentReport) and back.signals == last.signals
+    console = OutputLog()
+    console.apply_summary(Activity(), ["ok 299"])  # the summaries carried none of them
+    assert console.signal_lines() == []
+    console.apply_summary(Activity(), list(back.lines),
+                          [*back.signals, "not a signal line: dropped"])
+    assert console.signal_lines() == list(last.signals)
+    hostile = json.loads(wire.encode(last))
+    hostile["signals"] = ["error"] * (wire.SUMMARY_SIGNALS + 1)
+    with pytest.raises(wire.WireError):
+        wire.decode(json.dumps(hostile).encode())
+    # Empty fields are not sent (a thousand agents' summaries a second), and still read.
+    exited = wire.encode(wire.AgentReport(kind="exited", uid="u", worker="w1", host="w1",
+                                          code=0))
+    assert b"null" not in exited and b'"code":0' in exited
+    again = wire.decode(exited)
+    assert isinstance(again, wire.AgentReport) and again.code == 0 and again.pid is None
 
 
 def test_hosts_send_summaries_not_every_byte(tmp_path: Path) -> None:

@@ -366,8 +366,9 @@ def test_forged_reports_change_nothing_on_the_console(tmp_path: Path) -> None:
     attacker_id = from_seed(new_seed())
     with nats_server(tmp_path, secure=False) as server:
         w1 = start_worker(server.url, repos["w1"], "w1", {**env, "TEST_CONSOLE_KEY": console_key})
+        # full: the forged output would reach the mirror if it were believed
         run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3",
-                      "--insecure-broker")
+                      "--insecure-broker", "--fleet-output", "full")
         wait_for(lambda: " as PID " in w1.output(), 60, "the agent to start")
         attacker = Broker(server.url, name="attacker", identity=attacker_id).connect()
         uid = next(r["uid"] for _, r in stream_reports(attacker) if r["kind"] == "spawned")
@@ -380,6 +381,10 @@ def test_forged_reports_change_nothing_on_the_console(tmp_path: Path) -> None:
             wire.AgentReport(kind="output", uid=uid, worker="w1", host="w1", offset=0,
                              data=b'{"type":"result","subtype":"success","num_turns":1,'
                                   b'"total_cost_usd":777.0,"result":"FORGED"}\n'),
+            wire.AgentReport(kind="summary", uid=uid, worker="w1", host="w1",
+                             activity={"cost_usd": 777.0, "finished_ok": True,
+                                       "finished_cost_usd": 777.0},
+                             lines=("FORGED summary",)),
         ]
         for report in forged:
             payload = wire.encode(report)
@@ -410,7 +415,8 @@ exec {HELPERS / 'fake_agent.sh'} "$@"
 """
 
 
-def test_a_secret_only_on_the_worker_never_leaves_its_host(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["summary", "full"])
+def test_a_secret_only_on_the_worker_never_leaves_its_host(tmp_path: Path, mode: str) -> None:
     secrets = {"ANTHROPIC_API_KEY": "sk-ant-api03-" + "Q" * 40, "GH_TOKEN": "ghp_" + "Z" * 36}
     agent = tmp_path / "secret_agent.sh"
     agent.write_text(SECRET_AGENT)
@@ -422,7 +428,8 @@ def test_a_secret_only_on_the_worker_never_leaves_its_host(tmp_path: Path) -> No
     with nats_server(tmp_path) as server:
         w1 = start_worker(server.url, repos["w1"], "w1",
                           {**env, **secrets, "CHUMP_CLAUDE_BIN": str(agent)})
-        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3")
+        run = console(repos["console"], server.url, env, "--watch", "--tick", "0.3",
+                      "--fleet-output", mode)
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0 and "shipped=1" in out, out + err
         tester = server.client("tester")
@@ -441,7 +448,9 @@ def test_a_secret_only_on_the_worker_never_leaves_its_host(tmp_path: Path) -> No
               "the reflections": json.dumps(sqlite3.connect(session / "chump_memory.db")
                                             .execute("SELECT * FROM chump_reflections")
                                             .fetchall())}
-    assert "using *** and *** to work" in places["the mirror log"]
+    # What was said arrived, redacted on the host: whole (full), or in a summary's lines.
+    assert "using *** and *** to work" in places[
+        "the mirror log" if mode == "full" else "the stream"]
     for where, text in places.items():
         for value in secrets.values():
             assert value not in text and value[:12] not in text, where

@@ -73,10 +73,9 @@ class Resumer:
         reattach = getattr(self.spawner, "reattach", None)
         unanswered: list[tuple[str, StartAgent]] = []
         for rec in records:
-            if rec.phase == "dispatching" and (rec.remote or rec.waiting) \
-                    and resume_dispatch is not None:
-                # Its request went out to the fleet (a host may have started it since), or
-                # it was waiting for a host: the dispatch goes on.
+            if rec.phase == "dispatching" and resume_dispatch is not None:
+                # A fleet's: its request went out (a host may have started it since), or
+                # none yet (it waited for a host; nothing was made here): it goes on.
                 unanswered.append((rec.key, resume_dispatch(rec)))
                 notes.append(f"{rec.key}: was being dispatched when the console stopped; "
                              + ("waiting for the fleet's answer" if rec.remote.partition("/")[2]

@@ -140,7 +140,8 @@ class RemoteAgent(AgentProcess):
                     self._early.append(report)
                 return
         lines = [] if self.watching else list(report.lines)
-        output.apply_summary(activity_from(report.activity or {}, time.time()), lines)
+        output.apply_summary(activity_from(report.activity or {}, time.time()), lines,
+                             list(report.signals))
         if lines and on_line is not None:
             on_line(lines)
 
@@ -799,10 +800,13 @@ class FleetClient:
             body = wire.coord_event("STUCK", self.session, gap=rec.gap_id,
                                     reason=one_line(rec.reason(), 300))
             subject = wire.event_subject("STUCK")
-        if not uid:
+        if not uid or rec.outcome.kind == "shipped":
+            # A shipped gap keeps its claim until upstream's TTL (4 h) ends it: another
+            # console that looked before our DONE reached it would otherwise find the gap
+            # free and run it again (seen: a DONE stored is not yet a DONE read). By then the
+            # DONE (kept 24 h) says it shipped.
             self.broker.publish_event(subject, body)
             return
-        # The attempt is settled: its gap is free (or done) for everyone, but only once its
-        # DONE is stored: a console that saw the claim go before the DONE would run it again.
+        # The attempt failed: its gap is free for everyone once its STUCK is stored.
         self.release_claims([(rec.gap_id, uid)],
                             first=lambda: self.broker.publish_event(subject, body, wait=True))

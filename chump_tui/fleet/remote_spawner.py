@@ -47,7 +47,7 @@ class RemoteSpawner:
 
     def __init__(self, client: FleetClient, base_ref: str, harness: str = DEFAULT_HARNESS,
                  gap_harness: Mapping[str, str] | None = None,
-                 dispatch_deadline_s: float = 0.0, output_mode: str = "full") -> None:
+                 dispatch_deadline_s: float = 0.0, output_mode: str = "summary") -> None:
         self.client = client
         self.base_ref = base_ref
         self.harness = harness

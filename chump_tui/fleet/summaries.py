@@ -92,24 +92,29 @@ class Summaries:
         self.redact = redact
         self.clock = clock
         self._sent: dict[str, _Sent] = {}
+        self._due: dict[str, _Sent] = {}  # said in a round not stored yet
 
     def due(self, uid: str, output: OutputLog, final: bool) -> wire.AgentReport | None:
-        """Agent ``uid``'s summary if one is due (``final``: its last, before its exit)."""
+        """Agent ``uid``'s summary if one is due (``final``: its last, before its exit).
+        What it says counts as sent only once ``stored`` says the broker has it."""
         now = self.clock()
         sent = self._sent.setdefault(uid, _Sent())
         if not final and now - sent.at < SUMMARY_EVERY_S:
             return None
         fields = activity_fields(output.activity(), now, self.redact)
-        said = repr({k: v for k, v in fields.items() if not k.endswith("_ago")})
+        said = _said(fields)
         seen = output.lines_seen
         new = seen - sent.lines
         if new <= 0 and said == sent.said and not final:
             return None
-        sent.at, sent.lines, sent.said = now, seen, said
-        if final:
-            del self._sent[uid]
+        self._due[uid] = _Sent(now, seen, said)
+        # Its last carries what a reflection keeps of the whole log (errors, warnings).
+        signals = tuple(self.redact(line)[:wire.SUMMARY_LINE_CHARS]
+                        for line in output.signal_lines()[-wire.SUMMARY_SIGNALS:]) \
+            if final else ()
         return wire.AgentReport(kind="summary", uid=uid, worker=self.worker, host=self.worker,
-                                activity=fields, lines=self._lines(output, new))
+                                activity=fields, lines=self._lines(output, new),
+                                signals=signals)
 
     def _lines(self, output: OutputLog, new: int) -> tuple[str, ...]:
         """The newest of its new lines, redacted, within the summary's bounds; a note first
@@ -129,5 +134,19 @@ class Summaries:
             lines.insert(0, f"[chump-tui] {new - len(lines)} more line(s) on {self.worker}")
         return tuple(lines)
 
+    def stored(self, uids: list[str]) -> None:
+        """The broker stored these agents' summaries (a round that failed is said again,
+        lines and all, next round)."""
+        for uid in uids:
+            due = self._due.pop(uid, None)
+            if due is not None:
+                self._sent[uid] = due
+
     def forget(self, uid: str) -> None:
         self._sent.pop(uid, None)
+        self._due.pop(uid, None)
+
+
+def _said(fields: dict[str, Any]) -> str:
+    """An activity as compared for change (its ages left out: they change every second)."""
+    return repr({k: v for k, v in fields.items() if not k.endswith("_ago")})

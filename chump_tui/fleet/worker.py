@@ -64,6 +64,7 @@ from chump_tui.watchdog import BusyProbe
 PUMP_S = 0.05
 MAX_WATCH_S = 120.0  # a watch lasts this long unless renewed (its console renews it)
 DEFAULT_HEARTBEAT_S = 5.0
+REPORT_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0)  # about a minute
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SAFE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")  # never an option to git
 
@@ -412,6 +413,19 @@ class Worker:
                                   **fields)
         self.broker.publish(wire.agents_subject(self.key, self.name), wire.encode(report))
 
+    def _report_until_stored(self, kind: str, uid: str, **fields: Any) -> bool:
+        """A report the console cannot do without (its agent runs), tried through a broker's
+        hiccup (a leader election, a node partitioned off) for about a minute."""
+        for wait in (*REPORT_RETRY_S, None):
+            try:
+                self._report(kind, uid, **fields)
+                return True
+            except FleetError as exc:
+                self._log(f"worker {self.name}: reporting {kind} for {uid[:12]}: {exc}")
+                if wait is None or self.stop.wait(wait):
+                    return False
+        return False
+
     def _take(self, msg: Msg, queue: WorkQueue) -> None:
         """One request off the queue: obeyed, refused, or (a broker error) left for the
         queue to hand out again. Nothing in it can end the worker."""
@@ -508,9 +522,20 @@ class Worker:
         with self._lock:
             self.agents[request.uid] = (hosted, process)
         self._save()
-        self._report("spawned", request.uid, pid=hosted.pid, start_time=hosted.start_time,
-                     harness=hosted.harness, backend=hosted.backend,
-                     note=self.redactor(handle.claim_note or ""), request_key=signer)
+        said = self._report_until_stored(
+            "spawned", request.uid, pid=hosted.pid, start_time=hosted.start_time,
+            harness=hosted.harness, backend=hosted.backend,
+            note=self.redactor(handle.claim_note or ""), request_key=signer)
+        if not said:
+            # Its console waits for this and never heard it: an agent nobody follows would
+            # run on. Stopped, and everything of the request undone, as a failed start.
+            process.terminate_group(5.0, bool(hosted.harness))
+            with self._lock:
+                self.agents.pop(request.uid, None)
+            self.pump.outputs.pop(request.uid, None)
+            self._save()
+            self._undo(gap.id, session, worktree, branch, had)
+            return "the broker did not take this worker's reports for a minute", "retry"
         self.broker.publish_event(wire.event_subject("INTENT"),
                                   wire.coord_event("INTENT", session, gap=gap.id))
         self._log(f"worker {self.name}: {gap.id} ({request.key}) as PID {hosted.pid}")
@@ -689,6 +714,8 @@ class Worker:
                 continue
             process = AgentProcess.attach(h.pid, h.start_time, h.log_path)
             if process is not None:  # what it did so far, read again, for its summaries
+                # (What the worker before it summarised is not known: its newest lines
+                # are said again, and the console keeps each warning once.)
                 output = OutputLog()
                 process.follow(Path(h.log_path), output, None, 0, stream_format(h.harness))
                 self.pump.outputs[h.uid] = output

@@ -111,8 +111,10 @@ class OutputPump:
             self.log(f"worker {self.worker}: publishing output: {exc}")
             return []
         if stored:
+            self.summaries.stored([r.uid for r in summaries])
             for uid in finals:  # its last summary is out: its exit may follow
                 self.outputs.pop(uid, None)
+                self.summaries.forget(uid)
         more: set[str] = set()
         for chunk in chunks:
             hosted = chunk.hosted
