@@ -317,13 +317,13 @@ def test_dispatch_and_continuous_refill_never_dispatch_a_gap_twice() -> None:
     real_reserve = engine.launcher.reserve
     raced = threading.Event()
 
-    def reserve_with_a_refill_racing(g: Gap, attempt: int, stale=()):  # type: ignore[no-untyped-def]
+    def reserve_with_a_refill_racing(g: Gap, attempt: int, stale=(), save=True):  # type: ignore[no-untyped-def]
         if g.id == "D-B" and not raced.is_set():
             raced.set()
             rival = threading.Thread(target=engine.refill.refill_soon)
             rival.start()
             rival.join(0.5)  # with the fix it waits for our lock; without it, it takes D-B
-        return real_reserve(g, attempt, stale)
+        return real_reserve(g, attempt, stale, save)
 
     engine.launcher.reserve = reserve_with_a_refill_racing  # type: ignore[method-assign]
     engine.dispatch(backlog)

@@ -74,6 +74,10 @@ class Launcher:
         attempt, or skipped while one is active or has shipped; an id the backlog gives
         twice (or that shares a worktree) never runs."""
         out: list[Dispatch] = []
+        # A fleet's row is first saved with its request, before anything happens for it
+        # (a thousand gaps dispatched at once were a thousand more rewrites of a growing
+        # session file); a local one before its worktree is made.
+        remote = bool(getattr(spawner, "dispatches_in_parallel", False))
         for gap in gaps:
             if self.table.stopping.is_set():
                 break
@@ -87,8 +91,8 @@ class Launcher:
                 continue
             with self.table.lock:  # check and reserve at once: continuous refills race us
                 previous = self.table.of_gap(gap.id)
-                live = None if previous else self.reserve(gap, 1,
-                                                          self.hooks.earlier_prs(gap.id))
+                live = None if previous else self.reserve(
+                    gap, 1, self.hooks.earlier_prs(gap.id), save=not remote)
             if live is None:
                 latest = max(previous, key=lambda lv: lv.record.attempt)
                 retried = self.retry(latest.record.key, spawner_for_retry, run)
@@ -99,8 +103,10 @@ class Launcher:
             out.append(dataclasses.replace(live.record))
         return out
 
-    def reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = ()) -> Live:
-        """A new row for ``gap`` (attempt ``attempt`` or the next free one), in the table."""
+    def reserve(self, gap: Gap, attempt: int, stale_prs: Iterable[int] = (),
+                save: bool = True) -> Live:
+        """A new row for ``gap`` (attempt ``attempt`` or the next free one), in the table
+        (saved unless the caller saves it with others)."""
         # An id that cannot be a path never becomes one, not even on a failed row.
         safe = unsafe_id_reason(gap.id) is None
         worktree, branch = dispatch_paths(self.repo_root, gap.id) if safe else ("", "")
@@ -125,7 +131,7 @@ class Launcher:
                 soft_deadline_s=soft, log_path=str(log_of(attempt)))
             record.stale_prs = sorted(set(stale_prs))
             live = Live(record, OutputLog(self.table.clock))
-            self.table.add(live, "dispatching")
+            self.table.add(live, "dispatching", save)
         return live
 
     def launch(self, live: Live, spawner: Spawner) -> None:
@@ -200,15 +206,16 @@ class Launcher:
 
     def note_waiting(self, log_path: Path, waiting: str) -> None:
         """What the row dispatching into ``log_path`` waits for now (a fleet host with a
-        free slot, the broker); "" once its request goes out. Told on change, and saved
-        with the row's next change: it is what the card says, and a resumed console
-        dispatches a waiting row again whatever it waited for (a thousand rows waiting
-        for hosts would otherwise rewrite the session file a thousand times a look)."""
+        free slot, the broker); "" once its request goes out. Told on change; saved when
+        it starts waiting (a console killed now dispatches it again when back), not at
+        each change of what it waits for (a thousand rows waiting for hosts would rewrite
+        the session file a thousand times a look)."""
         with self.table.lock:
             live = self._dispatching_into(log_path)
             if live is not None and live.record.waiting != waiting:
+                starts = not live.record.waiting
                 live.record.waiting = waiting
-                self.table.changed(live, "waiting", save=False)
+                self.table.changed(live, "waiting", save=starts)
 
     def _dispatching_into(self, log_path: Path) -> Live | None:
         """The row whose dispatch writes ``log_path`` (caller holds the lock): one being

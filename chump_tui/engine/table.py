@@ -70,7 +70,7 @@ class DispatchTable:
         self.closed = threading.Event()  # the engine is closing: its threads end
 
     # ------------------------------------------------------------------ rows
-    def add(self, live: Live, why: str) -> None:
+    def add(self, live: Live, why: str, save: bool = True) -> None:
         with self.lock:
             key = live.record.key
             if key not in self.rows:
@@ -78,7 +78,7 @@ class DispatchTable:
             self.rows[key] = live
             if key not in self.order:
                 self.order.append(key)
-            self.changed(live, why)
+            self.changed(live, why, save)
 
     def live(self, key: str) -> Live | None:
         return self.rows.get(key)
