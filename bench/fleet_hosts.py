@@ -229,6 +229,8 @@ class SimHost:
         agent = SimAgent(uid=request.uid, key=request.key, gap_id=request.gap_id,
                          console_key=signer, started=now,
                          per_burst=self.per_burst, pid=next(self._pids))
+        if self.ending:  # told to end before it started: it works a moment, then ends
+            agent.ends = now + ENDING_S
         with self.lock:
             self.agents[agent.uid] = agent
         self.out.agents += 1
