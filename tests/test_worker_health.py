@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from chump_tui.agent_process import AgentProcess, OutputLog
 from chump_tui.fleet import wire
@@ -217,3 +218,40 @@ def test_a_listing_that_comes_back_empty_is_a_hiccup_not_every_worker_gone(
     bucket.items = items
     look(client, clock, 1)
     assert len(client.workers_up()) == 1
+
+
+def test_a_report_of_a_started_agent_is_tried_again_until_the_broker_stores_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console waits for ``spawned``: a broker hiccup must not leave an agent running
+    that nobody follows. Tried again (here quickly) until stored; False when it never is,
+    and the worker then stops the agent and undoes the request."""
+    from chump_tui.fleet import worker as worker_module
+    from chump_tui.fleet.worker import Worker
+    from tests.fleet_rig import origin_with_clones
+
+    class FlakyBroker:
+        def __init__(self, failures: int) -> None:
+            self.failures = failures
+            self.stored: list[bytes] = []
+
+        def publish(self, subject: str, data: bytes) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise FleetError("nats://broker:4222: no answer within 5s", transient=True)
+            self.stored.append(data)
+
+    monkeypatch.setattr(worker_module, "REPORT_RETRY_S", (0.01, 0.01, 0.01, 0.01))
+    clone = origin_with_clones(tmp_path, "w1")["w1"]
+    console_key = from_seed(new_seed()).public_key
+    lines: list[str] = []
+    for failures, stored in ((3, True), (9, False)):
+        broker = FlakyBroker(failures)
+        worker = Worker(broker, clone, "w1", 1, ["claude"], {},  # type: ignore[arg-type]
+                        from_seed(new_seed()), TrustList().add([console_key], "console"),
+                        log=lines.append)
+        assert worker._report_until_stored("spawned", "u1", pid=4242) is stored
+        assert len(broker.stored) == (1 if stored else 0)
+        if stored:
+            report = wire.decode(broker.stored[0])
+            assert isinstance(report, wire.AgentReport) and report.pid == 4242
+    assert sum("reporting spawned for u1" in line for line in lines) == 3 + 5
