@@ -57,7 +57,7 @@ def test_what_print_config_prints_reads_back_the_same(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, said", [
-    ("max-parallel = 0\n", "setting 'max-parallel': must be from 1 to 1000, got 0"),
+    ("max-parallel = 0\n", "setting 'max-parallel': must be from 1 to 5000, got 0"),
     ("max-parallel = [\n", "config.toml: "),
     ("frobnicate = 1\n", "unknown setting 'frobnicate'"),
     ("insecure-broker = true\n", "unknown setting 'insecure-broker'"),
