@@ -33,6 +33,8 @@ from chump_tui.safe_fs import is_link, open_nofollow, real_dir
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 64 * 1024 * 1024
+JOURNAL_MIN_BYTES = 256 * 1024  # a journal grows to this, or the live rows' size, then
+                                # state.json is rewritten whole
 
 
 class SessionBusy(ChumpError):
@@ -55,6 +57,12 @@ class SessionStore:
         self._settled: dict[str, str] = {}  # row key -> its JSON, as in settled.jsonl
         self.saves = 0
         self.meta: dict[str, bool] = {}  # the session's switches (continuous), saved with it
+        # state.json is rewritten whole now and then (a new generation); between rewrites
+        # the rows that change are appended to that generation's journal.
+        self._generation = 0
+        self._journal_fd: int | None = None
+        self._journal_bytes = 0
+        self._written_meta: dict[str, bool] | None = None
 
     @classmethod
     def for_repo(cls, repo_root: Path) -> SessionStore:
@@ -83,6 +91,7 @@ class SessionStore:
         self._lock_fd = fd
 
     def release(self) -> None:
+        self._close_journal()
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -108,7 +117,10 @@ class SessionStore:
         else:
             for key in {changed} if isinstance(changed, str) else changed:
                 self._encoded.pop(key, None)
+        keys = None if changed is None else {changed} if isinstance(changed, str) \
+            else set(changed)
         rows: list[str] = []
+        changed_rows: list[str] = []
         newly_settled: list[tuple[str, str]] = []
         for record in records:
             encoded = self._encoded.get(record.key)
@@ -117,28 +129,87 @@ class SessionStore:
                                                                  separators=(",", ":"))
             if not settled(record):
                 rows.append(encoded)
+                if keys is not None and record.key in keys:
+                    changed_rows.append(encoded)
             elif self._settled.get(record.key) != encoded:
                 newly_settled.append((record.key, encoded))
         if newly_settled:  # synced before the table drops them: a row is always somewhere
             self._append_settled(newly_settled)
+        size = sum(len(row) + 1 for row in changed_rows)
+        if keys is not None and self._journal_fd is not None \
+                and self.meta == self._written_meta \
+                and self._journal_bytes + size <= max(JOURNAL_MIN_BYTES,
+                                                      sum(len(row) for row in rows)):
+            if changed_rows:
+                self._append_journal(changed_rows)
+        else:
+            self._rewrite(rows)
+        self.saves += 1
+
+    def _journal_path(self, generation: int) -> Path:
+        return self.directory / f"changes-{generation}.jsonl"
+
+    def _rewrite(self, rows: list[str]) -> None:
+        """The live rows written whole as the next generation of state.json, with an empty
+        journal of that generation beside it (the old one is then obsolete: a load reads
+        only its state's journal)."""
+        generation = self._generation + 1
+        self._close_journal()
+        journal = self._journal_path(generation)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(journal)  # a leftover (or a planted link): never written through
+        journal_fd = open_nofollow(journal, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
         head = json.dumps({"version": STATE_VERSION, "saved_at": time.time(),
-                           "pid": os.getpid(), **self.meta}, separators=(",", ":"))
+                           "pid": os.getpid(), "generation": generation, **self.meta},
+                          separators=(",", ":"))
         text = f'{head[:-1]},"dispatches":[{",".join(rows)}]}}'
         tmp = self.state_path.with_name(f".state.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # a leftover (or a planted link): never written through
-        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_path)  # replaces a link itself, never its target
-        dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        self.saves += 1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.state_path)  # replaces a link itself, never its target
+            dir_fd = os.open(self.directory, os.O_RDONLY)  # both names, at once
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            os.close(journal_fd)
+            raise
+        for _, stale in self._journals():
+            if stale != journal:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+        self._generation = generation
+        self._journal_fd = journal_fd
+        self._journal_bytes = 0
+        self._written_meta = dict(self.meta)
+
+    def _append_journal(self, rows: list[str]) -> None:
+        """Changed live rows appended and synced: a save costs the rows that changed, not
+        every live row (a thousand fleet agents made each save a megabyte). A failed append
+        is cut off and the next save rewrites the state whole."""
+        fd = self._journal_fd
+        assert fd is not None
+        data = "".join(f"{row}\n" for row in rows).encode("utf-8")
+        size = self._journal_bytes
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            self._journal_fd = None
+            raise
+        self._journal_bytes += len(data)
 
     def _append_settled(self, rows: list[tuple[str, str]]) -> None:
         fd = open_nofollow(self.settled_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -200,23 +271,39 @@ class SessionStore:
                 return [], []
             return [], [self._set_aside(self.state_path, "corrupt", f"unreadable ({exc})")]
         self.meta = {k: data[k] for k in ("continuous",) if isinstance(data.get(k), bool)}
+        generation = data.get("generation")
+        self._generation = generation if isinstance(generation, int) \
+            and not isinstance(generation, bool) and 0 <= generation < 2**53 else 0
         rows, unusable = _rows(enumerate(data["dispatches"], 1))
         if unusable and not rows:  # not one usable row: a corrupt file, set aside whole
             if read_only:
                 return [], []
             return [], [self._set_aside(self.state_path, "corrupt",
                                         f"unreadable ({unusable[0]})")]
-        return self._kept(self.state_path, rows, raw, read_only, unusable)
+        kept, warnings = self._kept(self.state_path, rows, raw, read_only, unusable)
+        # The rows changed since, from this generation's journal (a later line wins).
+        changes, more = self._load_jsonl(self._journal_path(self._generation), read_only)
+        by_key = {row.key: row for row in kept}
+        by_key.update((row.key, row) for row in changes)
+        return list(by_key.values()), warnings + more
 
     def _load_settled(self, read_only: bool) -> tuple[list[Dispatch], list[str]]:
-        raw, warnings = self._read_or_set_aside(self.settled_path, read_only)
+        kept, warnings = self._load_jsonl(self.settled_path, read_only)
+        self._settled = {row.key: json.dumps(row.to_json(), separators=(",", ":"))
+                         for row in kept}
+        return kept, warnings
+
+    def _load_jsonl(self, path: Path, read_only: bool) -> tuple[list[Dispatch], list[str]]:
+        """The rows of an append-only file, a later version of a row in place of the
+        earlier; its last line left out when a crash cut it short."""
+        raw, warnings = self._read_or_set_aside(path, read_only)
         if raw is None:
             return [], warnings
         lines = raw.split("\n")
         if lines[-1]:  # no newline after it: an append a crash cut short
             lines[-1] = ""
             if not read_only:  # cut it off, or the next append would bury it mid-file
-                self._cut_torn_line()
+                self._cut_torn_line(path)
         parsed: list[tuple[int, object]] = []
         unusable: list[str] = []
         for number, line in enumerate(lines[:-1], 1):
@@ -229,17 +316,12 @@ class SessionStore:
         if unusable and not found:
             if read_only:
                 return [], []
-            return [], [self._set_aside(self.settled_path, "corrupt",
-                                        f"unreadable ({unusable[0]})")]
+            return [], [self._set_aside(path, "corrupt", f"unreadable ({unusable[0]})")]
         rows: dict[str, Dispatch] = {}
         for row in found:
             rows.pop(row.key, None)  # a later version of a row comes last
             rows[row.key] = row
-        kept, warnings = self._kept(self.settled_path, list(rows.values()), raw, read_only,
-                                    unusable)
-        self._settled = {row.key: json.dumps(row.to_json(), separators=(",", ":"))
-                         for row in kept}
-        return kept, warnings
+        return self._kept(path, list(rows.values()), raw, read_only, unusable)
 
     def _kept(self, path: Path, rows: list[Dispatch], raw: str, read_only: bool,
               unusable: list[str] | None = None) -> tuple[list[Dispatch], list[str]]:
@@ -260,9 +342,9 @@ class SessionStore:
             warnings.append(self._copy_aside(path, "refused", raw))
         return kept, warnings
 
-    def _cut_torn_line(self) -> None:
+    def _cut_torn_line(self, path: Path) -> None:
         with contextlib.suppress(OSError):
-            fd = open_nofollow(self.settled_path, os.O_RDWR)
+            fd = open_nofollow(path, os.O_RDWR)
             try:
                 size = os.fstat(fd).st_size
                 start = max(0, size - 1024 * 1024)  # a row is far shorter than this
@@ -327,8 +409,26 @@ class SessionStore:
             os.replace(self.state_path, target)
         if os.path.lexists(self.settled_path):
             os.replace(self.settled_path, self.settled_path.with_name(f"settled-{stamp}.jsonl"))
+        for generation, journal in self._journals():  # its journal goes with it
+            os.replace(journal, journal.with_name(f"changes-{stamp}-{generation}.jsonl"))
+        self._close_journal()  # the next save starts the next session's state
         self._settled.clear()
         return target
+
+    def _journals(self) -> list[tuple[int, Path]]:
+        """(generation, path) of each journal of the session in place."""
+        found = []
+        for path in self.directory.glob("changes-*.jsonl"):
+            generation = path.stem.removeprefix("changes-")
+            if generation.isdigit() and not path.is_symlink():
+                found.append((int(generation), path))
+        return found
+
+    def _close_journal(self) -> None:
+        if self._journal_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._journal_fd)
+            self._journal_fd = None
 
 
     def bring_back_last(self) -> bool:
@@ -345,6 +445,10 @@ class SessionStore:
         settled_rows = self.directory / f"settled-{stamp}.jsonl"
         if settled_rows.is_file() and not settled_rows.is_symlink():
             os.replace(settled_rows, self.settled_path)
+        for journal in self.directory.glob(f"changes-{stamp}-*.jsonl"):
+            generation = journal.stem.removeprefix(f"changes-{stamp}-")
+            if generation.isdigit() and journal.is_file() and not journal.is_symlink():
+                os.replace(journal, self._journal_path(int(generation)))
         return True
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -118,3 +120,26 @@ def _no_stray_worktree_dirs() -> Iterator[None]:
     stray = PROJECT / ".claude"
     if stray.exists():
         shutil.rmtree(stray, ignore_errors=True)
+
+
+def saved_rows(session: Path) -> list[dict[str, Any]]:
+    """The live rows a session saved, as a console resuming it reads them: state.json's,
+    then the later versions its generation's journal appended."""
+    try:
+        data = json.loads((session / "state.json").read_text())
+        rows = {row["key"]: row for row in data["dispatches"]}
+        journal = session / f"changes-{data.get('generation', 0)}.jsonl"
+        for line in (journal.read_text().splitlines() if journal.exists() else []):
+            with contextlib.suppress(ValueError):
+                row = json.loads(line)
+                rows[row["key"]] = row
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return list(rows.values())
+
+
+def saved_text(session: Path) -> str:
+    """Everything a session saved, as text: state.json, its journal, settled.jsonl."""
+    paths = [session / "state.json", *sorted(session.glob("changes-*.jsonl")),
+             session / "settled.jsonl"]
+    return "".join(p.read_text() for p in paths if p.exists())

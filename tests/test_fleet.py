@@ -19,7 +19,7 @@ import pytest
 
 from chump_tui.agent_process import group_has_live_member
 from chump_tui.fleet import wire
-from tests.conftest import HELPERS, gh_calls, wait_for
+from tests.conftest import HELPERS, gh_calls, saved_rows, saved_text, wait_for
 from tests.fleet_rig import (
     WorkerProcess,
     end_workers_and_agents,
@@ -385,10 +385,7 @@ def test_console_killed_mid_run_replays_and_records_each_outcome_once(
         state = repos["console"] / "sessions" / "chump-tui" / "state.json"
 
         def recorded_running() -> bool:  # the console saved all three as running on w1
-            try:
-                rows = json.loads(state.read_text())["dispatches"]
-            except (OSError, ValueError, KeyError):
-                return False
+            rows = saved_rows(state.parent)
             return sum(1 for r in rows if r["phase"] == "running" and r.get("remote")) == 3
         wait_for(recorded_running, 60, "three agents started and recorded")
         first.send_signal(signal.SIGKILL)
@@ -600,8 +597,7 @@ def test_a_host_back_from_silence_has_its_agent_followed_again_not_duplicated(
     session = repos["console"] / "sessions" / "chump-tui"
 
     def saved() -> str:  # the table and the settled rows (a LOST row settles once reflected)
-        return "".join(p.read_text() for p in (session / "state.json",
-                                               session / "settled.jsonl") if p.exists())
+        return saved_text(session)
 
     with nats_server(tmp_path) as server:
         # One slot each, so each host runs one gap; w2's agent keeps the console watching.

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from chump_tui.fleet import wire
-from tests.conftest import wait_for
+from tests.conftest import saved_text, wait_for
 from tests.fleet_rig import (
     end_workers_and_agents,
     member_args,
@@ -202,8 +202,7 @@ def test_a_cut_off_worker_pauses_its_agent_before_the_console_gives_it_up(
     session = repos["console"] / "sessions" / "chump-tui"
 
     def saved() -> str:
-        return "".join(p.read_text() for p in (session / "state.json",
-                                               session / "settled.jsonl") if p.exists())
+        return saved_text(session)
 
     with nats_server(tmp_path, listen="0.0.0.0") as server:
         link = host_link(server.port)
@@ -389,7 +388,7 @@ def test_a_console_killed_while_its_dispatch_waits_for_a_host_dispatches_it_when
     with nats_server(tmp_path) as server:
         first = console_logged(repos["console"], server.url, env, log, "--watch",
                                "--tick", "0.3")
-        wait_for(lambda: state.exists() and "waiting for a host" in state.read_text(), 60,
+        wait_for(lambda: "waiting for a host" in saved_text(state.parent), 60,
                  "the row saved as QUEUED")
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=10)

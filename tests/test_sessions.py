@@ -20,7 +20,7 @@ from chump_tui.monitor import DispatchOutcome
 from chump_tui.pr_providers import PrStatus, ScriptedPrProvider
 from chump_tui.reflections import DispatchReflection, SqliteReflectionWriter
 from chump_tui.session_store import SessionBusy, SessionStore, needs_resume
-from tests.conftest import wait_for
+from tests.conftest import saved_rows, wait_for
 from tests.test_cli_e2e import FOUR_GAPS
 from tests.test_engine import ScriptSpawner, gap
 
@@ -38,8 +38,7 @@ def cli(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
 
 
 def state(repo: Path) -> list[dict[str, object]]:
-    path = repo / "sessions" / "chump-tui" / "state.json"
-    return json.loads(path.read_text())["dispatches"] if path.exists() else []
+    return saved_rows(repo / "sessions" / "chump-tui")
 
 
 def reflection_rows(repo: Path) -> list[tuple[str, str]]:
@@ -96,6 +95,51 @@ def test_settled_rows_leave_the_table_once_and_load_back_merged(tmp_path: Path) 
     assert len(store.settled_path.read_text().splitlines()) == 4
     assert again.archive() is not None
     assert not store.settled_path.exists() and list(store.directory.glob("settled-*.jsonl"))
+
+
+def test_a_save_appends_the_rows_that_changed_and_a_load_merges_them(tmp_path: Path) -> None:
+    """A thousand live rows made each save a megabyte: between rewrites of state.json the
+    changed rows go to its generation's journal. A crash leaves a torn last line (left out)
+    or an old journal beside a newer state (ignored); archiving takes the journal along."""
+    store = SessionStore(tmp_path / "sessions" / "chump-tui", tmp_path)
+    rows = [settled_row(tmp_path, n, phase="running", outcome=None, reflection_written=False)
+            for n in range(50)]
+    store.save(rows)  # the first save writes the state whole: generation 1
+    whole = store.state_path.read_text()
+    rows[7] = settled_row(tmp_path, 7, phase="running", outcome=None,
+                          reflection_written=False, cost_usd=1.25)
+    store.save(rows, changed=rows[7].key)
+    assert store.state_path.read_text() == whole  # not rewritten
+    journal = store.directory / "changes-1.jsonl"
+    assert len(journal.read_text().splitlines()) == 1 and '"cost_usd":1.25' in journal.read_text()
+    loaded, warnings = SessionStore(store.directory, tmp_path).load()
+    assert warnings == [] and loaded == rows
+    # A crash mid-append: the torn line is left out (and cut), the rows before it kept.
+    with open(journal, "a") as fh:
+        fh.write('{"key": "S-8#1", "cost_us')
+    again = SessionStore(store.directory, tmp_path)
+    loaded, warnings = again.load()
+    assert loaded == rows and journal.read_text().endswith("\n")
+    # Its next save rewrites the state (generation 2); an old journal beside it is not read.
+    again.save(loaded)
+    assert json.loads(store.state_path.read_text())["generation"] == 2
+    assert not journal.exists()
+    (store.directory / "changes-1.jsonl").write_text(
+        json.dumps(settled_row(tmp_path, 7, phase="running", outcome=None,
+                               reflection_written=False, cost_usd=99.0).to_json()) + "\n")
+    assert SessionStore(store.directory, tmp_path).load()[0] == rows
+    # A journal grows to the live rows' size (at least 256 KiB), then the state is rewritten.
+    for n in range(400):
+        rows[n % 50] = settled_row(tmp_path, n % 50, phase="running", outcome=None,
+                                   reflection_written=False, cost_usd=float(n))
+        again.save(rows, changed=rows[n % 50].key)
+    assert json.loads(store.state_path.read_text())["generation"] > 2
+    assert SessionStore(store.directory, tmp_path).load()[0] == rows
+    assert again.archive() is not None
+    assert not [p for p in store.directory.glob("changes-*.jsonl")
+                if p.stem.removeprefix("changes-").isdigit()]  # taken along
+    assert again.bring_back_last()
+    assert SessionStore(store.directory, tmp_path).load()[0] == rows
 
 
 def test_a_settled_file_cut_by_a_crash_or_planted_is_never_trusted(tmp_path: Path) -> None:
@@ -284,7 +328,7 @@ def test_locked_db_while_outcomes_arrive_every_row_lands_once(tmp_path: Path) ->
         assert engine.wait_until_idle(10)
         wait_for(lambda: engine.reflections.last_error() != "", 10, "a failed write")
         assert engine.reflections.pending() == 3
-        saved = json.loads(store.state_path.read_text())["dispatches"]
+        saved = saved_rows(store.directory)
         assert all(d["outcome"] and not d["reflection_written"] for d in saved)
         holder.rollback()
         holder.close()

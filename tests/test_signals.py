@@ -4,7 +4,6 @@ SIGHUP to the console leaves agents running, says so, and the next start re-atta
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from chump_tui.agent_process import group_has_live_member
-from tests.conftest import wait_for
+from tests.conftest import saved_rows, wait_for
 from tests.test_cli_e2e import FOUR_GAPS
 from tests.tmux_session import TmuxPane
 
@@ -22,11 +21,7 @@ TWO = "\n".join(FOUR_GAPS.splitlines()[:3]) + "\n"
 
 
 def state(repo: Path) -> list[dict[str, object]]:
-    path = repo / "sessions" / "chump-tui" / "state.json"
-    try:
-        return json.loads(path.read_text())["dispatches"]
-    except (OSError, ValueError, KeyError):
-        return []
+    return saved_rows(repo / "sessions" / "chump-tui")
 
 
 def running_pids(repo: Path, n: int) -> list[int]:
