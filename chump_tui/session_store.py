@@ -1,8 +1,11 @@
 """The session on disk: ``sessions/chump-tui/state.json`` and the one-console-per-repo lock.
 
-The rows still in play are rewritten atomically on every change (temp file, fsync,
-rename, fsync of the directory), so a crash at any moment leaves either the
-previous table or the new one, never half of one. A settled row (ended, its
+The rows still in play are written whole, atomically (temp file, fsync, rename, fsync of
+the directory), as a numbered generation; between those rewrites each save appends the
+rows that changed to that generation's journal (``changes-<N>.jsonl``) and syncs it, so a
+save costs what changed, not every live row (a thousand fleet agents made it a megabyte).
+A crash leaves the last generation and its journal (a torn last line left out); a journal
+of another generation is never read. A settled row (ended, its
 reflection written) moves to ``settled.jsonl``, appended once and synced before the
 table drops it: hours of continuous mode make thousands of rows, and rewriting them
 all on every change grew with the session. Loading merges the two. The file may come from a
