@@ -57,7 +57,7 @@ HELD_BYTES = 16 * 1024 * 1024  # reports of a worker whose key is not known yet
 
 
 @dataclass
-class _Pending:
+class Pending:
     done: threading.Event = field(default_factory=threading.Event)
     accepted: threading.Event = field(default_factory=threading.Event)
     report: wire.AgentReport | None = None
@@ -266,7 +266,7 @@ class FleetClient:
         self._held_bytes = 0
         self._lock = threading.Lock()
         self._agents: dict[str, RemoteAgent] = {}
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._unclaimed: collections.OrderedDict[str, list[wire.AgentReport]] = \
             collections.OrderedDict()
         self._unclaimed_bytes = 0
@@ -453,7 +453,7 @@ class FleetClient:
                                  name=f"fleet-returned-{agent.uid[:8]}").start()
             agent.feed(report)
 
-    def _answers(self, pending: _Pending, report: wire.AgentReport) -> bool:
+    def _answers(self, pending: Pending, report: wire.AgentReport) -> bool:
         """Whether ``report`` answers our request: about the request we signed, and, once
         a worker took it, from that worker only (a second copy another worker refused, or
         a refusal someone provoked with a copy of our uid, does not count)."""
@@ -498,12 +498,14 @@ class FleetClient:
                 agent.feed(report)
 
     # ------------------------------------------------------------ dispatch
-    def request(self, request: wire.DispatchRequest,
-                cancelled: threading.Event | None = None) -> wire.AgentReport:
+    def request(self, request: wire.DispatchRequest, cancelled: threading.Event | None = None,
+                pending: Pending | None = None) -> wire.AgentReport:
         """Queue the request and wait for the worker that took it: its spawned or
         rejected report. DispatchDeferred when nobody took it in time (it can no longer be
-        taken) or the broker failed; DispatchError when the worker that took it fails."""
-        pending = self.expect(request.uid)
+        taken) or the broker failed; DispatchError when the worker that took it fails.
+        ``pending``: its answers' catch, as ``take_slot`` made it."""
+        if pending is None:
+            pending = self.expect(request.uid)
         try:
             self.broker.publish(wire.dispatch_subject(self.key), wire.encode(request))
         except FleetError as exc:
@@ -511,10 +513,10 @@ class FleetClient:
             raise DispatchDeferred(f"the broker: {exc}") from None
         return self.answer(request.uid, pending, ACCEPT_WAIT_S, cancelled)
 
-    def expect(self, uid: str) -> _Pending:
+    def expect(self, uid: str) -> Pending:
         """Catch the answers to request ``uid`` from now on (a resumed session's request:
         before the replay of the stream starts)."""
-        pending = _Pending()
+        pending = Pending()
         with self._lock:
             self._pending[uid] = pending
         return pending
@@ -523,7 +525,7 @@ class FleetClient:
         with self._lock:
             self._pending.pop(uid, None)
 
-    def answer(self, uid: str, pending: _Pending, accept_within_s: float,
+    def answer(self, uid: str, pending: Pending, accept_within_s: float,
                cancelled: threading.Event | None = None) -> wire.AgentReport:
         """Wait for the spawned or rejected report of request ``uid``.
 
@@ -543,7 +545,7 @@ class FleetClient:
         return pending.report
 
     @staticmethod
-    def _accepted(pending: _Pending, within_s: float, cancelled: threading.Event | None) -> bool:
+    def _accepted(pending: Pending, within_s: float, cancelled: threading.Event | None) -> bool:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             if pending.accepted.wait(0.1) or pending.done.is_set():
@@ -552,7 +554,7 @@ class FleetClient:
                 return False
         return pending.accepted.is_set() or pending.done.is_set()
 
-    def _give_up(self, uid: str, pending: _Pending) -> None:
+    def _give_up(self, uid: str, pending: Pending) -> None:
         """Nobody took request ``uid``: fence it (returns when a worker had taken it after
         all: its answer is on its way) or raise DispatchDeferred."""
         why = f"no worker took it within {ACCEPT_WAIT_S:g}s ({self.fleet_line()})"
@@ -572,7 +574,7 @@ class FleetClient:
             self.abandoned.add(uid)  # taken, yet its worker says nothing: ended if it starts
             raise DispatchDeferred(f"a worker took it and said nothing ({self.fleet_line()})")
 
-    def _wait_spawned(self, uid: str, pending: _Pending) -> None:
+    def _wait_spawned(self, uid: str, pending: Pending) -> None:
         """Until the worker that took it says spawned or rejected; DispatchDeferred if it
         goes silent first (its claim is released: nobody else would), DispatchError if it
         takes too long."""
@@ -719,12 +721,26 @@ class FleetClient:
         agents this console knows it started there count too."""
         up = [w for w in self.workers_up() if not w.degraded]
         with self._lock:
-            ours: collections.Counter[str] = collections.Counter(
-                a.worker for a in self._agents.values() if not a.ended.is_set())
-            for pending in self._pending.values():
-                if pending.worker:
-                    ours[pending.worker] += 1
-            unanswered = sum(1 for p in self._pending.values() if not p.worker)
+            return self._free_slots(up)
+
+    def take_slot(self, uid: str) -> Pending | None:
+        """A free slot held for request ``uid`` (counted as a request not taken yet from
+        now on; ``forget`` frees it), checked and held at once; None when none is free."""
+        up = [w for w in self.workers_up() if not w.degraded]
+        with self._lock:
+            if self._free_slots(up) <= 0:
+                return None
+            pending = self._pending[uid] = Pending()
+            return pending
+
+    def _free_slots(self, up: list[wire.WorkerRecord]) -> int:
+        """Caller holds the lock."""
+        ours: collections.Counter[str] = collections.Counter(
+            a.worker for a in self._agents.values() if not a.ended.is_set())
+        for pending in self._pending.values():
+            if pending.worker:
+                ours[pending.worker] += 1
+        unanswered = sum(1 for p in self._pending.values() if not p.worker)
         return sum(max(0, w.max_parallel - max(w.running, ours[w.worker_id]))
                    for w in up) - unanswered
 

@@ -26,7 +26,13 @@ from chump_tui.agent_process import LineCallback, OutputLog
 from chump_tui.errors import DispatchDeferred, DispatchError, TakenElsewhere
 from chump_tui.fleet import wire
 from chump_tui.fleet.broker import ClaimHeld, FleetError
-from chump_tui.fleet.remote import ACCEPT_WAIT_S, REPLAY_WAIT_S, FleetClient, RemoteAgent
+from chump_tui.fleet.remote import (
+    ACCEPT_WAIT_S,
+    REPLAY_WAIT_S,
+    FleetClient,
+    Pending,
+    RemoteAgent,
+)
 from chump_tui.fleet.worker import claim_session
 from chump_tui.harness import DEFAULT_HARNESS, stream_format
 from chump_tui.outside_text import one_line
@@ -167,13 +173,18 @@ class RemoteSpawner:
         tries = 0
         try:
             while True:
+                uid = uuid.uuid4().hex
                 try:
-                    self._wait_for_a_slot(log_path, deadline)
-                    shipped = self.client.shipped_elsewhere().get(gap_id)
-                    if shipped is not None:
-                        raise TakenElsewhere(shipped)
-                    self._check_claim(gap_id)
-                    report = self._send(gap_id, harness, log_path)
+                    pending = self._wait_for_a_slot(uid, log_path, deadline)
+                    try:
+                        shipped = self.client.shipped_elsewhere().get(gap_id)
+                        if shipped is not None:
+                            raise TakenElsewhere(shipped)
+                        self._check_claim(gap_id)
+                    except BaseException:
+                        self.client.forget(uid)  # the slot it held is free again
+                        raise
+                    report = self._send(uid, pending, gap_id, harness, log_path)
                 except DispatchDeferred as exc:
                     why = str(exc)
                 else:
@@ -197,12 +208,15 @@ class RemoteSpawner:
         finally:
             self._waiting(log_path, "")
 
-    def _wait_for_a_slot(self, log_path: Path, deadline: float | None) -> None:
-        while self.client.free_slots() <= 0:
+    def _wait_for_a_slot(self, uid: str, log_path: Path, deadline: float | None) -> Pending:
+        """A free slot, held for request ``uid`` (dispatches waiting together never all see
+        the same slot free and all go out)."""
+        while (pending := self.client.take_slot(uid)) is None:
             why = f"waiting for a host: {self.client.fleet_line()}"
             self._waiting(log_path, why)
             self._pause(SLOT_LOOK_S, why, deadline)
         self._waiting(log_path, "")
+        return pending
 
     def _back_off(self, log_path: Path, why: str, tries: int, deadline: float | None) -> None:
         wait = BACKOFF_S[tries - 1] if tries <= len(BACKOFF_S) else MAX_BACKOFF_S
@@ -220,8 +234,8 @@ class RemoteSpawner:
         if self.on_waiting is not None:
             self.on_waiting(log_path, why)
 
-    def _send(self, gap_id: str, harness: str, log_path: Path) -> wire.AgentReport:
-        uid = uuid.uuid4().hex
+    def _send(self, uid: str, pending: Pending, gap_id: str, harness: str,
+              log_path: Path) -> wire.AgentReport:
         request = wire.DispatchRequest(
             uid=uid, key=log_path.stem, gap_id=gap_id, origin=self.client.origin,
             base_ref=self.base_ref, harness=harness, console=self.client.session,
@@ -229,7 +243,7 @@ class RemoteSpawner:
         self.own_requests.add(uid)
         if self.on_request is not None:  # the row knows its request before it goes out
             self.on_request(log_path, f"/{uid}")
-        return self.client.request(request, self.cancelled)
+        return self.client.request(request, self.cancelled, pending)
 
     def resume_dispatch(self, record: Dispatch) -> Callable[[OutputLog, LineCallback],
                                                             SpawnResult]:
