@@ -88,7 +88,7 @@ class RemoteAgent(AgentProcess):
         self.on_line: LineCallback | None = None
         self._early: list[wire.AgentReport] = []  # summaries before that
         self.watching = False  # the operator looks at it: its whole output comes
-        self._follow_with: tuple[Path, int, StreamFormat | None] | None = None
+        self._follow_with: tuple[Path, OutputLog, int, StreamFormat | None] | None = None
         self._following = False
         self.watch_renew_at = 0.0
 
@@ -101,7 +101,7 @@ class RemoteAgent(AgentProcess):
         with self._write:
             self.output, self.on_line = output, on_line
             early, self._early = self._early, []
-            self._follow_with = (log_path, offset, fmt)
+            self._follow_with = (log_path, output, offset, fmt)
             if self.received or os.path.exists(log_path):
                 self._start_following()
         for report in early:
@@ -112,8 +112,8 @@ class RemoteAgent(AgentProcess):
         if self._follow_with is None or self._following:
             return
         self._following = True
-        log_path, offset, fmt = self._follow_with
-        super().follow(log_path, self.output or OutputLog(), self.on_line, offset, fmt)
+        log_path, output, offset, fmt = self._follow_with
+        super().follow(log_path, output, self.on_line, offset, fmt)
 
     # -- fed by the client, on the broker's thread
     def feed(self, report: wire.AgentReport) -> None:
@@ -498,14 +498,12 @@ class FleetClient:
                 agent.feed(report)
 
     # ------------------------------------------------------------ dispatch
-    def request(self, request: wire.DispatchRequest, cancelled: threading.Event | None = None,
-                pending: Pending | None = None) -> wire.AgentReport:
+    def request(self, request: wire.DispatchRequest, pending: Pending,
+                cancelled: threading.Event | None = None) -> wire.AgentReport:
         """Queue the request and wait for the worker that took it: its spawned or
         rejected report. DispatchDeferred when nobody took it in time (it can no longer be
         taken) or the broker failed; DispatchError when the worker that took it fails.
-        ``pending``: its answers' catch, as ``take_slot`` made it."""
-        if pending is None:
-            pending = self.expect(request.uid)
+        ``pending``: its answers' catch, as ``take_slot`` made it with the slot."""
         try:
             self.broker.publish(wire.dispatch_subject(self.key), wire.encode(request))
         except FleetError as exc:
@@ -715,14 +713,6 @@ class FleetClient:
                     if rec.repo == self.key and rec.status == "active"
                     and now - seen <= self.silent_after(rec)]
 
-    def free_slots(self) -> int:
-        """Slots the console can see free: healthy workers' free slots, less the requests
-        of this console no worker took yet. A worker's record is a heartbeat old, so the
-        agents this console knows it started there count too."""
-        up = [w for w in self.workers_up() if not w.degraded]
-        with self._lock:
-            return self._free_slots(up)
-
     def take_slot(self, uid: str) -> Pending | None:
         """A free slot held for request ``uid`` (counted as a request not taken yet from
         now on; ``forget`` frees it), checked and held at once; None when none is free."""
@@ -734,7 +724,9 @@ class FleetClient:
             return pending
 
     def _free_slots(self, up: list[wire.WorkerRecord]) -> int:
-        """Caller holds the lock."""
+        """Slots the console can see free on ``up`` (caller holds the lock): their free
+        slots, less the requests of this console no worker took yet. A worker's record is
+        a heartbeat old, so the agents this console knows it started there count too."""
         ours: collections.Counter[str] = collections.Counter(
             a.worker for a in self._agents.values() if not a.ended.is_set())
         for pending in self._pending.values():

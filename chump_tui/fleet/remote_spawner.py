@@ -243,7 +243,7 @@ class RemoteSpawner:
         self.own_requests.add(uid)
         if self.on_request is not None:  # the row knows its request before it goes out
             self.on_request(log_path, f"/{uid}")
-        return self.client.request(request, self.cancelled, pending)
+        return self.client.request(request, pending, self.cancelled)
 
     def resume_dispatch(self, record: Dispatch) -> Callable[[OutputLog, LineCallback],
                                                             SpawnResult]:
