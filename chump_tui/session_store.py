@@ -115,13 +115,13 @@ class SessionStore:
         Settled rows go to settled.jsonl (once per version) and out of the table.
         """
         self._ensure_dirs()
-        if changed is None:
-            self._encoded.clear()
-        else:
-            for key in {changed} if isinstance(changed, str) else changed:
-                self._encoded.pop(key, None)
         keys = None if changed is None else {changed} if isinstance(changed, str) \
             else set(changed)
+        if keys is None:
+            self._encoded.clear()
+        else:
+            for key in keys:
+                self._encoded.pop(key, None)
         rows: list[str] = []
         changed_rows: list[str] = []
         newly_settled: list[tuple[str, str]] = []
@@ -200,33 +200,18 @@ class SessionStore:
         fd = self._journal_fd
         assert fd is not None
         data = "".join(f"{row}\n" for row in rows).encode("utf-8")
-        size = self._journal_bytes
         try:
-            if os.write(fd, data) != len(data):
-                raise OSError(errno.ENOSPC, "short write")
-            os.fsync(fd)
+            _append_synced(fd, data, self._journal_bytes)
         except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            self._journal_fd = None
+            self._close_journal()
             raise
         self._journal_bytes += len(data)
 
     def _append_settled(self, rows: list[tuple[str, str]]) -> None:
         fd = open_nofollow(self.settled_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
-            size = os.fstat(fd).st_size
             data = "".join(f"{encoded}\n" for _, encoded in rows).encode("utf-8")
-            try:
-                if os.write(fd, data) != len(data):
-                    raise OSError(errno.ENOSPC, "short write")
-                os.fsync(fd)
-            except OSError:
-                with contextlib.suppress(OSError):  # no half row for the next append to bury
-                    os.ftruncate(fd, size)
-                raise
+            _append_synced(fd, data, os.fstat(fd).st_size)
         finally:
             os.close(fd)
         self._settled.update(rows)
@@ -453,6 +438,19 @@ class SessionStore:
             if generation.isdigit() and journal.is_file() and not journal.is_symlink():
                 os.replace(journal, self._journal_path(int(generation)))
         return True
+
+
+def _append_synced(fd: int, data: bytes, size: int) -> None:
+    """Append ``data`` to a file now ``size`` bytes long and sync it; on failure the file
+    is cut back to ``size`` (no half row for the next append to bury) and OSError raised."""
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, "short write")
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise
 
 
 def settled(record: Dispatch) -> bool:

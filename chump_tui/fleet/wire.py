@@ -282,15 +282,15 @@ KILL_ANSWERS = ("killing", "rejected")
 NO_SUCH_AGENT = "no such agent here"  # a kill's refusal: nothing of that uid runs there
 
 
+_REQUIRED_REPORT_FIELDS = ("kind", "uid", "worker", "host")
+
+
 def _report_body(report: AgentReport) -> dict[str, Any]:
     """A report as JSON, its empty fields left out (a thousand agents' summaries a second:
     nulls and empty strings were a tenth of each)."""
     body = {**asdict(report), "data": base64.b64encode(report.data).decode("ascii")}
     return {name: value for name, value in body.items()
             if name in _REQUIRED_REPORT_FIELDS or value not in (None, "", (), [])}
-
-
-_REQUIRED_REPORT_FIELDS = ("kind", "uid", "worker", "host")
 
 
 def encode(message: DispatchRequest | AgentReport | KillRequest | WatchRequest) -> bytes:
